@@ -1,0 +1,61 @@
+# msgarchive: every target installs what it needs itself.
+#   make run    start the sidecar (local-directory store under ./archive)
+#   make test   lint, generated-code drift check, and the whole test suite
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUF := node_modules/.bin/buf
+PROTO_FILES := $(wildcard protos/msgarchive/v1/*.proto)
+
+.PHONY: help run test lint protos check-protos tools clean
+
+help:
+	@echo "make run           start the sidecar on 127.0.0.1:50051, storing under ./archive"
+	@echo "make test          lint + generated-code check + unit, integration, e2e tests"
+	@echo "make lint          ruff, mypy, buf lint, hadolint"
+	@echo "make protos        regenerate client/msgarchive/v1 from protos/"
+	@echo "make check-protos  fail if regenerating changes anything"
+
+# The virtualenv is rebuilt whenever pyproject.toml changes.
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
+	touch $@
+
+$(BUF): package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The reference `lz4` command, which the end-to-end tests decompress copies with.
+/usr/bin/lz4:
+	command -v lz4 >/dev/null || { apt-get update -qq && apt-get install -y -qq lz4; }
+
+tools: $(BIN)/.installed $(BUF) /usr/bin/lz4
+
+run: $(BIN)/.installed
+	$(BIN)/msgarchive serve $(ARGS)
+
+protos: $(BIN)/.installed
+	scripts/gen-protos client
+
+check-protos: $(BIN)/.installed
+	scripts/check-protos
+
+lint: tools
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BUF) lint
+	$(BIN)/hadolint Dockerfile
+
+test: tools lint check-protos
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

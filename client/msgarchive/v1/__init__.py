@@ -1,0 +1,1 @@
+"""Generated code and message types for msgarchive.v1."""
