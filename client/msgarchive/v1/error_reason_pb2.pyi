@@ -38,6 +38,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Archiving cannot work at all: the store refuses the credentials or the
     bucket does not exist. Status FAILED_PRECONDITION.
     """
+    INTERNAL_ERROR: _ErrorReason.ValueType  # 4
+    """An unexpected fault in the sidecar. Status INTERNAL. The copy may not be
+    stored: the sender must not deliver the message.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every google.rpc.ErrorInfo reason the service returns, in
@@ -64,5 +68,9 @@ store error code). The sender must not deliver the message; it marks it
 ARCHIVE_UNAVAILABLE: ErrorReason.ValueType  # 3
 """Archiving cannot work at all: the store refuses the credentials or the
 bucket does not exist. Status FAILED_PRECONDITION.
+"""
+INTERNAL_ERROR: ErrorReason.ValueType  # 4
+"""An unexpected fault in the sidecar. Status INTERNAL. The copy may not be
+stored: the sender must not deliver the message.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

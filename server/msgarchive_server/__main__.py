@@ -1,0 +1,7 @@
+"""`python -m msgarchive_server` is `msgarchive`."""
+
+import sys
+
+from msgarchive_server.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""Assembling the sidecar: store, pipeline, gRPC server, health, reflection."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
+from msgarchive_server.archive import Archiver
+from msgarchive_server.config import S3Location, Settings, store_location
+from msgarchive_server.interceptors import RequestLogInterceptor
+from msgarchive_server.retry import RetryPolicy
+from msgarchive_server.servicer import ArchiveServicer
+from msgarchive_server.stores import ErrorKind, Store, StoreError
+from msgarchive_server.stores.local import LocalStore
+
+log = structlog.get_logger("msgarchive.server")
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ArchiveService"].full_name
+# gRPC's own size limit sits above the rendered-JSON limit, so that an over-size
+# message gets INVALID_ARGUMENT naming the field rather than a transport error.
+_TRANSPORT_HEADROOM = 1024 * 1024
+
+
+class StartupError(Exception):
+    """The sidecar cannot start; the message is one line saying why."""
+
+
+def make_store(settings: Settings) -> Store:
+    where = store_location(settings.store)
+    if isinstance(where, Path):
+        return LocalStore(where)
+    return _s3_store(settings, where)
+
+
+def _s3_store(settings: Settings, where: S3Location) -> Store:
+    # Imported here: only the S3 store needs boto3, and it is slow to import.
+    from msgarchive_server.stores.s3 import S3Options, S3Store
+
+    return S3Store(
+        S3Options(
+            bucket=where.bucket,
+            prefix=where.prefix,
+            region=settings.s3_region,
+            endpoint_url=settings.s3_endpoint_url,
+            path_style=settings.s3_path_style,
+            sse=settings.s3_sse,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            max_connections=settings.threads,
+        )
+    )
+
+
+@dataclass
+class Sidecar:
+    """A built, not yet started, sidecar."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    store: Store
+
+    def start(self) -> None:
+        self.server.start()
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float) -> None:
+        """Drain: health turns NOT_SERVING, new calls are refused, in-flight
+        calls get `grace` seconds to finish."""
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        self.store.close()
+
+
+def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
+    """The sidecar for `settings`, bound to its address but not started.
+
+    With ``--listen 127.0.0.1:0`` the port is chosen by the OS; `Sidecar.port`
+    tells which.
+    """
+    store = store or make_store(settings)
+    archiver = Archiver(
+        store,
+        max_message_bytes=settings.max_message_bytes,
+        retry=RetryPolicy(max_retries=settings.max_retries),
+    )
+    limit = settings.max_message_bytes + _TRANSPORT_HEADROOM
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
+        interceptors=[RequestLogInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_ArchiveServiceServicer_to_server(ArchiveServicer(archiver), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for service in ("", SERVICE_NAME):
+        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    try:
+        port = server.add_insecure_port(settings.listen)
+    except RuntimeError as err:
+        raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
+    if port == 0 and not settings.listen.startswith("unix:"):
+        raise StartupError(f"--listen {settings.listen}: cannot listen (address in use?)")
+    return Sidecar(server, port, health_servicer, store)
+
+
+def serve(settings: Settings) -> None:
+    """Run the sidecar until SIGTERM or SIGINT, then drain and return."""
+    store = make_store(settings)
+    try:
+        store.check()
+    except StoreError as err:
+        if err.kind is ErrorKind.FATAL:
+            raise StartupError(f"--store {settings.store}: {err}") from None
+        # Unreachable for now: serve anyway; every write retries and fails closed.
+        log.warning("store check failed", store_error=err.code)
+    sidecar = build_server(settings, store)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    sidecar.start()
+    log.info(
+        "serving",
+        listen=settings.listen,
+        port=sidecar.port,
+        store=type(store).__name__,
+        bucket=store.bucket,
+        prefix=store.prefix,
+    )
+    stopping.wait()
+    log.info("draining", grace_seconds=settings.grace_period)
+    sidecar.stop(settings.grace_period)
+    log.info("stopped")

@@ -1,0 +1,138 @@
+"""The archive pipeline: validate, locate, render, compress, store, ack.
+
+Plain Python with no gRPC in it: the servicer turns its results and errors
+into responses and status codes. An `Ack` exists only for a copy the store
+confirmed; every other outcome is an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from msgarchive.keys import location
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive.validation import FieldViolation, violations
+from msgarchive_server.payloads import compress, decompress, render
+from msgarchive_server.retry import RetriesExhausted, RetryPolicy, with_retries
+from msgarchive_server.stores import ErrorKind, Store, StoreError
+
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """A stored, verified copy."""
+
+    channel: str
+    message_id: str
+    bucket: str
+    key: str
+    sent_at_ms: int
+    attempts: int
+    etag: str
+    version_id: str
+    already_archived: bool
+    stored_bytes: int
+
+
+class InvalidRequest(Exception):
+    """The request breaks the contract; nothing was written."""
+
+    def __init__(self, found: list[FieldViolation]) -> None:
+        super().__init__("; ".join(f"{v.field} {v.description}" for v in found))
+        self.violations = found
+
+
+class ArchiveFailed(Exception):
+    """The store did not confirm the copy; the message must not be sent."""
+
+    def __init__(self, channel: str, error: StoreError, attempts: int) -> None:
+        super().__init__(f"{error.code} after {attempts} attempt(s)")
+        self.channel = channel
+        self.error = error
+        self.attempts = attempts
+
+
+class Archiver:
+    """Archives requests into one store."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        retry: RetryPolicy | None = None,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.store = store
+        self.max_message_bytes = max_message_bytes
+        self.retry = retry or RetryPolicy()
+        self._clock_ms = clock_ms
+
+    def archive(self, request: pb.ArchiveRequest, deadline: float | None = None) -> Ack:
+        """Store `request`'s copy and return the ack.
+
+        `deadline` is a `time.monotonic()` instant past which no retry starts.
+        Raises `InvalidRequest` or `ArchiveFailed`.
+        """
+        found = violations(request)
+        if found:
+            raise InvalidRequest(found)
+        where = location(request, self.store.prefix)
+        sent_at_ms = self._clock_ms()
+        body = render(request, message_id=where.message_id, sent_at_ms=sent_at_ms)
+        if len(body) > self.max_message_bytes:
+            raise InvalidRequest(
+                [
+                    FieldViolation(
+                        where.channel,
+                        f"renders to {len(body)} bytes of JSON, over the limit of "
+                        f"{self.max_message_bytes}",
+                    )
+                ]
+            )
+        blob = compress(body)
+        md5 = hashlib.md5(blob, usedforsecurity=False).digest()
+        try:
+            result, attempts = with_retries(
+                self.retry, deadline, lambda: self.store.put(where.key, blob, md5)
+            )
+        except RetriesExhausted as err:
+            raise ArchiveFailed(where.channel, err.error, err.attempts) from None
+        stored = blob
+        if result.existing_copy is not None:
+            # A copy was there first (a retried or duplicate archive): ack that
+            # copy as it is, once it is shown to be this message's copy.
+            stored = result.existing_copy
+            sent_at_ms = _sent_at_of(stored, where.message_id, where.channel, attempts)
+        return Ack(
+            channel=where.channel,
+            message_id=where.message_id,
+            bucket=self.store.bucket,
+            key=where.key,
+            sent_at_ms=sent_at_ms,
+            attempts=attempts,
+            etag=result.etag,
+            version_id=result.version_id,
+            already_archived=result.already_existed,
+            stored_bytes=len(stored),
+        )
+
+
+def _sent_at_of(copy: bytes, message_id: str, channel: str, attempts: int) -> int:
+    """The `sent_at` of an existing copy; ArchiveFailed if it is not a sound copy."""
+    try:
+        fields = json.loads(decompress(copy))
+        sent_at = fields["sent_at"]
+        ok = fields["message_id"] == message_id and isinstance(sent_at, int)
+    except (ValueError, RuntimeError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        error = StoreError("ExistingCopyUnreadable", ErrorKind.REJECTED, "not this message's copy")
+        raise ArchiveFailed(channel, error, attempts)
+    result: int = sent_at
+    return result

@@ -1,0 +1,306 @@
+"""Settings: read once from flags and environment variables, then passed down.
+
+Every setting has a flag and an environment variable (the flag wins), listed
+once in `OPTIONS`; `--help` and the README table come from the same list. A
+bad value raises `ConfigError` with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from msgarchive.keys import normalize_prefix
+
+DEFAULT_LISTEN = "127.0.0.1:50051"
+DEFAULT_STORE = "./archive"
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+SSE_MODES = ("AES256", "aws:kms")
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class ConfigError(Exception):
+    """A setting is invalid; the message is one line naming it."""
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _number(text: str, kind: Callable[[str], int | float], *, minimum: float, strict: bool) -> Any:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+    # Written so that NaN fails too.
+    if not (value > minimum or (not strict and value == minimum)):
+        raise ValueError(f"must be {'more than' if strict else 'at least'} {minimum:g}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value: int = _number(text, int, minimum=0, strict=True)
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value: int = _number(text, int, minimum=0, strict=False)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value: float = _number(text, float, minimum=0, strict=True)
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its flag, environment variable, default and parser."""
+
+    name: str
+    env: str
+    default: str | None
+    help: str
+    parse: Callable[[str], Any] = str
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "listen",
+        "MSGARCHIVE_LISTEN",
+        DEFAULT_LISTEN,
+        "address to serve gRPC on: HOST:PORT, or unix:PATH",
+        metavar="ADDR",
+    ),
+    Option(
+        "store",
+        "MSGARCHIVE_STORE",
+        DEFAULT_STORE,
+        "where copies go: a directory (PATH or file://PATH) or s3://BUCKET[/PREFIX]",
+        metavar="URL",
+    ),
+    Option(
+        "s3_endpoint_url",
+        "MSGARCHIVE_S3_ENDPOINT_URL",
+        None,
+        "S3 endpoint for S3-compatible stores (default: AWS, or AWS_ENDPOINT_URL)",
+        metavar="URL",
+    ),
+    Option(
+        "s3_region",
+        "MSGARCHIVE_S3_REGION",
+        None,
+        "bucket region (default: the AWS chain, e.g. AWS_REGION)",
+        metavar="REGION",
+    ),
+    Option(
+        "s3_path_style",
+        "MSGARCHIVE_S3_PATH_STYLE",
+        "false",
+        "path-style addressing (for most S3-compatible stores)",
+        _bool,
+        "BOOL",
+    ),
+    Option(
+        "s3_sse",
+        "MSGARCHIVE_S3_SSE",
+        None,
+        "server-side encryption: AES256 or aws:kms",
+        _choice(*SSE_MODES),
+        "MODE",
+    ),
+    Option(
+        "s3_sse_kms_key_id",
+        "MSGARCHIVE_S3_SSE_KMS_KEY_ID",
+        None,
+        "KMS key id for --s3-sse aws:kms (default: the bucket's AWS managed key)",
+        metavar="KEY",
+    ),
+    Option(
+        "s3_connect_timeout",
+        "MSGARCHIVE_S3_CONNECT_TIMEOUT",
+        "2",
+        "seconds to wait for a connection to S3",
+        _positive_float,
+        "SECONDS",
+    ),
+    Option(
+        "s3_read_timeout",
+        "MSGARCHIVE_S3_READ_TIMEOUT",
+        "10",
+        "seconds to wait for S3 to answer a write",
+        _positive_float,
+        "SECONDS",
+    ),
+    Option(
+        "max_message_bytes",
+        "MSGARCHIVE_MAX_MESSAGE_BYTES",
+        str(4 * 1024 * 1024),
+        "largest copy accepted, in bytes of rendered JSON",
+        _positive_int,
+        "BYTES",
+    ),
+    Option(
+        "max_retries",
+        "MSGARCHIVE_MAX_RETRIES",
+        "3",
+        "retries of a failed store write (throttling is retried apart)",
+        _non_negative_int,
+        "N",
+    ),
+    Option(
+        "threads",
+        "MSGARCHIVE_THREADS",
+        "32",
+        "gRPC worker threads: calls served at once",
+        _positive_int,
+        "N",
+    ),
+    Option(
+        "grace_period",
+        "MSGARCHIVE_GRACE_PERIOD",
+        "10",
+        "seconds in-flight calls get to finish on SIGTERM",
+        _positive_float,
+        "SECONDS",
+    ),
+    Option(
+        "log_level",
+        "MSGARCHIVE_LOG_LEVEL",
+        "info",
+        "debug, info, warning or error",
+        _choice(*LOG_LEVELS),
+        "LEVEL",
+    ),
+    Option(
+        "log_format",
+        "MSGARCHIVE_LOG_FORMAT",
+        "auto",
+        "json, console, or auto (console on a terminal, else json)",
+        _choice(*LOG_FORMATS),
+        "FORMAT",
+    ),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class S3Location:
+    bucket: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the sidecar is configured with."""
+
+    listen: str = DEFAULT_LISTEN
+    store: str = DEFAULT_STORE
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_path_style: bool = False
+    s3_sse: str | None = None
+    s3_sse_kms_key_id: str | None = None
+    s3_connect_timeout: float = 2.0
+    s3_read_timeout: float = 10.0
+    max_message_bytes: int = 4 * 1024 * 1024
+    max_retries: int = 3
+    threads: int = 32
+    grace_period: float = 10.0
+    log_level: str = "info"
+    log_format: str = "auto"
+
+    def __post_init__(self) -> None:
+        store_location(self.store)
+        if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
+            raise ConfigError("--s3-sse-kms-key-id needs --s3-sse aws:kms")
+        if not self.listen.strip():
+            raise ConfigError("--listen: an address is required")
+
+    @classmethod
+    def load(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+        """Settings from parsed flags, falling back to `environ`, then defaults."""
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            given = getattr(args, option.name, None)
+            source = option.flag
+            if given is None and option.env in environ:
+                given, source = environ[option.env], option.env
+            if given is None:
+                given = option.default
+            if given is None or (given == "" and option.default is None):
+                continue
+            try:
+                values[option.name] = option.parse(given)
+            except ValueError as err:
+                raise ConfigError(f"{source}={given!r}: {err}") from None
+        return cls(**values)
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """Add every setting's flag to `parser`, its env variable and default in the help."""
+    for option in OPTIONS:
+        default = option.default if option.default is not None else "unset"
+        parser.add_argument(
+            option.flag,
+            dest=option.name,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} [env {option.env}; default {default}]",
+        )
+
+
+def store_location(store: str) -> Path | S3Location:
+    """A directory for the local store, or the bucket and prefix for S3."""
+    if "://" not in store:
+        if not store.strip():
+            raise ConfigError("--store: a directory or s3://BUCKET is required")
+        return Path(store)
+    parts = urlsplit(store)
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"--store {store}: file URLs name a local path (file:///PATH)")
+        if not parts.path:
+            raise ConfigError(f"--store {store}: missing directory path")
+        return Path(parts.path)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"--store {store}: missing bucket name (s3://BUCKET[/PREFIX])")
+        if not BUCKET_NAME.fullmatch(parts.netloc) or ".." in parts.netloc:
+            raise ConfigError(f"--store {store}: {parts.netloc!r} is not a valid bucket name")
+        return S3Location(parts.netloc, normalize_prefix(parts.path))
+    raise ConfigError(
+        f"--store {store}: unknown store URL scheme {parts.scheme!r} "
+        "(use a directory, file://PATH or s3://BUCKET[/PREFIX])"
+    )
+
+
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Settings from a `serve` command line (used by tests and the CLI)."""
+    parser = argparse.ArgumentParser(prog="msgarchive serve")
+    add_options(parser)
+    return Settings.load(parser.parse_args(list(argv)), environ)

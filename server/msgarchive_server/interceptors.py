@@ -1,0 +1,69 @@
+"""Server interceptors: a request id and one summary log line per call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import structlog
+
+log = structlog.get_logger("msgarchive.rpc")
+
+REQUEST_ID_HEADER = "x-request-id"
+# Probes and tooling: logged at debug, so health checks do not flood the log.
+_QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+def _request_id(details: grpc.HandlerCallDetails) -> str:
+    for key, value in details.invocation_metadata or ():
+        if key == REQUEST_ID_HEADER and isinstance(value, str) and value:
+            return value[:128]
+    return ""
+
+
+class RequestLogInterceptor(grpc.ServerInterceptor):
+    """Binds request id and method to the log context; logs each unary call once."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method: str = handler_call_details.method
+        header_id = _request_id(handler_call_details)
+        inner = handler.unary_unary
+        quiet = method.startswith(_QUIET_PREFIXES)
+
+        def logged(request: Any, context: grpc.ServicerContext) -> Any:
+            structlog.contextvars.clear_contextvars()
+            request_id = header_id or getattr(request, "request_id", "") or uuid.uuid4().hex
+            structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return inner(request, context)
+            except Exception:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+                if code is grpc.StatusCode.UNKNOWN:
+                    log.exception("unexpected error")
+                raise
+            finally:
+                emit = log.debug if quiet else log.info
+                emit(
+                    "rpc",
+                    code=code.name,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                )
+                structlog.contextvars.clear_contextvars()
+
+        return grpc.unary_unary_rpc_method_handler(
+            logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

@@ -1,0 +1,117 @@
+"""The archived copy: one JSON object per message, compressed as an LZ4 frame.
+
+Field names and order follow the contract (DESIGN §1). Ids that are canonical
+decimal integers become JSON numbers, as in the reference examples; optional
+fields that are absent are left out, never written as null. The push payload
+is spliced in as the sender's own JSON text, so its numbers are kept exactly
+as written (no float round trip).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import lz4.frame
+
+from msgarchive.keys import channel_of, user_id
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive.validation import normalize_phone
+
+FORMAT_VERSION = 1
+
+PLATFORM_NAMES = {pb.PLATFORM_IOS: "iOS", pb.PLATFORM_ANDROID: "Android", pb.PLATFORM_WEB: "Web"}
+
+# A canonical decimal integer: it survives a round trip through a JSON number.
+_INTEGER = re.compile(r"0|[1-9][0-9]*")
+
+
+@dataclass(frozen=True, slots=True)
+class RawJSON:
+    """JSON text that is written into the copy as it is."""
+
+    text: str
+
+
+JSONValue = str | int | list[str] | dict[str, str] | RawJSON
+
+
+def id_value(value: str) -> int | str:
+    """An id as the copy holds it: a number when it is all digits, else a string."""
+    return int(value) if _INTEGER.fullmatch(value) else value
+
+
+def render(request: pb.ArchiveRequest, *, message_id: str, sent_at_ms: int) -> bytes:
+    """The UTF-8 JSON copy of a valid request."""
+    fields = _channel_fields(request)
+    fields += [
+        ("sent_at", sent_at_ms),
+        ("message_id", message_id),
+        ("campaign_id", id_value(request.campaign_id)),
+        ("campaign_name", request.campaign_name),
+        ("user_id", id_value(user_id(request))),
+    ]
+    if request.journey_id:
+        fields += [
+            ("journey_id", id_value(request.journey_id)),
+            ("journey_node_id", id_value(request.journey_node_id)),
+            ("journey_name", request.journey_name),
+        ]
+    return _json_object(fields).encode()
+
+
+def _channel_fields(request: pb.ArchiveRequest) -> list[tuple[str, JSONValue]]:
+    channel = channel_of(request)
+    fields: list[tuple[str, JSONValue]] = [("version", FORMAT_VERSION)]
+    if channel == "push":
+        push = request.push
+        fields += [
+            ("to", push.to),
+            ("payload", RawJSON(push.payload_json.strip())),
+            ("platform", PLATFORM_NAMES[push.platform]),
+        ]
+    elif channel == "email":
+        email = request.email
+        fields += [
+            ("to", email.to.strip()),
+            ("subject", email.subject),
+            ("from_name", email.from_name),
+            ("from_address", email.from_address.strip()),
+        ]
+        fields += [
+            (name, [a.strip() for a in getattr(email, name)])
+            for name in ("cc", "bcc")
+            if getattr(email, name)
+        ]
+        fields += [("html_body", email.html_body), ("plaintext_body", email.plaintext_body)]
+        if email.amp_body:
+            fields.append(("amp_body", email.amp_body))
+        fields.append(("headers", dict(email.headers)))
+    else:
+        message: pb.SmsMessage | pb.WhatsAppMessage = getattr(request, channel)
+        fields += [("to", normalize_phone(message.to)), ("body", message.body)]
+        if message.provider:
+            fields.append(("provider", message.provider))
+    return fields
+
+
+def _json_object(fields: list[tuple[str, JSONValue]]) -> str:
+    def encode(value: JSONValue) -> str:
+        if isinstance(value, RawJSON):
+            return value.text
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    return "{" + ",".join(f"{json.dumps(name)}:{encode(value)}" for name, value in fields) + "}"
+
+
+def compress(body: bytes) -> bytes:
+    """An LZ4 frame with its content size and content checksum, as `lz4 -d` reads it."""
+    data: bytes = lz4.frame.compress(body, store_size=True, content_checksum=True)
+    return data
+
+
+def decompress(blob: bytes) -> bytes:
+    """The JSON body of an LZ4-framed copy."""
+    data: bytes = lz4.frame.decompress(blob)
+    return data

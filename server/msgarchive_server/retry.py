@@ -1,0 +1,94 @@
+"""The store retry policy (reference FAQ, DESIGN §3), expressed with tenacity.
+
+- Transient store errors (5xx, timeouts, resets, BadDigest, AccessDenied) are
+  retried up to `max_retries` times, with exponential backoff and full jitter.
+- Throttling (SlowDown, 503, 429) backs off the same way but does not use up
+  those retries: it is handled while the caller's deadline allows, up to
+  `max_throttled` retries as a last bound.
+- Other errors are not retried.
+- No sleep runs past the caller's deadline: when the next attempt could not
+  start before it, the call stops with the last error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+
+from msgarchive_server.stores import ErrorKind, StoreError
+
+T = TypeVar("T")
+
+RETRIED_KINDS = frozenset({ErrorKind.TRANSIENT, ErrorKind.THROTTLED})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 3
+    max_throttled: int = 10
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+
+
+class RetriesExhausted(Exception):
+    """The last store error, after every attempt the policy allowed."""
+
+    def __init__(self, error: StoreError, attempts: int) -> None:
+        super().__init__(f"{error.code} after {attempts} attempts")
+        self.error = error
+        self.attempts = attempts
+
+
+class _Stop(tenacity.stop.stop_base):
+    """Stop when the retries of either kind are used up or the deadline nears."""
+
+    def __init__(self, policy: RetryPolicy, deadline: float | None) -> None:
+        self.policy = policy
+        self.deadline = deadline
+        self.failed = 0
+        self.throttled = 0
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        outcome = retry_state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, StoreError) and error.kind is ErrorKind.THROTTLED:
+            self.throttled += 1
+        else:
+            self.failed += 1
+        if self.failed > self.policy.max_retries or self.throttled > self.policy.max_throttled:
+            return True
+        if self.deadline is None:
+            return False
+        next_start = time.monotonic() + (retry_state.upcoming_sleep or 0.0)
+        return next_start >= self.deadline
+
+
+def with_retries(
+    policy: RetryPolicy, deadline: float | None, operation: Callable[[], T]
+) -> tuple[T, int]:
+    """Run `operation` under the policy; return its result and the attempts made.
+
+    `deadline` is a `time.monotonic()` instant, or None for no deadline.
+    Raises `RetriesExhausted` carrying the last StoreError.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, StoreError) and e.kind in RETRIED_KINDS
+        ),
+        stop=_Stop(policy, deadline),
+        wait=tenacity.wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay),
+        reraise=True,
+    )
+    attempts = 0
+    try:
+        for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                result = operation()
+    except StoreError as err:
+        raise RetriesExhausted(err, attempts) from None
+    return result, attempts

@@ -1,0 +1,72 @@
+"""What a store is: a place that keeps a copy under a key, verified, once."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    """What the store confirmed about a write."""
+
+    etag: str
+    version_id: str
+    # The copy that was already under the key (kept; nothing was written), or
+    # None when this write stored the body.
+    existing_copy: bytes | None = None
+
+    @property
+    def already_existed(self) -> bool:
+        return self.existing_copy is not None
+
+
+class ErrorKind(enum.Enum):
+    """How the pipeline treats a store error."""
+
+    # A transient fault (5xx, timeout, reset, BadDigest, AccessDenied as the
+    # reference FAQ asks): retry.
+    TRANSIENT = "transient"
+    # The store asks us to slow down (SlowDown, 503, 429): back off and retry.
+    THROTTLED = "throttled"
+    # Archiving cannot work: credentials or bucket are wrong (NoSuchBucket,
+    # InvalidAccessKeyId, SignatureDoesNotMatch), or the directory is unusable.
+    FATAL = "fatal"
+    # The store refused this one request for a reason retrying cannot cure.
+    REJECTED = "rejected"
+
+
+class StoreError(Exception):
+    """A write the store did not confirm. Carries no message content."""
+
+    def __init__(self, code: str, kind: ErrorKind, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.kind = kind
+
+
+class Store(Protocol):
+    """A copy store: the S3 store or the local-directory store."""
+
+    # Where copies go, for the ack: a bucket name, or a directory's path.
+    bucket: str
+    # The key prefix ("" or ending in "/") every copy's key starts with.
+    prefix: str
+
+    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+        """Store `body` under `key` unless a copy is there already.
+
+        `md5` is the body's MD5 digest; the store must verify it and refuse a
+        body that does not match. Raises `StoreError` when the write is not
+        confirmed.
+        """
+        ...
+
+    def check(self) -> None:
+        """Raise `StoreError` when the store cannot take writes."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...

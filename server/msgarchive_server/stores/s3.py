@@ -1,0 +1,179 @@
+"""The S3 store (boto3): AWS S3 or any S3-compatible endpoint.
+
+Every write carries `Content-MD5` of the exact bytes, which the store checks
+(a mismatch is `BadDigest`), and `If-None-Match: *`, so a key is written once:
+a `412` means the copy is already there. botocore's own retries are off, so
+the pipeline counts every attempt; botocore errors are translated into
+`StoreError` here and never leak further.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import botocore.config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from msgarchive_server.stores.base import ErrorKind, PutResult, StoreError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+CONTENT_TYPE = "application/x-lz4"
+
+_THROTTLING_CODES = {
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "TooManyRequestsException",
+}
+_FATAL_CODES = {
+    "NoSuchBucket",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidBucketName",
+    "AccountProblem",
+    "AllAccessDisabled",
+    "InvalidToken",
+    "ExpiredToken",
+}
+# 4xx answers that retrying can cure.
+_TRANSIENT_CLIENT_CODES = {
+    "AccessDenied",
+    "BadDigest",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "ConditionalRequestConflict",
+    "XAmzContentSHA256Mismatch",
+    "OperationAborted",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class S3Options:
+    """How to reach the bucket. Credentials come from the standard AWS chain."""
+
+    bucket: str
+    prefix: str = ""
+    region: str | None = None
+    endpoint_url: str | None = None
+    path_style: bool = False
+    sse: str | None = None  # "AES256" or "aws:kms"
+    sse_kms_key_id: str | None = None
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    max_connections: int = 32
+
+
+def make_client(options: S3Options) -> S3Client:
+    """A boto3 S3 client with botocore's retries off (the pipeline retries)."""
+    config = botocore.config.Config(
+        region_name=options.region,
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
+        retries={"total_max_attempts": 1},
+        max_pool_connections=options.max_connections,
+        s3={"addressing_style": "path" if options.path_style else "auto"},
+        # Content-MD5, computed from our own bytes, is the checksum the store verifies.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    session = boto3.session.Session()
+    client: S3Client = session.client("s3", endpoint_url=options.endpoint_url, config=config)
+    return client
+
+
+class S3Store:
+    """Copies as objects in one bucket, below an optional key prefix."""
+
+    def __init__(self, options: S3Options, client: S3Client | None = None) -> None:
+        self.options = options
+        self.bucket = options.bucket
+        self.prefix = options.prefix
+        self._client = client or make_client(options)
+        self._sse_args: dict[str, str] = {}
+        if options.sse:
+            self._sse_args["ServerSideEncryption"] = options.sse
+        if options.sse_kms_key_id:
+            self._sse_args["SSEKMSKeyId"] = options.sse_kms_key_id
+
+    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+        try:
+            response = self._client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body,
+                ContentMD5=base64.b64encode(md5).decode(),
+                ContentType=CONTENT_TYPE,
+                IfNoneMatch="*",
+                **self._sse_args,  # type: ignore[arg-type]
+            )
+        except ClientError as err:
+            if _error_code(err) in ("PreconditionFailed", "412"):
+                return self._existing(key)
+            raise classify(err) from None
+        except BotoCoreError as err:
+            raise classify(err) from None
+        return PutResult(
+            etag=response.get("ETag", "").strip('"'), version_id=response.get("VersionId", "")
+        )
+
+    def check(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _existing(self, key: str) -> PutResult:
+        """The copy already under `key`, for an ack that describes it truly."""
+        try:
+            got = self._client.get_object(Bucket=self.bucket, Key=key)
+            body = got["Body"].read()
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from None
+        return PutResult(
+            etag=got.get("ETag", "").strip('"'),
+            version_id=got.get("VersionId", ""),
+            existing_copy=body,
+        )
+
+
+def _error_code(err: ClientError) -> str:
+    error: dict[str, Any] = dict(err.response.get("Error", {}))
+    code = str(error.get("Code", ""))
+    if not code:
+        status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = str(status or "Unknown")
+    return code
+
+
+def classify(err: ClientError | BotoCoreError) -> StoreError:
+    """The StoreError for a botocore error: its code and how to treat it."""
+    if isinstance(err, BotoCoreError):
+        # Connection refused or reset, timeouts, and the like: retry.
+        return StoreError(type(err).__name__, ErrorKind.TRANSIENT, str(err))
+    code = _error_code(err)
+    status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    message = str(err.response.get("Error", {}).get("Message", ""))
+    # head_bucket answers a bare 404/403 with no error document.
+    if code == "404":
+        code = "NoSuchBucket"
+    if code in _THROTTLING_CODES or status in (429, 503):
+        kind = ErrorKind.THROTTLED
+    elif code in _FATAL_CODES:
+        kind = ErrorKind.FATAL
+    elif code in _TRANSIENT_CLIENT_CODES or status >= 500 or status == 0:
+        kind = ErrorKind.TRANSIENT
+    elif code == "403":
+        code, kind = "AccessDenied", ErrorKind.TRANSIENT
+    else:
+        kind = ErrorKind.REJECTED
+    return StoreError(code, kind, message)

@@ -1,0 +1,45 @@
+"""A scriptable in-memory store, for unit tests of the pipeline only."""
+
+from __future__ import annotations
+
+import hashlib
+
+from msgarchive_server.stores import ErrorKind, PutResult, StoreError
+
+
+class FakeStore:
+    bucket = "fake-bucket"
+    prefix = ""
+
+    def __init__(self, failures: list[StoreError] | None = None) -> None:
+        self.failures = list(failures or [])
+        self.objects: dict[str, bytes] = {}
+        self.calls = 0
+
+    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        if hashlib.md5(body, usedforsecurity=False).digest() != md5:
+            raise StoreError("BadDigest", ErrorKind.TRANSIENT)
+        if key in self.objects:
+            existing = self.objects[key]
+            return PutResult(
+                hashlib.md5(existing, usedforsecurity=False).hexdigest(), "v0", existing
+            )
+        self.objects[key] = body
+        return PutResult(hashlib.md5(body, usedforsecurity=False).hexdigest(), "v1")
+
+    def check(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def transient(code: str = "InternalError") -> StoreError:
+    return StoreError(code, ErrorKind.TRANSIENT)
+
+
+def throttled() -> StoreError:
+    return StoreError("SlowDown", ErrorKind.THROTTLED)

@@ -1,0 +1,124 @@
+"""The pipeline and its retry policy, against a scripted in-memory store."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from msgarchive_server.archive import ArchiveFailed, Archiver, InvalidRequest
+from msgarchive_server.payloads import compress, decompress
+from msgarchive_server.retry import RetryPolicy
+from msgarchive_server.stores import ErrorKind, StoreError
+from tests import samples
+from tests.unit.fakes import FakeStore, throttled, transient
+
+FAST = RetryPolicy(max_retries=3, max_throttled=10, base_delay=0.001, max_delay=0.002)
+
+
+def archiver(store: FakeStore, **kwargs: object) -> Archiver:
+    return Archiver(store, retry=FAST, clock_ms=lambda: 1_700_000_000_123, **kwargs)  # type: ignore[arg-type]
+
+
+def test_ack_describes_the_stored_copy() -> None:
+    store = FakeStore()
+    ack = archiver(store).archive(samples.sms_request())
+    assert ack.key == samples.expected_key("sms")
+    assert ack.message_id == samples.PHONE_MESSAGE_ID
+    assert ack.sent_at_ms == 1_700_000_000_123
+    assert ack.attempts == 1
+    assert ack.etag
+    assert ack.version_id == "v1"
+    assert not ack.already_archived
+    stored = store.objects[ack.key]
+    assert ack.stored_bytes == len(stored)
+    assert json.loads(decompress(stored)) == samples.expected_copy("sms", 1_700_000_000_123)
+
+
+def test_transient_errors_are_retried_and_counted() -> None:
+    store = FakeStore([transient(), transient("RequestTimeout")])
+    ack = archiver(store).archive(samples.email_request())
+    assert ack.attempts == 3
+    assert ack.key in store.objects
+
+
+def test_three_retries_then_failure_and_nothing_acked() -> None:
+    store = FakeStore([transient() for _ in range(4)] + [])
+    with pytest.raises(ArchiveFailed) as raised:
+        archiver(store).archive(samples.sms_request())
+    assert raised.value.attempts == 4
+    assert raised.value.error.code == "InternalError"
+    assert store.calls == 4
+    assert store.objects == {}
+
+
+def test_throttling_does_not_use_up_the_retries() -> None:
+    store = FakeStore([throttled()] * 6 + [transient()] * 3)
+    ack = archiver(store).archive(samples.sms_request())
+    assert ack.attempts == 10
+
+
+@pytest.mark.parametrize("kind", [ErrorKind.FATAL, ErrorKind.REJECTED])
+def test_errors_retrying_cannot_cure_fail_at_once(kind: ErrorKind) -> None:
+    store = FakeStore([StoreError("NoSuchBucket", kind)])
+    with pytest.raises(ArchiveFailed) as raised:
+        archiver(store).archive(samples.sms_request())
+    assert raised.value.attempts == 1
+    assert store.calls == 1
+
+
+def test_no_retry_sleeps_past_the_deadline() -> None:
+    slow = RetryPolicy(max_retries=3, base_delay=5.0, max_delay=5.0)
+    store = FakeStore([transient()] * 4)
+    pipeline = Archiver(store, retry=slow)
+    started = time.monotonic()
+    with pytest.raises(ArchiveFailed) as raised:
+        pipeline.archive(samples.sms_request(), deadline=started + 0.2)
+    # A backoff of up to 5 s could not end before the deadline: it stopped early.
+    assert time.monotonic() - started < 5.0
+    assert raised.value.attempts < 4
+
+
+def test_invalid_request_writes_nothing() -> None:
+    store = FakeStore()
+    with pytest.raises(InvalidRequest) as raised:
+        archiver(store).archive(samples.sms_request(batch_id="20241341"))
+    assert [v.field for v in raised.value.violations] == ["batch_id"]
+    assert store.calls == 0
+
+
+def test_over_size_copy_is_refused_naming_the_channel() -> None:
+    store = FakeStore()
+    request = samples.sms_request()
+    request.sms.body = "x" * 2000
+    with pytest.raises(InvalidRequest) as raised:
+        archiver(store, max_message_bytes=1000).archive(request)
+    (violation,) = raised.value.violations
+    assert violation.field == "sms"
+    assert "over the limit of 1000" in violation.description
+    assert store.calls == 0
+
+
+def test_duplicate_archive_acks_the_existing_copy() -> None:
+    store = FakeStore()
+    first = archiver(store).archive(samples.push_request())
+    later = Archiver(store, retry=FAST, clock_ms=lambda: 1_800_000_000_000)
+    again = later.archive(samples.push_request())
+    assert again.already_archived
+    assert again.key == first.key
+    assert again.sent_at_ms == first.sent_at_ms  # the stored copy's, not a new time
+    assert again.stored_bytes == first.stored_bytes
+    assert len(store.objects) == 1
+
+
+def test_unsound_existing_copy_fails_closed() -> None:
+    store = FakeStore()
+    key = samples.expected_key("sms")
+    store.objects[key] = compress(b'{"message_id":"someone-else","sent_at":1}')
+    with pytest.raises(ArchiveFailed) as raised:
+        archiver(store).archive(samples.sms_request())
+    assert raised.value.error.code == "ExistingCopyUnreadable"
+    store.objects[key] = b"not lz4 at all"
+    with pytest.raises(ArchiveFailed):
+        archiver(store).archive(samples.sms_request())

@@ -1,0 +1,90 @@
+"""Settings from flags and environment variables; bad ones name themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from msgarchive_server.cli import main
+from msgarchive_server.config import (
+    OPTIONS,
+    ConfigError,
+    S3Location,
+    Settings,
+    parse_settings,
+    store_location,
+)
+
+
+def test_zero_config_is_local_store_on_loopback() -> None:
+    settings = parse_settings([], {})
+    assert settings == Settings()
+    assert settings.listen == "127.0.0.1:50051"
+    assert store_location(settings.store) == Path("archive")
+    assert settings.max_message_bytes == 4 * 1024 * 1024
+
+
+def test_flag_wins_over_environment() -> None:
+    env = {"MSGARCHIVE_THREADS": "4", "MSGARCHIVE_S3_PATH_STYLE": "yes"}
+    settings = parse_settings(["--threads", "8"], env)
+    assert settings.threads == 8
+    assert settings.s3_path_style is True
+
+
+def test_every_option_has_flag_env_and_help() -> None:
+    for option in OPTIONS:
+        assert option.env == "MSGARCHIVE_" + option.name.upper()
+        assert option.flag == "--" + option.name.replace("_", "-")
+        assert option.help
+        assert option.name in Settings.__dataclass_fields__
+
+
+@pytest.mark.parametrize(
+    ("store", "where"),
+    [
+        ("s3://my-bucket", S3Location("my-bucket", "")),
+        ("s3://my-bucket/tenant/a/", S3Location("my-bucket", "tenant/a/")),
+        ("file:///var/lib/msgarchive", Path("/var/lib/msgarchive")),
+        ("/data", Path("/data")),
+    ],
+)
+def test_store_urls(store: str, where: object) -> None:
+    assert store_location(store) == where
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "says"),
+    [
+        (["--store", "gs://bucket"], {}, "unknown store URL scheme 'gs'"),
+        (["--store", "s3://"], {}, "missing bucket name"),
+        (["--store", "s3://Bad_Bucket"], {}, "not a valid bucket name"),
+        (["--threads", "many"], {}, "--threads='many': expected a number"),
+        ([], {"MSGARCHIVE_MAX_MESSAGE_BYTES": "0"}, "MSGARCHIVE_MAX_MESSAGE_BYTES='0'"),
+        (["--s3-sse", "rot13"], {}, "must be one of AES256, aws:kms"),
+        (["--s3-sse-kms-key-id", "k1"], {}, "needs --s3-sse aws:kms"),
+        (["--grace-period", "nan"], {}, "must be more than 0"),
+        (["--s3-path-style", "maybe"], {}, "expected true or false"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(argv: list[str], env: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_settings(argv, env)
+    assert says in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_cli_exits_2_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--store", "ftp://x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("msgarchive: error: --store ftp://x: unknown store URL scheme")
+    assert err.count("\n") == 1
+
+
+def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in OPTIONS:
+        assert option.flag in text
+        assert option.env in text
