@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from concurrent import futures
 from dataclasses import dataclass
@@ -114,13 +115,38 @@ def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
+    probe_listen(settings.listen)
     try:
         port = server.add_insecure_port(settings.listen)
     except RuntimeError as err:
         raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
-    if port == 0 and not settings.listen.startswith("unix:"):
-        raise StartupError(f"--listen {settings.listen}: cannot listen (address in use?)")
     return Sidecar(server, port, health_servicer, store)
+
+
+def probe_listen(address: str) -> None:
+    """Raise StartupError naming why `address` cannot be listened on.
+
+    gRPC's own bind failure only says "Failed to bind"; this says why (address
+    in use, no such directory, unknown host) in one line.
+    """
+    if address.startswith("unix:"):
+        path = Path(address.removeprefix("unix:").removeprefix("//"))
+        if not path.parent.is_dir():
+            raise StartupError(f"--listen {address}: no such directory {path.parent}")
+        return
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise StartupError(f"--listen {address}: expected HOST:PORT or unix:PATH")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        family, kind, proto, _, sockaddr = infos[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(sockaddr)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise StartupError(f"--listen {address}: cannot listen: {reason}") from None
 
 
 def serve(settings: Settings) -> None:
@@ -145,7 +171,7 @@ def serve(settings: Settings) -> None:
     log.info(
         "serving",
         listen=settings.listen,
-        port=sidecar.port,
+        port=None if settings.listen.startswith("unix:") else sidecar.port,
         store=type(store).__name__,
         bucket=store.bucket,
         prefix=store.prefix,

@@ -1,0 +1,122 @@
+"""The local-directory store: atomic, durable, write-once, on the real file system."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from msgarchive_server.stores import ErrorKind, StoreError
+from msgarchive_server.stores.local import LocalStore
+
+pytestmark = pytest.mark.integration
+
+KEY = "sent_messages/Email/202409/77/aa/bb.json.lz4"
+BODY = b"\x04\x22\x4d\x18 copy bytes"
+MD5 = hashlib.md5(BODY, usedforsecurity=False).digest()
+
+
+def all_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def test_put_writes_the_copy_at_its_key_and_nothing_else(tmp_path: Path) -> None:
+    result = LocalStore(tmp_path).put(KEY, BODY, MD5)
+    assert not result.already_existed
+    assert result.etag == MD5.hex()
+    assert (tmp_path / KEY).read_bytes() == BODY
+    assert all_files(tmp_path) == [KEY]  # no temporary file is left behind
+
+
+def test_file_and_every_new_directory_are_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    LocalStore(tmp_path).put(KEY, BODY, MD5)
+    final_dir = str((tmp_path / KEY).parent)
+    temp_files = [p for p in synced if Path(p).name.startswith(".tmp-")]
+    assert len(temp_files) == 1  # the data, before it is published
+    assert synced[-1] == final_dir  # the directory entry, after
+    for parent in Path(KEY).parents:
+        if str(parent) != ".":
+            assert str(tmp_path / parent.parent) in synced  # each new directory's entry
+
+
+def test_write_once_keeps_the_first_copy(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put(KEY, BODY, MD5)
+    other = b"another body"
+    result = store.put(KEY, other, hashlib.md5(other, usedforsecurity=False).digest())
+    assert result.already_existed
+    assert result.existing_copy == BODY
+    assert (tmp_path / KEY).read_bytes() == BODY
+
+
+def test_concurrent_writers_of_one_key_publish_exactly_one_copy(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    bodies = [f"body {i}".encode() for i in range(16)]
+    results: list[bool] = []
+    barrier = threading.Barrier(len(bodies))
+
+    def write(body: bytes) -> None:
+        barrier.wait()
+        result = store.put(KEY, body, hashlib.md5(body, usedforsecurity=False).digest())
+        results.append(result.already_existed)
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in bodies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(False) == 1
+    assert (tmp_path / KEY).read_bytes() in bodies
+    assert all_files(tmp_path) == [KEY]
+
+
+def test_a_body_that_does_not_match_its_checksum_is_not_published(tmp_path: Path) -> None:
+    wrong = hashlib.md5(b"something else", usedforsecurity=False).digest()
+    with pytest.raises(StoreError) as raised:
+        LocalStore(tmp_path).put(KEY, BODY, wrong)
+    assert raised.value.code == "BadDigest"
+    assert all_files(tmp_path) == []
+
+
+def test_a_failure_before_publishing_leaves_no_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_link(src: object, dst: object) -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "link", failing_link)
+    with pytest.raises(StoreError) as raised:
+        LocalStore(tmp_path).put(KEY, BODY, MD5)
+    assert raised.value.code == "EIO"
+    assert raised.value.kind is ErrorKind.TRANSIENT
+    assert all_files(tmp_path) == []
+
+
+def test_an_unusable_directory_is_fatal(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError) as raised:
+        LocalStore(blocker / "archive").check()
+    assert raised.value.kind is ErrorKind.FATAL
+    assert "cannot write to" in str(raised.value)
+
+
+def test_a_key_cannot_escape_the_directory(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as raised:
+        LocalStore(tmp_path / "root").put("../outside.json.lz4", BODY, MD5)
+    assert raised.value.kind is ErrorKind.REJECTED
+    assert not (tmp_path / "outside.json.lz4").exists()

@@ -1,0 +1,96 @@
+"""The gRPC server in this process, over a real socket, storing into SeaweedFS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from msgarchive import ArchiveClient, AsyncArchiveClient, InvalidMessage
+from msgarchive_server.app import Sidecar, build_server
+from msgarchive_server.config import Settings
+from msgarchive_server.stores.s3 import S3Options, S3Store
+from tests import samples
+from tests.seaweed import SeaweedFS, keys_in
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sidecar(seaweed: SeaweedFS, bucket: str) -> Iterator[Sidecar]:
+    store = S3Store(S3Options(bucket=bucket, prefix="tenant-a/"), client=seaweed.client())
+    running = build_server(Settings(listen="127.0.0.1:0", threads=4), store)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop(grace=1)
+
+
+def test_health_reports_serving(sidecar: Sidecar) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "msgarchive.v1.ArchiveService"):
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_services(sidecar: Sidecar) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (reply,) = list(stub.ServerReflectionInfo(iter([request]), timeout=5))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"msgarchive.v1.ArchiveService", "grpc.health.v1.Health"} <= names
+
+
+def test_archive_over_the_socket_lands_under_the_prefix(
+    sidecar: Sidecar, bucket: str, s3: S3Client
+) -> None:
+    with ArchiveClient(f"127.0.0.1:{sidecar.port}") as client:
+        ack = client.archive(samples.whatsapp_request(), metadata=(("x-request-id", "r-1"),))
+    assert ack.key == samples.expected_key("whatsapp", "tenant-a/")
+    assert ack.bucket == bucket
+    assert keys_in(s3, bucket) == [ack.key]
+
+
+def test_async_client(sidecar: Sidecar, bucket: str, s3: S3Client) -> None:
+    async def run() -> str:
+        async with AsyncArchiveClient(f"127.0.0.1:{sidecar.port}") as client:
+            ack = await client.archive(samples.email_request())
+            with pytest.raises(InvalidMessage):
+                await client.archive(samples.email_request(batch_id="19990231"))
+            return ack.key
+
+    key = asyncio.run(run())
+    assert keys_in(s3, bucket) == [key]
+
+
+def test_over_size_message_is_invalid_argument_not_transport_error(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    store = S3Store(S3Options(bucket=bucket), client=seaweed.client())
+    running = build_server(Settings(listen="127.0.0.1:0", max_message_bytes=64 * 1024), store)
+    running.start()
+    try:
+        request = samples.sms_request()
+        request.sms.body = "x" * 200_000  # over the limit, under the transport's headroom
+        with (
+            ArchiveClient(f"127.0.0.1:{running.port}") as client,
+            pytest.raises(InvalidMessage) as raised,
+        ):
+            client.archive(request)
+    finally:
+        running.stop(grace=1)
+    ((field, description),) = raised.value.field_violations
+    assert field == "sms"
+    assert "over the limit of 65536" in description
+    assert keys_in(s3, bucket) == []

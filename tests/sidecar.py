@@ -1,0 +1,98 @@
+"""The real sidecar as a child process: `python -m msgarchive_server serve`.
+
+It listens on port 0 and the test learns the port from its "serving" log
+line, so there is no race for a free port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+
+class SidecarProcess:
+    def __init__(
+        self, args: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
+        self.args = [sys.executable, "-m", "msgarchive_server", "serve", *args]
+        self.env = {**os.environ, "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}
+        self.cwd = cwd
+        self.process: subprocess.Popen[str] | None = None
+        self.lines: list[dict[str, Any]] = []
+        self.stderr = ""
+        self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> SidecarProcess:
+        self.process = subprocess.Popen(
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
+        )
+        threading.Thread(target=self._read, args=(self.process.stdout,), daemon=True).start()
+        while True:
+            try:
+                line = self._lines.get(timeout=timeout)
+            except queue.Empty:
+                self.kill()
+                raise RuntimeError("the sidecar did not start in time") from None
+            if line is None:
+                self.process.wait(10)
+                self.stderr = self.process.stderr.read() if self.process.stderr else ""
+                raise RuntimeError(f"the sidecar exited: {self.stderr}")
+            if line.get("event") == "serving":
+                self.port = int(line["port"])
+                return self
+
+    def _read(self, stream: IO[str]) -> None:
+        for raw in stream:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                line = {"event": "unparsed", "text": raw}
+            self.lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the sidecar and wait; its exit code."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        if self.process.stderr:
+            self.stderr = self.process.stderr.read()
+        return code
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def run_to_exit(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """Run `msgarchive serve ARGS` expecting it to stop by itself: (exit code, stderr)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "msgarchive_server", "serve", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=30,
+        check=False,
+    )
+    return done.returncode, done.stderr
