@@ -33,11 +33,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "health":
-        from msgarchive_server.healthcheck import check_health
+    try:
+        if args.command == "health":
+            from msgarchive_server.healthcheck import check_health
 
-        return check_health(args.address, args.timeout)
-    return _serve(args)
+            return check_health(args.address, args.timeout)
+        return _serve(args)
+    except ModuleNotFoundError as err:
+        print(
+            f"msgarchive: error: {err.name} is missing: install the sidecar with "
+            "pip install 'msgarchive[server]'",
+            file=sys.stderr,
+        )
+        return 2
 
 
 def _serve(args: argparse.Namespace) -> int:

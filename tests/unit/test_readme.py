@@ -1,0 +1,22 @@
+"""The README's settings table is the settings the sidecar has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from msgarchive_server.config import OPTIONS
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
+    for option in OPTIONS:
+        default = f"`{option.default}`" if option.default is not None else "unset"
+        row = f"| `{option.flag}` | `{option.env}` | {default} | {option.help} |"
+        assert row in README, row
+
+
+def test_the_readme_starts_with_the_two_commands() -> None:
+    head = README.split("\n---\n")[0]
+    assert "make run" in head
+    assert "make test" in head
