@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 import boto3
 import botocore.config
 
+from msgarchive_server.stores.s3 import PROBE_KEY
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -159,8 +161,8 @@ class SeaweedFS:
 
 
 def keys_in(client: S3Client, bucket: str) -> list[str]:
-    """Every key in `bucket`."""
+    """Every archived copy's key in `bucket`: every key but the sidecar's probe object."""
     keys: list[str] = []
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys += [item["Key"] for item in page.get("Contents", [])]
-    return keys
+    return [key for key in keys if not key.endswith(PROBE_KEY)]

@@ -6,7 +6,6 @@ import signal
 import socket
 import threading
 from concurrent import futures
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -18,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive_server.archive import Archiver
+from msgarchive_server.circuit import StoreCircuit
 from msgarchive_server.config import S3Location, Settings, store_location
 from msgarchive_server.interceptors import RequestLogInterceptor
 from msgarchive_server.retry import RetryPolicy
@@ -30,7 +30,7 @@ log = structlog.get_logger("msgarchive.server")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ArchiveService"].full_name
 # gRPC's own size limit sits above the rendered-JSON limit, so that an over-size
 # message gets INVALID_ARGUMENT naming the field rather than a transport error.
-_TRANSPORT_HEADROOM = 1024 * 1024
+_HEADROOM = 1024 * 1024
 
 
 class StartupError(Exception):
@@ -64,26 +64,63 @@ def _s3_store(settings: Settings, where: S3Location) -> Store:
     )
 
 
-@dataclass
 class Sidecar:
-    """A built, not yet started, sidecar."""
+    """A built, not yet started, sidecar: server, health, circuit, store."""
 
-    server: grpc.Server
-    port: int
-    health: health.HealthServicer
-    store: Store
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.store = store
+        self.draining = False
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        self.circuit = StoreCircuit(store, self._set_serving, max_delay=settings.probe_max_interval)
+        archiver = Archiver(
+            store,
+            max_message_bytes=settings.max_message_bytes,
+            retry=RetryPolicy(max_retries=settings.max_retries),
+            circuit=self.circuit,
+        )
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
+            interceptors=[RequestLogInterceptor()],
+            options=[
+                ("grpc.max_receive_message_length", settings.max_message_bytes + _HEADROOM),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_ArchiveServiceServicer_to_server(ArchiveServicer(archiver), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self._set_serving(False)
+        probe_listen(settings.listen)
+        try:
+            self.port = self.server.add_insecure_port(settings.listen)
+        except RuntimeError as err:
+            raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
 
     def start(self) -> None:
         self.server.start()
-        for service in ("", SERVICE_NAME):
-            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        self._set_serving(not self.circuit.is_open)
 
     def stop(self, grace: float) -> None:
         """Drain: health turns NOT_SERVING, new calls are refused, in-flight
         calls get `grace` seconds to finish."""
+        self.draining = True
         self.health.enter_graceful_shutdown()
+        self.circuit.stop()
         self.server.stop(grace).wait()
         self.store.close()
+
+    def _set_serving(self, serving: bool) -> None:
+        if self.draining:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, status)
 
 
 def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
@@ -92,35 +129,26 @@ def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
     With ``--listen 127.0.0.1:0`` the port is chosen by the OS; `Sidecar.port`
     tells which.
     """
-    store = store or make_store(settings)
-    archiver = Archiver(
-        store,
-        max_message_bytes=settings.max_message_bytes,
-        retry=RetryPolicy(max_retries=settings.max_retries),
-    )
-    limit = settings.max_message_bytes + _TRANSPORT_HEADROOM
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
-        interceptors=[RequestLogInterceptor()],
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    pb_grpc.add_ArchiveServiceServicer_to_server(ArchiveServicer(archiver), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for service in ("", SERVICE_NAME):
-        health_servicer.set(service, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    probe_listen(settings.listen)
+    return Sidecar(settings, store or make_store(settings))
+
+
+def check_store(sidecar: Sidecar, settings: Settings) -> None:
+    """Probe the store at startup, as the circuit does later.
+
+    An unusable local directory stops startup. A remote store that refuses the
+    credentials or lacks the bucket opens the circuit: the sidecar serves
+    NOT_SERVING and recovers by itself once the store accepts writes. A store
+    that is merely unreachable is logged; writes retry and fail closed.
+    """
     try:
-        port = server.add_insecure_port(settings.listen)
-    except RuntimeError as err:
-        raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
-    return Sidecar(server, port, health_servicer, store)
+        sidecar.store.probe()
+    except StoreError as err:
+        if err.kind is not ErrorKind.FATAL:
+            log.warning("store check failed", store_error=err.code)
+        elif sidecar.store.remote:
+            sidecar.circuit.trip(err)
+        else:
+            raise StartupError(f"--store {settings.store}: {err}") from None
 
 
 def probe_listen(address: str) -> None:
@@ -151,15 +179,9 @@ def probe_listen(address: str) -> None:
 
 def serve(settings: Settings) -> None:
     """Run the sidecar until SIGTERM or SIGINT, then drain and return."""
-    store = make_store(settings)
-    try:
-        store.check()
-    except StoreError as err:
-        if err.kind is ErrorKind.FATAL:
-            raise StartupError(f"--store {settings.store}: {err}") from None
-        # Unreachable for now: serve anyway; every write retries and fails closed.
-        log.warning("store check failed", store_error=err.code)
-    sidecar = build_server(settings, store)
+    sidecar = build_server(settings)
+    check_store(sidecar, settings)
+    store = sidecar.store
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -175,6 +197,7 @@ def serve(settings: Settings) -> None:
         store=type(store).__name__,
         bucket=store.bucket,
         prefix=store.prefix,
+        archiving_available=not sidecar.circuit.is_open,
     )
     stopping.wait()
     log.info("draining", grace_seconds=settings.grace_period)

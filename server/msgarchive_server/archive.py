@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from msgarchive.keys import location
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation, violations
+from msgarchive_server import retry
+from msgarchive_server.circuit import StoreCircuit
 from msgarchive_server.payloads import compress, decompress, render
 from msgarchive_server.retry import RetriesExhausted, RetryPolicy, with_retries
-from msgarchive_server.stores import ErrorKind, Store, StoreError
+from msgarchive_server.stores import ErrorKind, PutResult, Store, StoreError
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -57,6 +59,30 @@ class ArchiveFailed(Exception):
         self.attempts = attempts
 
 
+class ArchiveUnavailable(Exception):
+    """Archiving cannot work now (credentials, bucket); nothing was written."""
+
+    def __init__(self, channel: str, store_error: str, attempts: int = 0) -> None:
+        super().__init__(f"archiving is unavailable: {store_error}")
+        self.channel = channel
+        self.store_error = store_error
+        self.attempts = attempts
+
+
+class DeadlineTooClose(Exception):
+    """The caller's deadline left no time for a store attempt; nothing was written."""
+
+    def __init__(self, channel: str) -> None:
+        super().__init__("the deadline is too close for a store attempt")
+        self.channel = channel
+
+
+# The first guess of one store attempt's duration, before any is measured;
+# and how much each new measurement moves the running estimate.
+_FIRST_ESTIMATE = 0.005
+_ESTIMATE_WEIGHT = 0.1
+
+
 class Archiver:
     """Archives requests into one store."""
 
@@ -66,18 +92,23 @@ class Archiver:
         *,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         retry: RetryPolicy | None = None,
+        circuit: StoreCircuit | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.store = store
         self.max_message_bytes = max_message_bytes
         self.retry = retry or RetryPolicy()
+        self.circuit = circuit
         self._clock_ms = clock_ms
+        # A running (exponentially weighted) mean of successful attempts.
+        self.attempt_estimate = _FIRST_ESTIMATE
 
     def archive(self, request: pb.ArchiveRequest, deadline: float | None = None) -> Ack:
         """Store `request`'s copy and return the ack.
 
         `deadline` is a `time.monotonic()` instant past which no retry starts.
-        Raises `InvalidRequest` or `ArchiveFailed`.
+        Raises `InvalidRequest`, `ArchiveUnavailable`, `ArchiveFailed` or
+        `DeadlineTooClose`.
         """
         found = violations(request)
         if found:
@@ -95,13 +126,23 @@ class Archiver:
                     )
                 ]
             )
+        if self.circuit is not None and self.circuit.is_open:
+            raise ArchiveUnavailable(where.channel, self.circuit.reason)
         blob = compress(body)
         md5 = hashlib.md5(blob, usedforsecurity=False).digest()
         try:
             result, attempts = with_retries(
-                self.retry, deadline, lambda: self.store.put(where.key, blob, md5)
+                self.retry,
+                deadline,
+                lambda: self._timed_put(where.key, blob, md5),
+                self.attempt_estimate,
             )
+        except retry.DeadlineTooClose:
+            raise DeadlineTooClose(where.channel) from None
         except RetriesExhausted as err:
+            if self.circuit is not None and self._means_unavailable(err):
+                self.circuit.trip(err.error)
+                raise ArchiveUnavailable(where.channel, err.error.code, err.attempts) from None
             raise ArchiveFailed(where.channel, err.error, err.attempts) from None
         stored = blob
         if result.existing_copy is not None:
@@ -121,6 +162,20 @@ class Archiver:
             already_archived=result.already_existed,
             stored_bytes=len(stored),
         )
+
+    def _means_unavailable(self, err: RetriesExhausted) -> bool:
+        """Archiving cannot work: refused credentials, no bucket, or AccessDenied
+        that lasted through every retry the policy allows."""
+        if err.error.kind is ErrorKind.FATAL:
+            return True
+        return err.error.code == "AccessDenied" and err.attempts > self.retry.max_retries
+
+    def _timed_put(self, key: str, blob: bytes, md5: bytes) -> PutResult:
+        started = time.monotonic()
+        result = self.store.put(key, blob, md5)
+        took = time.monotonic() - started
+        self.attempt_estimate += _ESTIMATE_WEIGHT * (took - self.attempt_estimate)
+        return result
 
 
 def _sent_at_of(copy: bytes, message_id: str, channel: str, attempts: int) -> int:

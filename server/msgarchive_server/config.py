@@ -174,6 +174,14 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "probe_max_interval",
+        "MSGARCHIVE_PROBE_MAX_INTERVAL",
+        "30",
+        "while archiving is unavailable, the longest wait between store probes, seconds",
+        _positive_float,
+        "SECONDS",
+    ),
+    Option(
         "threads",
         "MSGARCHIVE_THREADS",
         "32",
@@ -229,6 +237,7 @@ class Settings:
     s3_read_timeout: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
     max_retries: int = 3
+    probe_max_interval: float = 30.0
     threads: int = 32
     grace_period: float = 10.0
     log_level: str = "info"

@@ -16,7 +16,14 @@ from grpc_status import rpc_status
 
 from msgarchive.errors import ERROR_DOMAIN
 from msgarchive.validation import FieldViolation
-from msgarchive_server.archive import ArchiveFailed, InvalidRequest
+from msgarchive_server.archive import (
+    ArchiveFailed,
+    ArchiveUnavailable,
+    DeadlineTooClose,
+    InvalidRequest,
+)
+
+DomainError = InvalidRequest | ArchiveFailed | ArchiveUnavailable | DeadlineTooClose
 
 
 def make_status(
@@ -62,11 +69,36 @@ def failed_to_archive(err: ArchiveFailed) -> grpc.Status:
     )
 
 
-def status_for(err: InvalidRequest | ArchiveFailed) -> grpc.Status:
+def archive_unavailable(err: ArchiveUnavailable) -> grpc.Status:
+    metadata = {"store_error": err.store_error}
+    if err.attempts:
+        metadata["attempts"] = str(err.attempts)
+    return make_status(
+        code_pb2.FAILED_PRECONDITION,
+        f"archiving is unavailable ({err.store_error}): check the store's credentials "
+        "and bucket; do not send the message",
+        "ARCHIVE_UNAVAILABLE",
+        metadata,
+    )
+
+
+def deadline_too_short() -> grpc.Status:
+    return make_status(
+        code_pb2.DEADLINE_EXCEEDED,
+        "the deadline left no time to store the copy; nothing was written",
+        "DEADLINE_TOO_SHORT",
+    )
+
+
+def status_for(err: DomainError) -> grpc.Status:
     """The status a domain error is answered with."""
     if isinstance(err, InvalidRequest):
         return invalid_message(err.violations)
-    return failed_to_archive(err)
+    if isinstance(err, ArchiveFailed):
+        return failed_to_archive(err)
+    if isinstance(err, ArchiveUnavailable):
+        return archive_unavailable(err)
+    return deadline_too_short()
 
 
 def internal_error() -> grpc.Status:

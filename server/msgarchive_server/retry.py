@@ -6,8 +6,11 @@
   those retries: it is handled while the caller's deadline allows, up to
   `max_throttled` retries as a last bound.
 - Other errors are not retried.
-- No sleep runs past the caller's deadline: when the next attempt could not
-  start before it, the call stops with the last error.
+- No attempt starts that cannot finish before the caller's deadline: an
+  attempt is expected to take `estimate` seconds (the caller's running
+  measure), and when the backoff plus that would pass the deadline, the call
+  stops with the last error. When even the first attempt cannot finish in
+  time, none is made.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ class RetryPolicy:
     max_delay: float = 2.0
 
 
+class DeadlineTooClose(Exception):
+    """No attempt was made: the caller's deadline is nearer than one attempt."""
+
+
 class RetriesExhausted(Exception):
     """The last store error, after every attempt the policy allowed."""
 
@@ -46,9 +53,10 @@ class RetriesExhausted(Exception):
 class _Stop(tenacity.stop.stop_base):
     """Stop when the retries of either kind are used up or the deadline nears."""
 
-    def __init__(self, policy: RetryPolicy, deadline: float | None) -> None:
+    def __init__(self, policy: RetryPolicy, deadline: float | None, estimate: float) -> None:
         self.policy = policy
         self.deadline = deadline
+        self.estimate = estimate
         self.failed = 0
         self.throttled = 0
 
@@ -63,23 +71,30 @@ class _Stop(tenacity.stop.stop_base):
             return True
         if self.deadline is None:
             return False
-        next_start = time.monotonic() + (retry_state.upcoming_sleep or 0.0)
-        return next_start >= self.deadline
+        next_end = time.monotonic() + (retry_state.upcoming_sleep or 0.0) + self.estimate
+        return next_end >= self.deadline
 
 
 def with_retries(
-    policy: RetryPolicy, deadline: float | None, operation: Callable[[], T]
+    policy: RetryPolicy,
+    deadline: float | None,
+    operation: Callable[[], T],
+    estimate: float = 0.0,
 ) -> tuple[T, int]:
     """Run `operation` under the policy; return its result and the attempts made.
 
-    `deadline` is a `time.monotonic()` instant, or None for no deadline.
-    Raises `RetriesExhausted` carrying the last StoreError.
+    `deadline` is a `time.monotonic()` instant, or None for no deadline;
+    `estimate` is how long one attempt is expected to take, in seconds.
+    Raises `RetriesExhausted` carrying the last StoreError, or
+    `DeadlineTooClose` when no attempt could finish in time.
     """
+    if deadline is not None and time.monotonic() + estimate >= deadline:
+        raise DeadlineTooClose
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(
             lambda e: isinstance(e, StoreError) and e.kind in RETRIED_KINDS
         ),
-        stop=_Stop(policy, deadline),
+        stop=_Stop(policy, deadline, estimate),
         wait=tenacity.wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay),
         reraise=True,
     )

@@ -9,7 +9,14 @@ import structlog
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
-from msgarchive_server.archive import Ack, ArchiveFailed, Archiver, InvalidRequest
+from msgarchive_server.archive import (
+    Ack,
+    ArchiveFailed,
+    Archiver,
+    ArchiveUnavailable,
+    DeadlineTooClose,
+    InvalidRequest,
+)
 from msgarchive_server.errors import internal_error, status_for
 
 log = structlog.get_logger("msgarchive.archive")
@@ -59,6 +66,14 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
                 attempts=err.attempts, store_error=err.error.code, reason="FAILED_TO_ARCHIVE"
             )
             log.warning("failed to archive", store_error=err.error.code, attempts=err.attempts)
+            status = status_for(err)
+        except ArchiveUnavailable as err:
+            structlog.contextvars.bind_contextvars(
+                attempts=err.attempts, store_error=err.store_error, reason="ARCHIVE_UNAVAILABLE"
+            )
+            status = status_for(err)
+        except DeadlineTooClose as err:
+            structlog.contextvars.bind_contextvars(reason="DEADLINE_TOO_SHORT")
             status = status_for(err)
         except Exception:
             log.exception("archive crashed")

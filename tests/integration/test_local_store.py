@@ -110,7 +110,7 @@ def test_an_unusable_directory_is_fatal(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     with pytest.raises(StoreError) as raised:
-        LocalStore(blocker / "archive").check()
+        LocalStore(blocker / "archive").probe()
     assert raised.value.kind is ErrorKind.FATAL
     assert "cannot write to" in str(raised.value)
 

@@ -63,7 +63,7 @@ def test_sse_is_sent_and_applied(seaweed: SeaweedFS, bucket: str, s3: S3Client) 
 
 def test_check_finds_a_missing_bucket_fatal(seaweed: SeaweedFS) -> None:
     with pytest.raises(StoreError) as raised:
-        store_for(seaweed, "no-such-bucket-here").check()
+        store_for(seaweed, "no-such-bucket-here").probe()
     assert raised.value.code == "NoSuchBucket"
     assert raised.value.kind is ErrorKind.FATAL
 

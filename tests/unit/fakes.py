@@ -10,6 +10,7 @@ from msgarchive_server.stores import ErrorKind, PutResult, StoreError
 class FakeStore:
     bucket = "fake-bucket"
     prefix = ""
+    remote = True
 
     def __init__(self, failures: list[StoreError] | None = None) -> None:
         self.failures = list(failures or [])
@@ -30,7 +31,10 @@ class FakeStore:
         self.objects[key] = body
         return PutResult(hashlib.md5(body, usedforsecurity=False).hexdigest(), "v1")
 
-    def check(self) -> None:
+    def probe(self) -> None:
+        pass
+
+    def reconnect(self) -> None:
         pass
 
     def close(self) -> None:

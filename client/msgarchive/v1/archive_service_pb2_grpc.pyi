@@ -60,8 +60,11 @@ class ArchiveServiceStub:
     - UNAVAILABLE: the store did not accept the copy (ErrorInfo reason
       FAILED_TO_ARCHIVE with the attempts made). Safe to retry; if it keeps
       failing, mark the message "Failed to Archive Message" and do not send it.
-    - DEADLINE_EXCEEDED: the caller's deadline passed before the store
-      confirmed the write. Safe to retry.
+    - FAILED_PRECONDITION: archiving cannot work now (reason
+      ARCHIVE_UNAVAILABLE: refused credentials, missing bucket). Calls fail
+      fast until the sidecar finds the store writable again. Do not send.
+    - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
+      store attempt) before the store confirmed the write. Safe to retry.
     - INTERNAL: an unexpected server fault. Do not send the message.
     """
 
@@ -97,8 +100,11 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     - UNAVAILABLE: the store did not accept the copy (ErrorInfo reason
       FAILED_TO_ARCHIVE with the attempts made). Safe to retry; if it keeps
       failing, mark the message "Failed to Archive Message" and do not send it.
-    - DEADLINE_EXCEEDED: the caller's deadline passed before the store
-      confirmed the write. Safe to retry.
+    - FAILED_PRECONDITION: archiving cannot work now (reason
+      ARCHIVE_UNAVAILABLE: refused credentials, missing bucket). Calls fail
+      fast until the sidecar finds the store writable again. Do not send.
+    - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
+      store attempt) before the store confirmed the write. Safe to retry.
     - INTERNAL: an unexpected server fault. Do not send the message.
     """
 
@@ -137,8 +143,11 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
         - UNAVAILABLE: the store did not accept the copy (ErrorInfo reason
           FAILED_TO_ARCHIVE with the attempts made). Safe to retry; if it keeps
           failing, mark the message "Failed to Archive Message" and do not send it.
-        - DEADLINE_EXCEEDED: the caller's deadline passed before the store
-          confirmed the write. Safe to retry.
+        - FAILED_PRECONDITION: archiving cannot work now (reason
+          ARCHIVE_UNAVAILABLE: refused credentials, missing bucket). Calls fail
+          fast until the sidecar finds the store writable again. Do not send.
+        - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
+          store attempt) before the store confirmed the write. Safe to retry.
         - INTERNAL: an unexpected server fault. Do not send the message.
         """
 

@@ -35,12 +35,19 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     "Failed to Archive Message" or retries the call.
     """
     ARCHIVE_UNAVAILABLE: _ErrorReason.ValueType  # 3
-    """Archiving cannot work at all: the store refuses the credentials or the
-    bucket does not exist. Status FAILED_PRECONDITION.
+    """Archiving cannot work at all: the store refuses the credentials, the
+    bucket does not exist, or AccessDenied lasted through every retry. Status
+    FAILED_PRECONDITION. Metadata: `store_error`, and `attempts` when this
+    call made any. Calls fail fast like this, and health reports NOT_SERVING,
+    until a background probe finds the store writable again.
     """
     INTERNAL_ERROR: _ErrorReason.ValueType  # 4
     """An unexpected fault in the sidecar. Status INTERNAL. The copy may not be
     stored: the sender must not deliver the message.
+    """
+    DEADLINE_TOO_SHORT: _ErrorReason.ValueType  # 5
+    """The caller's deadline was nearer than one store attempt takes, so none
+    was made. Status DEADLINE_EXCEEDED. Nothing was written.
     """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
@@ -66,11 +73,18 @@ store error code). The sender must not deliver the message; it marks it
 "Failed to Archive Message" or retries the call.
 """
 ARCHIVE_UNAVAILABLE: ErrorReason.ValueType  # 3
-"""Archiving cannot work at all: the store refuses the credentials or the
-bucket does not exist. Status FAILED_PRECONDITION.
+"""Archiving cannot work at all: the store refuses the credentials, the
+bucket does not exist, or AccessDenied lasted through every retry. Status
+FAILED_PRECONDITION. Metadata: `store_error`, and `attempts` when this
+call made any. Calls fail fast like this, and health reports NOT_SERVING,
+until a background probe finds the store writable again.
 """
 INTERNAL_ERROR: ErrorReason.ValueType  # 4
 """An unexpected fault in the sidecar. Status INTERNAL. The copy may not be
 stored: the sender must not deliver the message.
+"""
+DEADLINE_TOO_SHORT: ErrorReason.ValueType  # 5
+"""The caller's deadline was nearer than one store attempt takes, so none
+was made. Status DEADLINE_EXCEEDED. Nothing was written.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -53,6 +53,10 @@ class Store(Protocol):
     bucket: str
     # The key prefix ("" or ending in "/") every copy's key starts with.
     prefix: str
+    # True for a store reached over the network, whose refusal (credentials,
+    # bucket) can be fixed while the sidecar waits; False for the local
+    # directory, where an unusable directory is a configuration error.
+    remote: bool
 
     def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
         """Store `body` under `key` unless a copy is there already.
@@ -63,8 +67,17 @@ class Store(Protocol):
         """
         ...
 
-    def check(self) -> None:
-        """Raise `StoreError` when the store cannot take writes."""
+    def probe(self) -> None:
+        """Raise `StoreError` unless the store takes writes now.
+
+        Used at startup and, while archiving is unavailable, to find out when
+        it works again. It may write a small probe object of its own.
+        """
+        ...
+
+    def reconnect(self) -> None:
+        """Drop cached connections and credentials, so the next call reads
+        them afresh (rotated keys, a fixed credentials file)."""
         ...
 
     def close(self) -> None:

@@ -26,6 +26,8 @@ _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV}
 class LocalStore:
     """Copies as files under `root`, at the same keys the S3 store uses."""
 
+    remote = False
+
     def __init__(self, root: Path, prefix: str = "") -> None:
         self.root = root.resolve()
         self.bucket = str(self.root)
@@ -42,7 +44,7 @@ class LocalStore:
             raise _store_error(err) from None
         return PutResult(hashlib.md5(existing, usedforsecurity=False).hexdigest(), "", existing)
 
-    def check(self) -> None:
+    def probe(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe-")
@@ -52,6 +54,9 @@ class LocalStore:
             raise StoreError(
                 _errno_name(err), ErrorKind.FATAL, f"cannot write to {self.root}: {err.strerror}"
             ) from None
+
+    def reconnect(self) -> None:
+        """Nothing is cached: every write opens its own files."""
 
     def close(self) -> None:
         """Nothing to release: every write opens and closes its own files."""

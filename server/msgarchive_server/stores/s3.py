@@ -10,11 +10,13 @@ the pipeline counts every attempt; botocore errors are translated into
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.config
+import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from msgarchive_server.stores.base import ErrorKind, PutResult, StoreError
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 CONTENT_TYPE = "application/x-lz4"
+# Below the prefix, outside sent_messages/: the object probe() writes.
+PROBE_KEY = "_msgarchive/probe"
+
+log = structlog.get_logger("msgarchive.store")
 
 _THROTTLING_CODES = {
     "SlowDown",
@@ -89,12 +95,23 @@ def make_client(options: S3Options) -> S3Client:
 
 
 class S3Store:
-    """Copies as objects in one bucket, below an optional key prefix."""
+    """Copies as objects in one bucket, below an optional key prefix.
+
+    Keys are written once with `If-None-Match: *`. `probe()` checks that the
+    store honours it; on a store that ignores it (or answers 501), the store
+    falls back to HEAD-then-PUT, which keeps a copy from being replaced except
+    by a writer racing on the same key within one round trip, and logs that it
+    did so.
+    """
+
+    remote = True
 
     def __init__(self, options: S3Options, client: S3Client | None = None) -> None:
         self.options = options
         self.bucket = options.bucket
         self.prefix = options.prefix
+        self.probe_key = f"{options.prefix}{PROBE_KEY}"
+        self.conditional_writes = True
         self._client = client or make_client(options)
         self._sse_args: dict[str, str] = {}
         if options.sse:
@@ -103,19 +120,23 @@ class S3Store:
             self._sse_args["SSEKMSKeyId"] = options.sse_kms_key_id
 
     def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+        if not self.conditional_writes:
+            existing = self._existing(key)
+            if existing is not None:
+                return existing
         try:
-            response = self._client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=body,
-                ContentMD5=base64.b64encode(md5).decode(),
-                ContentType=CONTENT_TYPE,
-                IfNoneMatch="*",
-                **self._sse_args,  # type: ignore[arg-type]
-            )
+            response = self._put(key, body, md5, conditional=self.conditional_writes)
         except ClientError as err:
-            if _error_code(err) in ("PreconditionFailed", "412"):
-                return self._existing(key)
+            code = _error_code(err)
+            if code in ("PreconditionFailed", "412"):
+                existing = self._existing(key)
+                if existing is not None:
+                    return existing
+                # Deleted between the two calls: retrying writes it afresh.
+                raise StoreError(code, ErrorKind.TRANSIENT, "the copy vanished") from None
+            if code in ("NotImplemented", "501") and self.conditional_writes:
+                self._fall_back("the store answered 501 to If-None-Match")
+                raise StoreError(code, ErrorKind.TRANSIENT, "retrying without it") from None
             raise classify(err) from None
         except BotoCoreError as err:
             raise classify(err) from None
@@ -123,21 +144,59 @@ class S3Store:
             etag=response.get("ETag", "").strip('"'), version_id=response.get("VersionId", "")
         )
 
-    def check(self) -> None:
+    def probe(self) -> None:
+        """The bucket exists, a write is accepted, and If-None-Match is honoured."""
+        body = b"msgarchive probe: this object checks that archiving can write here\n"
+        md5 = hashlib.md5(body, usedforsecurity=False).digest()
         try:
             self._client.head_bucket(Bucket=self.bucket)
+            self._put(self.probe_key, body, md5, conditional=False)
+            try:
+                self._put(self.probe_key, body, md5, conditional=True)
+            except ClientError as err:
+                if _error_code(err) in ("PreconditionFailed", "412"):
+                    self.conditional_writes = True
+                    return
+                if _error_code(err) not in ("NotImplemented", "501"):
+                    raise
+            self._fall_back("the store does not honour If-None-Match")
         except (ClientError, BotoCoreError) as err:
             raise classify(err) from None
+
+    def reconnect(self) -> None:
+        old, self._client = self._client, make_client(self.options)
+        old.close()
 
     def close(self) -> None:
         self._client.close()
 
-    def _existing(self, key: str) -> PutResult:
+    def _put(self, key: str, body: bytes, md5: bytes, *, conditional: bool) -> Any:
+        extra: dict[str, str] = {"IfNoneMatch": "*"} if conditional else {}
+        return self._client.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ContentMD5=base64.b64encode(md5).decode(),
+            ContentType=CONTENT_TYPE,
+            **extra,  # type: ignore[arg-type]
+            **self._sse_args,  # type: ignore[arg-type]
+        )
+
+    def _fall_back(self, why: str) -> None:
+        if self.conditional_writes:
+            log.warning("conditional writes unavailable; using HEAD-then-PUT", reason=why)
+        self.conditional_writes = False
+
+    def _existing(self, key: str) -> PutResult | None:
         """The copy already under `key`, for an ack that describes it truly."""
         try:
             got = self._client.get_object(Bucket=self.bucket, Key=key)
             body = got["Body"].read()
-        except (ClientError, BotoCoreError) as err:
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "404"):
+                return None
+            raise classify(err) from None
+        except BotoCoreError as err:
             raise classify(err) from None
         return PutResult(
             etag=got.get("ETag", "").strip('"'),
