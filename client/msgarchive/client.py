@@ -53,12 +53,13 @@ ChannelOptions = Sequence[tuple[str, object]]
 
 
 def channel_options(extra: ChannelOptions = ()) -> list[tuple[str, object]]:
-    """The channel options the clients use: retries on, plus `extra`."""
-    return [
-        ("grpc.enable_retries", 1),
-        ("grpc.service_config", SERVICE_CONFIG),
-        *extra,
-    ]
+    """The channel options the clients use: retries on, then `extra`, which wins."""
+    options: dict[str, object] = {
+        "grpc.enable_retries": 1,
+        "grpc.service_config": SERVICE_CONFIG,
+    }
+    options.update(extra)
+    return list(options.items())
 
 
 class ArchiveClient:

@@ -20,9 +20,9 @@ from msgarchive_server.archive import Archiver
 from msgarchive_server.circuit import StoreCircuit
 from msgarchive_server.config import S3Location, Settings, store_location
 from msgarchive_server.interceptors import RequestLogInterceptor
-from msgarchive_server.retry import RetryPolicy
+from msgarchive_server.retry import RetriesExhausted, RetryPolicy, opens_circuit, with_retries
 from msgarchive_server.servicer import ArchiveServicer
-from msgarchive_server.stores import ErrorKind, Store, StoreError
+from msgarchive_server.stores import Store
 from msgarchive_server.stores.local import LocalStore
 
 log = structlog.get_logger("msgarchive.server")
@@ -72,10 +72,11 @@ class Sidecar:
         self.draining = False
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.circuit = StoreCircuit(store, self._set_serving, max_delay=settings.probe_max_interval)
+        self.retry = RetryPolicy(max_retries=settings.max_retries)
         archiver = Archiver(
             store,
             max_message_bytes=settings.max_message_bytes,
-            retry=RetryPolicy(max_retries=settings.max_retries),
+            retry=self.retry,
             circuit=self.circuit,
         )
         self.server = grpc.server(
@@ -133,22 +134,23 @@ def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
 
 
 def check_store(sidecar: Sidecar, settings: Settings) -> None:
-    """Probe the store at startup, as the circuit does later.
+    """Probe the store at startup, with the archive retry policy.
 
     An unusable local directory stops startup. A remote store that refuses the
-    credentials or lacks the bucket opens the circuit: the sidecar serves
-    NOT_SERVING and recovers by itself once the store accepts writes. A store
-    that is merely unreachable is logged; writes retry and fail closed.
+    credentials, lacks the bucket, or denies every write opens the circuit:
+    the sidecar serves NOT_SERVING and recovers by itself once the store
+    accepts writes. A store that is merely unreachable is logged; writes retry
+    and fail closed.
     """
     try:
-        sidecar.store.probe()
-    except StoreError as err:
-        if err.kind is not ErrorKind.FATAL:
-            log.warning("store check failed", store_error=err.code)
+        with_retries(sidecar.retry, None, sidecar.store.probe)
+    except RetriesExhausted as err:
+        if not opens_circuit(err, sidecar.retry):
+            log.warning("store check failed", store_error=err.error.code)
         elif sidecar.store.remote:
-            sidecar.circuit.trip(err)
+            sidecar.circuit.trip(err.error)
         else:
-            raise StartupError(f"--store {settings.store}: {err}") from None
+            raise StartupError(f"--store {settings.store}: {err.error}") from None
 
 
 def probe_listen(address: str) -> None:

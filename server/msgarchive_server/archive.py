@@ -80,7 +80,7 @@ class DeadlineTooClose(Exception):
 # The first guess of one store attempt's duration, before any is measured;
 # and how much each new measurement moves the running estimate.
 _FIRST_ESTIMATE = 0.005
-_ESTIMATE_WEIGHT = 0.1
+_ESTIMATE_WEIGHT = 0.25
 
 
 class Archiver:
@@ -140,7 +140,7 @@ class Archiver:
         except retry.DeadlineTooClose:
             raise DeadlineTooClose(where.channel) from None
         except RetriesExhausted as err:
-            if self.circuit is not None and self._means_unavailable(err):
+            if self.circuit is not None and retry.opens_circuit(err, self.retry):
                 self.circuit.trip(err.error)
                 raise ArchiveUnavailable(where.channel, err.error.code, err.attempts) from None
             raise ArchiveFailed(where.channel, err.error, err.attempts) from None
@@ -162,13 +162,6 @@ class Archiver:
             already_archived=result.already_existed,
             stored_bytes=len(stored),
         )
-
-    def _means_unavailable(self, err: RetriesExhausted) -> bool:
-        """Archiving cannot work: refused credentials, no bucket, or AccessDenied
-        that lasted through every retry the policy allows."""
-        if err.error.kind is ErrorKind.FATAL:
-            return True
-        return err.error.code == "AccessDenied" and err.attempts > self.retry.max_retries
 
     def _timed_put(self, key: str, blob: bytes, md5: bytes) -> PutResult:
         started = time.monotonic()

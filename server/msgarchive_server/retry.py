@@ -44,10 +44,23 @@ class DeadlineTooClose(Exception):
 class RetriesExhausted(Exception):
     """The last store error, after every attempt the policy allowed."""
 
-    def __init__(self, error: StoreError, attempts: int) -> None:
-        super().__init__(f"{error.code} after {attempts} attempts")
+    def __init__(self, error: StoreError, codes: list[str]) -> None:
+        super().__init__(f"{error.code} after {len(codes)} attempts")
         self.error = error
-        self.attempts = attempts
+        # Each attempt's error code, in order.
+        self.codes = codes
+
+    @property
+    def attempts(self) -> int:
+        return len(self.codes)
+
+
+def opens_circuit(err: RetriesExhausted, policy: RetryPolicy) -> bool:
+    """Archiving cannot work: refused credentials or no bucket, or AccessDenied
+    on every attempt the policy allows."""
+    if err.error.kind is ErrorKind.FATAL:
+        return True
+    return len(err.codes) > policy.max_retries and all(c == "AccessDenied" for c in err.codes)
 
 
 class _Stop(tenacity.stop.stop_base):
@@ -98,12 +111,15 @@ def with_retries(
         wait=tenacity.wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay),
         reraise=True,
     )
-    attempts = 0
+    codes: list[str] = []
     try:
         for attempt in retrying:
             with attempt:
-                attempts = attempt.retry_state.attempt_number
-                result = operation()
+                try:
+                    result = operation()
+                except StoreError as err:
+                    codes.append(err.code)
+                    raise
     except StoreError as err:
-        raise RetriesExhausted(err, attempts) from None
-    return result, attempts
+        raise RetriesExhausted(err, codes) from None
+    return result, len(codes) + 1

@@ -79,3 +79,15 @@ def test_transport_failure_is_still_typed() -> None:
     assert error.reason == ""
     assert error.attempts is None
     assert error.details == ()
+
+
+def test_channel_options_given_by_the_caller_win() -> None:
+    from msgarchive.client import SERVICE_CONFIG, channel_options
+
+    assert dict(channel_options()) == {
+        "grpc.enable_retries": 1,
+        "grpc.service_config": SERVICE_CONFIG,
+    }
+    options = channel_options([("grpc.enable_retries", 0), ("grpc.primary_user_agent", "x")])
+    assert dict(options)["grpc.enable_retries"] == 0
+    assert len(options) == 3

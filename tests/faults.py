@@ -1,0 +1,249 @@
+"""A fault-injecting HTTP proxy between the sidecar and the S3 server.
+
+The sidecar's S3 endpoint points here; each request is relayed to SeaweedFS
+unchanged (Host header included, so signatures still match) unless a fault
+is due. Faults hit object writes (PUT) only, either queued for the next N
+writes or drawn at a rate from a seeded random source:
+
+- SLOWDOWN       answer 503 SlowDown            (throttling)
+- ERROR_500      answer 500 InternalError
+- ACCESS_DENIED  answer 403 AccessDenied
+- RESET          read half the body, then reset the connection
+- CORRUPT        flip one byte of the body and relay it (the store must refuse it)
+- DELAY          wait `delay` seconds, then relay
+- LOST_RESPONSE  relay (the store writes), then reset instead of answering
+- IGNORE_CONDITIONAL  act as a store that ignores If-None-Match: delete the object
+                 first (with `delete`), so the signed write replaces it
+
+`stop()` closes the listener and every open connection: the store is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import http.client
+import random
+import socket
+import struct
+import threading
+import time
+import urllib.parse
+from collections import Counter
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Fault(enum.Enum):
+    SLOWDOWN = "slowdown"
+    ERROR_500 = "error_500"
+    ACCESS_DENIED = "access_denied"
+    RESET = "reset"
+    CORRUPT = "corrupt"
+    DELAY = "delay"
+    LOST_RESPONSE = "lost_response"
+    IGNORE_CONDITIONAL = "ignore_conditional"
+
+
+_ERRORS = {
+    Fault.SLOWDOWN: (503, "SlowDown", "Please reduce your request rate."),
+    Fault.ERROR_500: (500, "InternalError", "We encountered an internal error."),
+    Fault.ACCESS_DENIED: (403, "AccessDenied", "Access Denied"),
+}
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection"}
+
+
+class FaultProxy:
+    def __init__(
+        self,
+        upstream_port: int,
+        seed: int = 7,
+        delete: Callable[[str, str], object] | None = None,
+    ) -> None:
+        self.upstream_port = upstream_port
+        # delete(bucket, key), for IGNORE_CONDITIONAL: a store's own view of "replace".
+        self.delete = delete
+        self.port = 0
+        self.delay = 1.0
+        self.applied: Counter[Fault] = Counter()
+        self.writes = 0
+        self._queue: list[Fault] = []
+        self._rates: dict[Fault, float] = {}
+        self._random = random.Random(seed)  # noqa: S311 (fault rates, not secrets)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def queue(self, fault: Fault, count: int = 1) -> None:
+        """Apply `fault` to each of the next `count` writes."""
+        with self._lock:
+            self._queue += [fault] * count
+
+    def set_rates(self, rates: dict[Fault, float]) -> None:
+        """Apply each fault to a write with its probability (in order, at most one)."""
+        with self._lock:
+            self._rates = dict(rates)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._rates.clear()
+
+    def start(self) -> FaultProxy:
+        proxy = self
+
+        class Handler(_RelayHandler):
+            owner = proxy
+
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server.daemon_threads = True
+        self.port = server.server_address[1]
+        self._server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Close the listener and every connection: the store is unreachable."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        self._server = None
+        with self._lock:
+            for conn in list(self._connections):
+                # shutdown() acts at once; close() would wait for the handler's files.
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self._connections.clear()
+
+    def pick(self, method: str) -> Fault | None:
+        if method != "PUT":
+            return None
+        with self._lock:
+            self.writes += 1
+            fault = self._queue.pop(0) if self._queue else None
+            if fault is None:
+                for candidate, rate in self._rates.items():
+                    if self._random.random() < rate:
+                        fault = candidate
+                        break
+            if fault is not None:
+                self.applied[fault] += 1
+            return fault
+
+    def track(self, conn: socket.socket, alive: bool) -> None:
+        with self._lock:
+            if alive:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with RST rather than FIN: the peer sees a connection reset."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+    except OSError:
+        pass
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    owner: FaultProxy
+    protocol_version = "HTTP/1.1"
+    _upstream: http.client.HTTPConnection | None = None
+
+    def setup(self) -> None:
+        super().setup()
+        self.owner.track(self.connection, alive=True)
+
+    def finish(self) -> None:
+        self.owner.track(self.connection, alive=False)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the tests count faults instead."""
+
+    def do_GET(self) -> None:
+        try:
+            self._relay()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the sidecar hung up (a deadline passed)
+
+    do_PUT = do_HEAD = do_POST = do_DELETE = do_GET  # noqa: N815
+
+    def _relay(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        fault = self.owner.pick(self.command)
+        if fault is Fault.RESET:
+            self.rfile.read(length // 2)
+            self._reset()
+            return
+        body = self.rfile.read(length) if length else b""
+        if fault in _ERRORS:
+            self._answer_error(*_ERRORS[fault])
+            return
+        if fault is Fault.DELAY:
+            time.sleep(self.owner.delay)
+        if fault is Fault.CORRUPT and body:
+            middle = len(body) // 2
+            body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        if fault is Fault.IGNORE_CONDITIONAL and "if-none-match" in map(str.lower, headers):
+            assert self.owner.delete is not None, "IGNORE_CONDITIONAL needs delete"
+            bucket, _, key = (
+                urllib.parse.unquote(self.path.split("?")[0]).lstrip("/").partition("/")
+            )
+            self.owner.delete(bucket, key)
+        status, reason, reply_headers, reply = self._forward(headers, body)
+        if fault is Fault.LOST_RESPONSE:
+            self._reset()
+            return
+        self.send_response(status, reason)
+        for key, value in reply_headers:
+            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply)
+
+    def _forward(
+        self, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        for fresh in (False, True):
+            if self._upstream is None or fresh:
+                self._upstream = http.client.HTTPConnection(
+                    "127.0.0.1", self.owner.upstream_port, timeout=30
+                )
+            try:
+                self._upstream.request(self.command, self.path, body=body or None, headers=headers)
+                response = self._upstream.getresponse()
+                reply = response.read()
+            except (ConnectionError, http.client.HTTPException):
+                if fresh:
+                    raise
+                continue
+            return response.status, response.reason, response.getheaders(), reply
+        raise AssertionError("unreachable")
+
+    def _answer_error(self, status: int, code: str, message: str) -> None:
+        xml = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>"
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(xml)))
+        self.end_headers()
+        self.wfile.write(xml)
+
+    def _reset(self) -> None:
+        self.close_connection = True
+        _reset(self.connection)
