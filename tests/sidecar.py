@@ -23,7 +23,9 @@ class SidecarProcess:
         self, args: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
     ) -> None:
         self.args = [sys.executable, "-m", "msgarchive_server", "serve", *args]
-        self.env = {**os.environ, "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}
+        # The machine's own AWS settings never leak into a test sidecar.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        self.env = {**inherited, "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}
         self.cwd = cwd
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[dict[str, Any]] = []

@@ -149,7 +149,9 @@ class S3Store:
         body = b"msgarchive probe: this object checks that archiving can write here\n"
         md5 = hashlib.md5(body, usedforsecurity=False).digest()
         try:
-            self._client.head_bucket(Bucket=self.bucket)
+            # Not head_bucket: a HEAD answer has no body, so a refusal would say
+            # only "403" instead of InvalidAccessKeyId or SignatureDoesNotMatch.
+            self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.probe_key, MaxKeys=1)
             self._put(self.probe_key, body, md5, conditional=False)
             try:
                 self._put(self.probe_key, body, md5, conditional=True)
@@ -222,7 +224,7 @@ def classify(err: ClientError | BotoCoreError) -> StoreError:
     code = _error_code(err)
     status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
     message = str(err.response.get("Error", {}).get("Message", ""))
-    # head_bucket answers a bare 404/403 with no error document.
+    # A HEAD answer carries no error document: only the status is known.
     if code == "404":
         code = "NoSuchBucket"
     if code in _THROTTLING_CODES or status in (429, 503):
