@@ -1,0 +1,113 @@
+"""The store circuit and the rules that open it, with a scripted store."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from msgarchive_server.archive import ArchiveFailed, Archiver, ArchiveUnavailable, DeadlineTooClose
+from msgarchive_server.circuit import StoreCircuit
+from msgarchive_server.retry import RetriesExhausted, RetryPolicy, opens_circuit
+from msgarchive_server.stores import ErrorKind, StoreError
+from tests import samples
+from tests.unit.fakes import FakeStore, transient
+
+FAST = RetryPolicy(max_retries=3, base_delay=0.001, max_delay=0.002)
+DENIED = StoreError("AccessDenied", ErrorKind.TRANSIENT)
+
+
+class ProbedStore(FakeStore):
+    """Probes fail until `healthy` is set; counts probes and reconnects."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.healthy = threading.Event()
+        self.probes = 0
+        self.reconnects = 0
+
+    def probe(self) -> None:
+        self.probes += 1
+        if not self.healthy.is_set():
+            raise StoreError("NoSuchBucket", ErrorKind.FATAL)
+
+    def reconnect(self) -> None:
+        self.reconnects += 1
+
+
+def test_circuit_opens_probes_with_reconnects_and_closes() -> None:
+    store = ProbedStore()
+    changes: list[bool] = []
+    circuit = StoreCircuit(store, changes.append, first_delay=0.01, max_delay=0.02)
+    circuit.trip(StoreError("NoSuchBucket", ErrorKind.FATAL))
+    assert circuit.is_open
+    assert circuit.reason == "NoSuchBucket"
+    circuit.trip(StoreError("InvalidAccessKeyId", ErrorKind.FATAL))  # already open: no-op
+    assert changes == [False]
+    time.sleep(0.1)
+    assert store.probes >= 2
+    assert store.reconnects == store.probes
+    store.healthy.set()
+    deadline = time.monotonic() + 5
+    while circuit.is_open:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert changes == [False, True]
+    circuit.stop()
+
+
+def test_archives_fail_fast_while_open_without_touching_the_store() -> None:
+    store = ProbedStore()
+    circuit = StoreCircuit(store, first_delay=10)
+    circuit.trip(StoreError("NoSuchBucket", ErrorKind.FATAL))
+    with pytest.raises(ArchiveUnavailable) as raised:
+        Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
+    assert (raised.value.store_error, raised.value.attempts) == ("NoSuchBucket", 0)
+    assert store.calls == 0
+    circuit.stop()
+
+
+def test_access_denied_on_every_attempt_trips_the_circuit() -> None:
+    store = FakeStore([DENIED] * 4)
+    circuit = StoreCircuit(store, first_delay=10)
+    with pytest.raises(ArchiveUnavailable) as raised:
+        Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
+    assert raised.value.attempts == 4
+    assert circuit.reason == "AccessDenied"
+    circuit.stop()
+
+
+@pytest.mark.parametrize(
+    ("codes", "kind", "opens"),
+    [
+        (["AccessDenied"] * 4, ErrorKind.TRANSIENT, True),
+        (["InternalError"] * 3 + ["AccessDenied"], ErrorKind.TRANSIENT, False),
+        (["AccessDenied"] * 2, ErrorKind.TRANSIENT, False),  # cut short by a deadline
+        (["SignatureDoesNotMatch"], ErrorKind.FATAL, True),
+        (["InternalError"] * 4, ErrorKind.TRANSIENT, False),
+    ],
+)
+def test_what_opens_the_circuit(codes: list[str], kind: ErrorKind, opens: bool) -> None:
+    err = RetriesExhausted(StoreError(codes[-1], kind), codes)
+    assert opens_circuit(err, FAST) is opens
+
+
+def test_a_deadline_nearer_than_one_attempt_starts_none() -> None:
+    store = FakeStore()
+    archiver = Archiver(store, retry=FAST)
+    archiver.attempt_estimate = 0.5
+    with pytest.raises(DeadlineTooClose):
+        archiver.archive(samples.sms_request(), deadline=time.monotonic() + 0.1)
+    assert store.calls == 0
+    archiver.archive(samples.sms_request(), deadline=time.monotonic() + 5)
+    assert store.calls == 1
+    assert archiver.attempt_estimate < 0.5  # the fast write pulled the estimate down
+
+
+def test_transient_failures_do_not_trip_the_circuit() -> None:
+    store = FakeStore([transient()] * 4)
+    circuit = StoreCircuit(store, first_delay=10)
+    with pytest.raises(ArchiveFailed, match="InternalError"):
+        Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
+    assert not circuit.is_open
