@@ -16,10 +16,14 @@ from grpc_reflection.v1alpha import reflection
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
+from msgarchive_server.access import Access, Tenant
+from msgarchive_server.accounts import Accounts
 from msgarchive_server.archive import Archiver
 from msgarchive_server.circuit import StoreCircuit
 from msgarchive_server.config import S3Location, Settings, store_location
 from msgarchive_server.interceptors import RequestLogInterceptor
+from msgarchive_server.ratelimit import RateLimiter
+from msgarchive_server.reads import Reader
 from msgarchive_server.retry import RetriesExhausted, RetryPolicy, opens_circuit, with_retries
 from msgarchive_server.servicer import ArchiveServicer
 from msgarchive_server.stores import Store
@@ -37,8 +41,8 @@ class StartupError(Exception):
     """The sidecar cannot start; the message is one line saying why."""
 
 
-def make_store(settings: Settings) -> Store:
-    where = store_location(settings.store)
+def make_store(settings: Settings, url: str) -> Store:
+    where = store_location(url)
     if isinstance(where, Path):
         return LocalStore(where)
     return _s3_store(settings, where)
@@ -65,20 +69,30 @@ def _s3_store(settings: Settings, where: S3Location) -> Store:
 
 
 class Sidecar:
-    """A built, not yet started, sidecar: server, health, circuit, store."""
+    """A built, not yet started, sidecar: server, health, and one tenant (store,
+    circuit, archiver, reader) per store location."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
-        self.store = store
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
         self.draining = False
         self.health = health.HealthServicer(experimental_non_blocking=True)
-        self.circuit = StoreCircuit(store, self._set_serving, max_delay=settings.probe_max_interval)
         self.retry = RetryPolicy(max_retries=settings.max_retries)
-        archiver = Archiver(
-            store,
-            max_message_bytes=settings.max_message_bytes,
-            retry=self.retry,
-            circuit=self.circuit,
+        self.accounts = (
+            Accounts.load(Path(settings.accounts)) if settings.accounts else Accounts({})
         )
+        by_url: dict[str, Tenant] = {}
+        if self.accounts.configured:
+            tenants = {
+                a.account_id: by_url.get(a.store)
+                or by_url.setdefault(a.store, self._tenant(a.store))
+                for a in self.accounts.accounts.values()
+            }
+            default = None
+        else:
+            tenants = {}
+            default = by_url.setdefault(settings.store, self._tenant(settings.store, store))
+        self.tenants = list(by_url.values())
+        access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
             interceptors=[RequestLogInterceptor()],
@@ -87,32 +101,60 @@ class Sidecar:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_ArchiveServiceServicer_to_server(ArchiveServicer(archiver), self.server)
+        pb_grpc.add_ArchiveServiceServicer_to_server(ArchiveServicer(access), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
-        self._set_serving(False)
+        self._set_health(serving=False)
         probe_listen(settings.listen)
         try:
             self.port = self.server.add_insecure_port(settings.listen)
         except RuntimeError as err:
             raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
 
+    def _tenant(self, url: str, store: Store | None = None) -> Tenant:
+        store = store or make_store(self.settings, url)
+        circuit = StoreCircuit(
+            store, self._on_circuit_change, max_delay=self.settings.probe_max_interval
+        )
+        archiver = Archiver(
+            store,
+            max_message_bytes=self.settings.max_message_bytes,
+            retry=self.retry,
+            circuit=circuit,
+        )
+        return Tenant(store, circuit, archiver, Reader(store, self.settings.view_tolerance))
+
+    @property
+    def store(self) -> Store:
+        """The (first) store: the only one without an accounts file."""
+        return self.tenants[0].store
+
+    @property
+    def archiving_available(self) -> bool:
+        """True while any store takes writes."""
+        return any(not tenant.circuit.is_open for tenant in self.tenants)
+
     def start(self) -> None:
         self.server.start()
-        self._set_serving(not self.circuit.is_open)
+        self._set_health(serving=self.archiving_available)
 
     def stop(self, grace: float) -> None:
         """Drain: health turns NOT_SERVING, new calls are refused, in-flight
         calls get `grace` seconds to finish."""
         self.draining = True
         self.health.enter_graceful_shutdown()
-        self.circuit.stop()
+        for tenant in self.tenants:
+            tenant.circuit.stop()
         self.server.stop(grace).wait()
-        self.store.close()
+        for tenant in self.tenants:
+            tenant.store.close()
 
-    def _set_serving(self, serving: bool) -> None:
+    def _on_circuit_change(self, serving: bool) -> None:
+        self._set_health(serving=self.archiving_available)
+
+    def _set_health(self, *, serving: bool) -> None:
         if self.draining:
             return
         status = (
@@ -128,29 +170,32 @@ def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
     """The sidecar for `settings`, bound to its address but not started.
 
     With ``--listen 127.0.0.1:0`` the port is chosen by the OS; `Sidecar.port`
-    tells which.
+    tells which. `store` replaces the default store (tests pass their own).
     """
-    return Sidecar(settings, store or make_store(settings))
+    return Sidecar(settings, store)
 
 
 def check_store(sidecar: Sidecar, settings: Settings) -> None:
-    """Probe the store at startup, with the archive retry policy.
+    """Probe every store at startup, with the archive retry policy.
 
     An unusable local directory stops startup. A remote store that refuses the
-    credentials, lacks the bucket, or denies every write opens the circuit:
-    the sidecar serves NOT_SERVING and recovers by itself once the store
-    accepts writes. A store that is merely unreachable is logged; writes retry
-    and fail closed.
+    credentials, lacks the bucket, or denies every write opens its circuit:
+    its account gets FAILED_PRECONDITION (and with one store, the sidecar
+    serves NOT_SERVING) until the store accepts writes. A store that is merely
+    unreachable is logged; writes retry and fail closed.
     """
-    try:
-        with_retries(sidecar.retry, None, sidecar.store.probe)
-    except RetriesExhausted as err:
-        if not opens_circuit(err, sidecar.retry):
-            log.warning("store check failed", store_error=err.error.code)
-        elif sidecar.store.remote:
-            sidecar.circuit.trip(err.error)
-        else:
-            raise StartupError(f"--store {settings.store}: {err.error}") from None
+    for tenant in sidecar.tenants:
+        try:
+            with_retries(sidecar.retry, None, tenant.store.probe)
+        except RetriesExhausted as err:
+            if not opens_circuit(err, sidecar.retry):
+                log.warning(
+                    "store check failed", store_error=err.error.code, bucket=tenant.store.bucket
+                )
+            elif tenant.store.remote:
+                tenant.circuit.trip(err.error)
+            else:
+                raise StartupError(f"store {tenant.store.bucket}: {err.error}") from None
 
 
 def probe_listen(address: str) -> None:
@@ -199,7 +244,8 @@ def serve(settings: Settings) -> None:
         store=type(store).__name__,
         bucket=store.bucket,
         prefix=store.prefix,
-        archiving_available=not sidecar.circuit.is_open,
+        accounts=len(sidecar.accounts.accounts),
+        archiving_available=sidecar.archiving_available,
     )
     stopping.wait()
     log.info("draining", grace_seconds=settings.grace_period)

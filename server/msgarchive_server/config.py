@@ -105,6 +105,13 @@ OPTIONS: tuple[Option, ...] = (
         metavar="URL",
     ),
     Option(
+        "accounts",
+        "MSGARCHIVE_ACCOUNTS",
+        None,
+        "accounts file (TOML): each account's store and API keys; see the README",
+        metavar="FILE",
+    ),
+    Option(
         "s3_endpoint_url",
         "MSGARCHIVE_S3_ENDPOINT_URL",
         None,
@@ -182,6 +189,22 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "read_rate_limit",
+        "MSGARCHIVE_READ_RATE_LIMIT",
+        "1000",
+        "read RPCs allowed per account per minute",
+        _positive_int,
+        "N",
+    ),
+    Option(
+        "view_tolerance",
+        "MSGARCHIVE_VIEW_TOLERANCE",
+        "300",
+        "how far a copy's sent_at may be from ViewMessage's sent_epoch_time, seconds",
+        _positive_float,
+        "SECONDS",
+    ),
+    Option(
         "threads",
         "MSGARCHIVE_THREADS",
         "32",
@@ -228,6 +251,7 @@ class Settings:
 
     listen: str = DEFAULT_LISTEN
     store: str = DEFAULT_STORE
+    accounts: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_path_style: bool = False
@@ -238,6 +262,8 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     max_retries: int = 3
     probe_max_interval: float = 30.0
+    read_rate_limit: int = 1000
+    view_tolerance: float = 300.0
     threads: int = 32
     grace_period: float = 10.0
     log_level: str = "info"

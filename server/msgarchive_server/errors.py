@@ -7,23 +7,50 @@ naming each field. Statuses never carry message content.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Mapping
 
 import grpc
-from google.protobuf import any_pb2, message
+from google.protobuf import any_pb2, duration_pb2, message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from msgarchive.errors import ERROR_DOMAIN
 from msgarchive.validation import FieldViolation
+from msgarchive_server.access import RateLimited
+from msgarchive_server.accounts import AuthError
 from msgarchive_server.archive import (
     ArchiveFailed,
     ArchiveUnavailable,
     DeadlineTooClose,
     InvalidRequest,
 )
+from msgarchive_server.reads import CopyDamaged, CopyNotFound, InvalidLookup, OutsideAccount
+from msgarchive_server.stores import StoreError
 
-DomainError = InvalidRequest | ArchiveFailed | ArchiveUnavailable | DeadlineTooClose
+# What a read (or the auth step of an archive) can fail with.
+READ_ERRORS = (
+    AuthError,
+    RateLimited,
+    InvalidLookup,
+    CopyNotFound,
+    CopyDamaged,
+    OutsideAccount,
+    StoreError,
+)
+DomainError = (
+    InvalidRequest
+    | ArchiveFailed
+    | ArchiveUnavailable
+    | DeadlineTooClose
+    | AuthError
+    | RateLimited
+    | InvalidLookup
+    | CopyNotFound
+    | CopyDamaged
+    | OutsideAccount
+    | StoreError
+)
 
 
 def make_status(
@@ -47,12 +74,7 @@ def make_status(
 
 
 def invalid_message(found: list[FieldViolation]) -> grpc.Status:
-    bad = error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in found
-        ]
-    )
+    bad = bad_request(found)
     summary = "; ".join(f"{v.field} {v.description}" for v in found)
     return make_status(
         code_pb2.INVALID_ARGUMENT, f"invalid message: {summary}", "INVALID_MESSAGE", extra=[bad]
@@ -90,6 +112,15 @@ def deadline_too_short() -> grpc.Status:
     )
 
 
+def bad_request(violations: list[FieldViolation]) -> error_details_pb2.BadRequest:
+    return error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in violations
+        ]
+    )
+
+
 def status_for(err: DomainError) -> grpc.Status:
     """The status a domain error is answered with."""
     if isinstance(err, InvalidRequest):
@@ -98,7 +129,40 @@ def status_for(err: DomainError) -> grpc.Status:
         return failed_to_archive(err)
     if isinstance(err, ArchiveUnavailable):
         return archive_unavailable(err)
-    return deadline_too_short()
+    if isinstance(err, DeadlineTooClose):
+        return deadline_too_short()
+    if isinstance(err, AuthError):
+        if err.wrong_account:
+            return make_status(code_pb2.PERMISSION_DENIED, str(err), "WRONG_ACCOUNT")
+        return make_status(code_pb2.UNAUTHENTICATED, str(err), "CREDENTIALS_MISSING")
+    if isinstance(err, RateLimited):
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(datetime.timedelta(seconds=max(err.retry_after, 0.001)))
+        retry = error_details_pb2.RetryInfo(retry_delay=delay)
+        return make_status(code_pb2.RESOURCE_EXHAUSTED, str(err), "RATE_LIMITED", extra=[retry])
+    if isinstance(err, InvalidLookup):
+        return make_status(
+            code_pb2.INVALID_ARGUMENT,
+            str(err),
+            "INVALID_LOOKUP",
+            extra=[bad_request(err.violations)],
+        )
+    if isinstance(err, CopyNotFound):
+        return make_status(code_pb2.NOT_FOUND, "no archived copy matches", "COPY_NOT_FOUND")
+    if isinstance(err, CopyDamaged):
+        return make_status(code_pb2.DATA_LOSS, str(err), "COPY_DAMAGED", {"key": err.key})
+    if isinstance(err, OutsideAccount):
+        return make_status(
+            code_pb2.PERMISSION_DENIED,
+            "the key is outside this account's copies",
+            "WRONG_ACCOUNT",
+        )
+    return make_status(
+        code_pb2.UNAVAILABLE,
+        f"the store did not answer: {err.code}",
+        "STORE_UNAVAILABLE",
+        {"store_error": err.code},
+    )
 
 
 def internal_error() -> grpc.Status:

@@ -1,28 +1,46 @@
-"""The gRPC servicer: thin. The pipeline does the work; errors map in errors.py."""
+"""The gRPC servicer: thin. The domain does the work; errors map in errors.py.
+
+Every read adds audit fields (account, rpc, key or prefix, outcome) to the
+call's one summary log line, and never message content.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 import structlog
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
+from msgarchive.validation import FieldViolation, violations
+from msgarchive_server import describe
+from msgarchive_server.access import Access, is_local_peer
 from msgarchive_server.archive import (
     Ack,
     ArchiveFailed,
-    Archiver,
     ArchiveUnavailable,
     DeadlineTooClose,
     InvalidRequest,
 )
-from msgarchive_server.errors import internal_error, status_for
+from msgarchive_server.errors import READ_ERRORS, internal_error, status_for
+from msgarchive_server.reads import Copy, ListQuery, Reader, ViewQuery
+from msgarchive_server.stores import ObjectSummary
 
 log = structlog.get_logger("msgarchive.archive")
 
+T = TypeVar("T")
+
 # gRPC reports "no deadline" as a deadline centuries away.
 _NO_DEADLINE = 365 * 24 * 3600.0
+_CHANNELS = {
+    pb.CHANNEL_PUSH: "push",
+    pb.CHANNEL_EMAIL: "email",
+    pb.CHANNEL_SMS: "sms",
+    pb.CHANNEL_WHATSAPP: "whatsapp",
+}
 
 
 def deadline_of(context: grpc.ServicerContext) -> float | None:
@@ -31,6 +49,13 @@ def deadline_of(context: grpc.ServicerContext) -> float | None:
     if remaining is None or remaining > _NO_DEADLINE:
         return None
     return time.monotonic() + remaining
+
+
+def authorization_of(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            return value
+    return ""
 
 
 def to_response(request_id: str, ack: Ack) -> pb.ArchiveResponse:
@@ -48,16 +73,38 @@ def to_response(request_id: str, ack: Ack) -> pb.ArchiveResponse:
     )
 
 
+def file_info(copy: Copy) -> pb.FileInfo:
+    return pb.FileInfo(
+        bucket=copy.bucket,
+        key=copy.key,
+        version_id=copy.stored.version_id,
+        etag=copy.stored.etag,
+        size_bytes=len(copy.stored.body),
+    )
+
+
 class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
-    def __init__(self, archiver: Archiver) -> None:
-        self.archiver = archiver
+    def __init__(self, access: Access) -> None:
+        self.access = access
+
+    # --- Archive -------------------------------------------------------------
 
     def Archive(  # noqa: N802 (the RPC's name)
         self, request: pb.ArchiveRequest, context: grpc.ServicerContext
     ) -> pb.ArchiveResponse:
         structlog.contextvars.bind_contextvars(channel=request.WhichOneof("message"))
         try:
-            ack = self.archiver.archive(request, deadline_of(context))
+            tenant = self.access.archive_tenant(
+                request.account_id, authorization_of(context), is_local_peer(context.peer())
+            )
+            if tenant is None:
+                raise InvalidRequest(
+                    [
+                        *violations(request),
+                        FieldViolation("account_id", "is not a configured account"),
+                    ]
+                )
+            ack = tenant.archiver.archive(request, deadline_of(context))
         except InvalidRequest as err:
             structlog.contextvars.bind_contextvars(invalid_fields=[v.field for v in err.violations])
             status = status_for(err)
@@ -75,6 +122,8 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
         except DeadlineTooClose as err:
             structlog.contextvars.bind_contextvars(reason="DEADLINE_TOO_SHORT")
             status = status_for(err)
+        except READ_ERRORS as err:  # AuthError, from archive_tenant
+            status = status_for(err)
         except Exception:
             log.exception("archive crashed")
             status = internal_error()
@@ -89,3 +138,121 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
         # Outside the handlers: abort raises, and must not be caught here.
         context.abort_with_status(status)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    # --- reads ---------------------------------------------------------------
+
+    def ViewMessage(  # noqa: N802
+        self, request: pb.ViewMessageRequest, context: grpc.ServicerContext
+    ) -> pb.ViewMessageResponse:
+        query = ViewQuery(
+            user_id=request.user_id,
+            campaign_channel=request.campaign_channel,
+            campaign_id=request.campaign_id,
+            sent_epoch_time=request.sent_epoch_time,
+            event_name=request.event_name,
+            platform=request.platform,
+            delivery_type=request.delivery_type,
+            campaign_type=request.campaign_type,
+            event_id=request.event_id,
+        )
+
+        def view(reader: Reader) -> pb.ViewMessageResponse:
+            copy = reader.view(query)
+            structlog.contextvars.bind_contextvars(key=copy.key)
+            details = pb.MessageDetails(
+                **describe.details(copy),
+                delivery_type=request.delivery_type,
+                campaign_type=request.campaign_type,
+                event_id=request.event_id,
+            )
+            return pb.ViewMessageResponse(
+                message_details=details,
+                message_content=pb.MessageContent(**describe.content(copy)),
+                file_info=file_info(copy),
+                archived_json=copy.json_text,
+            )
+
+        structlog.contextvars.bind_contextvars(campaign_id=request.campaign_id)
+        return self._read(context, view)
+
+    def GetArchivedMessage(  # noqa: N802
+        self, request: pb.GetArchivedMessageRequest, context: grpc.ServicerContext
+    ) -> pb.GetArchivedMessageResponse:
+        def get(reader: Reader) -> pb.GetArchivedMessageResponse:
+            if request.WhichOneof("locator") == "key":
+                structlog.contextvars.bind_contextvars(key=request.key)
+                copy = reader.get(request.key)
+            else:
+                parts = request.parts
+                copy = reader.get_by_parts(
+                    _CHANNELS.get(parts.channel, ""),
+                    parts.yyyymm,
+                    parts.campaign_id,
+                    parts.recipient,
+                    parts.message_id,
+                )
+                structlog.contextvars.bind_contextvars(key=copy.key)
+            return pb.GetArchivedMessageResponse(
+                message_details=pb.MessageDetails(**describe.details(copy)),
+                message_content=pb.MessageContent(**describe.content(copy)),
+                file_info=file_info(copy),
+                archived_json=copy.json_text,
+            )
+
+        return self._read(context, get)
+
+    def ListArchivedMessages(  # noqa: N802
+        self, request: pb.ListArchivedMessagesRequest, context: grpc.ServicerContext
+    ) -> pb.ListArchivedMessagesResponse:
+        query = ListQuery(
+            channel=_CHANNELS.get(request.channel, ""),
+            yyyymm=request.yyyymm,
+            campaign_id=request.campaign_id,
+            recipient=request.recipient,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            newest_first=request.order == pb.LIST_ORDER_NEWEST_FIRST,
+            sent_after_ms=request.sent_after_ms,
+            sent_before_ms=request.sent_before_ms,
+        )
+
+        def listing(reader: Reader) -> pb.ListArchivedMessagesResponse:
+            result = reader.list(query)
+            structlog.contextvars.bind_contextvars(
+                prefix=f"{request.yyyymm}/{request.campaign_id}", listed=len(result.items)
+            )
+            return pb.ListArchivedMessagesResponse(
+                messages=[_summary(item) for item in result.items],
+                next_page_token=result.next_page_token,
+            )
+
+        return self._read(context, listing)
+
+    def _read(self, context: grpc.ServicerContext, run: Callable[[Reader], T]) -> T:
+        structlog.contextvars.bind_contextvars(audit=True)
+        try:
+            account, tenant = self.access.read_tenant(
+                authorization_of(context), is_local_peer(context.peer())
+            )
+            structlog.contextvars.bind_contextvars(account=account)
+            return run(tenant.reader)
+        except READ_ERRORS as err:
+            status = status_for(err)
+        except Exception:
+            log.exception("read crashed")
+            status = internal_error()
+        context.abort_with_status(status)
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+def _summary(item: ObjectSummary) -> pb.ArchivedMessageSummary:
+    parts = item.key.rsplit("/", 3)
+    return pb.ArchivedMessageSummary(
+        key=item.key,
+        message_id=parts[-1].removesuffix(".json.lz4"),
+        user_hash=parts[-2],
+        campaign_id=parts[-3],
+        stored_at_ms=item.stored_at_ms,
+        size_bytes=item.size,
+        etag=item.etag,
+    )

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import hashlib
 
-from msgarchive_server.stores import ErrorKind, PutResult, StoreError
+from msgarchive_server.stores import (
+    ErrorKind,
+    ListPage,
+    NoSuchObject,
+    ObjectSummary,
+    PutResult,
+    StoredObject,
+    StoreError,
+)
 
 
 class FakeStore:
@@ -15,6 +23,7 @@ class FakeStore:
     def __init__(self, failures: list[StoreError] | None = None) -> None:
         self.failures = list(failures or [])
         self.objects: dict[str, bytes] = {}
+        self.stored_at: dict[str, int] = {}  # key -> write time, epoch ms
         self.calls = 0
 
     def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
@@ -30,6 +39,21 @@ class FakeStore:
             )
         self.objects[key] = body
         return PutResult(hashlib.md5(body, usedforsecurity=False).hexdigest(), "v1")
+
+    def get(self, key: str) -> StoredObject:
+        if key not in self.objects:
+            raise NoSuchObject(key)
+        body = self.objects[key]
+        etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        return StoredObject(body, etag, "", self.stored_at.get(key, 0))
+
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
+        keys = sorted(k for k in self.objects if k.startswith(prefix) and k > start_after)
+        items = [
+            ObjectSummary(k, len(self.objects[k]), "", self.stored_at.get(k, 0))
+            for k in keys[:limit]
+        ]
+        return ListPage(items, truncated=len(keys) > limit)
 
     def probe(self) -> None:
         pass

@@ -47,6 +47,66 @@ PLATFORM_WEB: Platform.ValueType  # 3
 """Web push; archived as "Web"."""
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
+class _Channel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Channel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CHANNEL_UNSPECIFIED: _Channel.ValueType  # 0
+    """Not set."""
+    CHANNEL_PUSH: _Channel.ValueType  # 1
+    """Push notifications: the `Push` folder."""
+    CHANNEL_EMAIL: _Channel.ValueType  # 2
+    """Email: the `Email` folder."""
+    CHANNEL_SMS: _Channel.ValueType  # 3
+    """SMS: the `Sms` folder."""
+    CHANNEL_WHATSAPP: _Channel.ValueType  # 4
+    """WhatsApp: the `WhatsApp` folder."""
+
+class Channel(_Channel, metaclass=_ChannelEnumTypeWrapper):
+    """Channel is a message channel, as the lookups name it."""
+
+CHANNEL_UNSPECIFIED: Channel.ValueType  # 0
+"""Not set."""
+CHANNEL_PUSH: Channel.ValueType  # 1
+"""Push notifications: the `Push` folder."""
+CHANNEL_EMAIL: Channel.ValueType  # 2
+"""Email: the `Email` folder."""
+CHANNEL_SMS: Channel.ValueType  # 3
+"""SMS: the `Sms` folder."""
+CHANNEL_WHATSAPP: Channel.ValueType  # 4
+"""WhatsApp: the `WhatsApp` folder."""
+Global___Channel: _TypeAlias = Channel  # noqa: Y015
+
+class _ListOrder:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ListOrderEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ListOrder.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LIST_ORDER_UNSPECIFIED: _ListOrder.ValueType  # 0
+    """By key (the default)."""
+    LIST_ORDER_KEY: _ListOrder.ValueType  # 1
+    """By key: stable and cheap on any prefix."""
+    LIST_ORDER_NEWEST_FIRST: _ListOrder.ValueType  # 2
+    """Newest first, by the store's write time. The whole prefix is read to
+    sort it, so it is refused on prefixes of more than 10,000 copies.
+    """
+
+class ListOrder(_ListOrder, metaclass=_ListOrderEnumTypeWrapper):
+    """ListOrder is the order of a listing."""
+
+LIST_ORDER_UNSPECIFIED: ListOrder.ValueType  # 0
+"""By key (the default)."""
+LIST_ORDER_KEY: ListOrder.ValueType  # 1
+"""By key: stable and cheap on any prefix."""
+LIST_ORDER_NEWEST_FIRST: ListOrder.ValueType  # 2
+"""Newest first, by the store's write time. The whole prefix is read to
+sort it, so it is refused on prefixes of more than 10,000 copies.
+"""
+Global___ListOrder: _TypeAlias = ListOrder  # noqa: Y015
+
 @_typing.final
 class ArchiveRequest(_message.Message):
     """ArchiveRequest is one message to archive: the context shared by every
@@ -396,3 +456,508 @@ class ArchiveResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveResponse: _TypeAlias = ArchiveResponse  # noqa: Y015
+
+@_typing.final
+class ViewMessageRequest(_message.Message):
+    """ViewMessageRequest asks for a recipient's copy, with the fields of the
+    reference view API (so its request bodies work unchanged).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_CHANNEL_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    SENT_EPOCH_TIME_FIELD_NUMBER: _builtins.int
+    EVENT_NAME_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    DELIVERY_TYPE_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_TYPE_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """The recipient identity the key is hashed from: the device or customer
+    identity for push, the email address, or the phone number. Required.
+    """
+    campaign_channel: _builtins.str
+    """PUSH, EMAIL, SMS or WHATSAPP. Required."""
+    campaign_id: _builtins.str
+    """The campaign id. Required."""
+    sent_epoch_time: _builtins.int
+    """When the message was sent, epoch seconds. Required."""
+    event_name: _builtins.str
+    """The event to view. Required; one of "Email Sent", "SMS Sent",
+    "WhatsApp Sent", "Notification Sent iOS", "Notification Received Android",
+    "Notification Received Web".
+    """
+    platform: _builtins.str
+    """IOS, ANDROID or WEB for push; EMAIL, SMS or WHATSAPP for the others
+    (optional there). Must agree with the event.
+    """
+    delivery_type: _builtins.str
+    """The delivery type (e.g. ONE_TIME); echoed in the details."""
+    campaign_type: _builtins.str
+    """The campaign type (e.g. "General Push Campaign"); echoed in the details."""
+    event_id: _builtins.str
+    """The triggering event's id, for event-triggered campaigns; echoed."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        campaign_channel: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+        sent_epoch_time: _builtins.int = ...,
+        event_name: _builtins.str = ...,
+        platform: _builtins.str = ...,
+        delivery_type: _builtins.str = ...,
+        campaign_type: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_channel", b"campaign_channel", "campaign_id", b"campaign_id", "campaign_type", b"campaign_type", "delivery_type", b"delivery_type", "event_id", b"event_id", "event_name", b"event_name", "platform", b"platform", "sent_epoch_time", b"sent_epoch_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ViewMessageRequest: _TypeAlias = ViewMessageRequest  # noqa: Y015
+
+@_typing.final
+class ViewMessageResponse(_message.Message):
+    """ViewMessageResponse is the copy found, after the reference view API."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_DETAILS_FIELD_NUMBER: _builtins.int
+    MESSAGE_CONTENT_FIELD_NUMBER: _builtins.int
+    FILE_INFO_FIELD_NUMBER: _builtins.int
+    ARCHIVED_JSON_FIELD_NUMBER: _builtins.int
+    archived_json: _builtins.str
+    """The archived JSON copy itself, exactly as stored (decompressed)."""
+    @_builtins.property
+    def message_details(self) -> Global___MessageDetails:
+        """Who got what, when, from which campaign."""
+
+    @_builtins.property
+    def message_content(self) -> Global___MessageContent:
+        """What the message said."""
+
+    @_builtins.property
+    def file_info(self) -> Global___FileInfo:
+        """Where the copy is stored."""
+
+    def __init__(
+        self,
+        *,
+        message_details: Global___MessageDetails | None = ...,
+        message_content: Global___MessageContent | None = ...,
+        file_info: Global___FileInfo | None = ...,
+        archived_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file_info", b"file_info", "message_content", b"message_content", "message_details", b"message_details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived_json", b"archived_json", "file_info", b"file_info", "message_content", b"message_content", "message_details", b"message_details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ViewMessageResponse: _TypeAlias = ViewMessageResponse  # noqa: Y015
+
+@_typing.final
+class MessageDetails(_message.Message):
+    """MessageDetails describes an archived message."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    PLATFORM_FIELD_NUMBER: _builtins.int
+    SENT_AT_MS_FIELD_NUMBER: _builtins.int
+    SENT_TIME_FIELD_NUMBER: _builtins.int
+    MESSAGE_TO_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_NAME_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    JOURNEY_ID_FIELD_NUMBER: _builtins.int
+    JOURNEY_NODE_ID_FIELD_NUMBER: _builtins.int
+    JOURNEY_NAME_FIELD_NUMBER: _builtins.int
+    DELIVERY_TYPE_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_TYPE_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    message_id: _builtins.str
+    """The message id (the key's file name)."""
+    channel: _builtins.str
+    """"push", "email", "sms" or "whatsapp"."""
+    platform: _builtins.str
+    """"iOS", "Android" or "Web" for push; the channel otherwise."""
+    sent_at_ms: _builtins.int
+    """The copy's `sent_at`, epoch milliseconds."""
+    sent_time: _builtins.str
+    """The same instant, RFC 3339 in UTC."""
+    message_to: _builtins.str
+    """The recipient as archived: push token, email address or phone number."""
+    campaign_id: _builtins.str
+    """The campaign id."""
+    campaign_name: _builtins.str
+    """The campaign name."""
+    user_id: _builtins.str
+    """The device or customer identity the message was sent for."""
+    journey_id: _builtins.str
+    """The journey id, when the campaign is a journey node."""
+    journey_node_id: _builtins.str
+    """The journey node id, when the campaign is a journey node."""
+    journey_name: _builtins.str
+    """The journey name, when the campaign is a journey node."""
+    delivery_type: _builtins.str
+    """The request's delivery type, echoed (ViewMessage only)."""
+    campaign_type: _builtins.str
+    """The request's campaign type, echoed (ViewMessage only)."""
+    event_id: _builtins.str
+    """The request's event id, echoed (ViewMessage only)."""
+    def __init__(
+        self,
+        *,
+        message_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        platform: _builtins.str = ...,
+        sent_at_ms: _builtins.int = ...,
+        sent_time: _builtins.str = ...,
+        message_to: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+        campaign_name: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        journey_id: _builtins.str = ...,
+        journey_node_id: _builtins.str = ...,
+        journey_name: _builtins.str = ...,
+        delivery_type: _builtins.str = ...,
+        campaign_type: _builtins.str = ...,
+        event_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "campaign_name", b"campaign_name", "campaign_type", b"campaign_type", "channel", b"channel", "delivery_type", b"delivery_type", "event_id", b"event_id", "journey_id", b"journey_id", "journey_name", b"journey_name", "journey_node_id", b"journey_node_id", "message_id", b"message_id", "message_to", b"message_to", "platform", b"platform", "sent_at_ms", b"sent_at_ms", "sent_time", b"sent_time", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageDetails: _TypeAlias = MessageDetails  # noqa: Y015
+
+@_typing.final
+class MessageContent(_message.Message):
+    """MessageContent is what the message said, per channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RELATED_URLS_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    HTML_BODY_FIELD_NUMBER: _builtins.int
+    PLAINTEXT_BODY_FIELD_NUMBER: _builtins.int
+    AMP_BODY_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    """Push: the notification title, taken from the payload."""
+    message: _builtins.str
+    """Push: the notification text; SMS and WhatsApp: the body."""
+    subject: _builtins.str
+    """Email: the subject line."""
+    html_body: _builtins.str
+    """Email: the HTML body."""
+    plaintext_body: _builtins.str
+    """Email: the plain-text body."""
+    amp_body: _builtins.str
+    """Email: the AMP body, when there was one."""
+    @_builtins.property
+    def related_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Push: every http(s) URL in the payload (images, deep links)."""
+
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        message: _builtins.str = ...,
+        related_urls: _abc.Iterable[_builtins.str] | None = ...,
+        subject: _builtins.str = ...,
+        html_body: _builtins.str = ...,
+        plaintext_body: _builtins.str = ...,
+        amp_body: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amp_body", b"amp_body", "html_body", b"html_body", "message", b"message", "plaintext_body", b"plaintext_body", "related_urls", b"related_urls", "subject", b"subject", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageContent: _TypeAlias = MessageContent  # noqa: Y015
+
+@_typing.final
+class FileInfo(_message.Message):
+    """FileInfo says where a copy is stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    VERSION_ID_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    """The bucket, or the local store's directory."""
+    key: _builtins.str
+    """The copy's full key."""
+    version_id: _builtins.str
+    """The store's version id, when the bucket is versioned."""
+    etag: _builtins.str
+    """The store's entity tag."""
+    size_bytes: _builtins.int
+    """The stored (compressed) size in bytes."""
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.str = ...,
+        version_id: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "etag", b"etag", "key", b"key", "size_bytes", b"size_bytes", "version_id", b"version_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FileInfo: _TypeAlias = FileInfo  # noqa: Y015
+
+@_typing.final
+class MessageLocator(_message.Message):
+    """MessageLocator names a copy by the parts of its key."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    YYYYMM_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    channel: Global___Channel.ValueType
+    """The channel. Required."""
+    yyyymm: _builtins.str
+    """The batch month, `yyyymm`. Required."""
+    campaign_id: _builtins.str
+    """The campaign id. Required."""
+    recipient: _builtins.str
+    """The recipient identity, as for ViewMessageRequest.user_id. Required."""
+    message_id: _builtins.str
+    """The message id (64 lowercase hex digits). Required."""
+    def __init__(
+        self,
+        *,
+        channel: Global___Channel.ValueType = ...,
+        yyyymm: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "channel", b"channel", "message_id", b"message_id", "recipient", b"recipient", "yyyymm", b"yyyymm"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MessageLocator: _TypeAlias = MessageLocator  # noqa: Y015
+
+@_typing.final
+class GetArchivedMessageRequest(_message.Message):
+    """GetArchivedMessageRequest names one copy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    PARTS_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The copy's full key, as the ack gave it."""
+    @_builtins.property
+    def parts(self) -> Global___MessageLocator:
+        """The parts of the copy's key."""
+
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        parts: Global___MessageLocator | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "locator", b"locator", "parts", b"parts"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "locator", b"locator", "parts", b"parts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_locator: _TypeAlias = _typing.Literal["key", "parts"]  # noqa: Y015
+    _WhichOneofArgType_locator: _TypeAlias = _typing.Literal["locator", b"locator"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_locator) -> _WhichOneofReturnType_locator | None: ...
+
+Global___GetArchivedMessageRequest: _TypeAlias = GetArchivedMessageRequest  # noqa: Y015
+
+@_typing.final
+class GetArchivedMessageResponse(_message.Message):
+    """GetArchivedMessageResponse is the copy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_DETAILS_FIELD_NUMBER: _builtins.int
+    MESSAGE_CONTENT_FIELD_NUMBER: _builtins.int
+    FILE_INFO_FIELD_NUMBER: _builtins.int
+    ARCHIVED_JSON_FIELD_NUMBER: _builtins.int
+    archived_json: _builtins.str
+    """The archived JSON copy itself, exactly as stored (decompressed)."""
+    @_builtins.property
+    def message_details(self) -> Global___MessageDetails:
+        """Who got what, when, from which campaign."""
+
+    @_builtins.property
+    def message_content(self) -> Global___MessageContent:
+        """What the message said."""
+
+    @_builtins.property
+    def file_info(self) -> Global___FileInfo:
+        """Where the copy is stored."""
+
+    def __init__(
+        self,
+        *,
+        message_details: Global___MessageDetails | None = ...,
+        message_content: Global___MessageContent | None = ...,
+        file_info: Global___FileInfo | None = ...,
+        archived_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file_info", b"file_info", "message_content", b"message_content", "message_details", b"message_details"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archived_json", b"archived_json", "file_info", b"file_info", "message_content", b"message_content", "message_details", b"message_details"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetArchivedMessageResponse: _TypeAlias = GetArchivedMessageResponse  # noqa: Y015
+
+@_typing.final
+class ListArchivedMessagesRequest(_message.Message):
+    """ListArchivedMessagesRequest names a prefix and a page."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    YYYYMM_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    SENT_AFTER_MS_FIELD_NUMBER: _builtins.int
+    SENT_BEFORE_MS_FIELD_NUMBER: _builtins.int
+    channel: Global___Channel.ValueType
+    """The channel. Required."""
+    yyyymm: _builtins.str
+    """The batch month, `yyyymm`. Required."""
+    campaign_id: _builtins.str
+    """The campaign id; narrows the prefix."""
+    recipient: _builtins.str
+    """The recipient identity (needs campaign_id); narrows to one recipient."""
+    page_size: _builtins.int
+    """The most summaries to return: 1 to 1000, 100 when 0."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
+    order: Global___ListOrder.ValueType
+    """The order."""
+    sent_after_ms: _builtins.int
+    """Only copies written at or after this time, epoch milliseconds."""
+    sent_before_ms: _builtins.int
+    """Only copies written before this time, epoch milliseconds."""
+    def __init__(
+        self,
+        *,
+        channel: Global___Channel.ValueType = ...,
+        yyyymm: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+        recipient: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        order: Global___ListOrder.ValueType = ...,
+        sent_after_ms: _builtins.int = ...,
+        sent_before_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "channel", b"channel", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "recipient", b"recipient", "sent_after_ms", b"sent_after_ms", "sent_before_ms", b"sent_before_ms", "yyyymm", b"yyyymm"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListArchivedMessagesRequest: _TypeAlias = ListArchivedMessagesRequest  # noqa: Y015
+
+@_typing.final
+class ListArchivedMessagesResponse(_message.Message):
+    """ListArchivedMessagesResponse is one page of summaries."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """The token of the next page; empty on the last page."""
+    @_builtins.property
+    def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArchivedMessageSummary]:
+        """The copies on this page."""
+
+    def __init__(
+        self,
+        *,
+        messages: _abc.Iterable[Global___ArchivedMessageSummary] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["messages", b"messages", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListArchivedMessagesResponse: _TypeAlias = ListArchivedMessagesResponse  # noqa: Y015
+
+@_typing.final
+class ArchivedMessageSummary(_message.Message):
+    """ArchivedMessageSummary describes a copy without reading it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    USER_HASH_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    STORED_AT_MS_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """The copy's full key."""
+    message_id: _builtins.str
+    """The message id (the key's file name)."""
+    user_hash: _builtins.str
+    """The recipient hash folder of the key."""
+    campaign_id: _builtins.str
+    """The campaign folder of the key."""
+    stored_at_ms: _builtins.int
+    """When the store wrote the copy, epoch milliseconds: the copy's `sent_at`
+    to within the write's duration (S3 records whole seconds).
+    """
+    size_bytes: _builtins.int
+    """The stored (compressed) size in bytes."""
+    etag: _builtins.str
+    """The store's entity tag."""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        message_id: _builtins.str = ...,
+        user_hash: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+        stored_at_ms: _builtins.int = ...,
+        size_bytes: _builtins.int = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "etag", b"etag", "key", b"key", "message_id", b"message_id", "size_bytes", b"size_bytes", "stored_at_ms", b"stored_at_ms", "user_hash", b"user_hash"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArchivedMessageSummary: _TypeAlias = ArchivedMessageSummary  # noqa: Y015

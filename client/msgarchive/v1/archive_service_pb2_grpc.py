@@ -49,6 +49,21 @@ class ArchiveServiceStub:
                 request_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveRequest.SerializeToString,
                 response_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveResponse.FromString,
                 _registered_method=True)
+        self.ViewMessage = channel.unary_unary(
+                '/msgarchive.v1.ArchiveService/ViewMessage',
+                request_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ViewMessageRequest.SerializeToString,
+                response_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ViewMessageResponse.FromString,
+                _registered_method=True)
+        self.GetArchivedMessage = channel.unary_unary(
+                '/msgarchive.v1.ArchiveService/GetArchivedMessage',
+                request_serializer=msgarchive_dot_v1_dot_archive__service__pb2.GetArchivedMessageRequest.SerializeToString,
+                response_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.GetArchivedMessageResponse.FromString,
+                _registered_method=True)
+        self.ListArchivedMessages = channel.unary_unary(
+                '/msgarchive.v1.ArchiveService/ListArchivedMessages',
+                request_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ListArchivedMessagesRequest.SerializeToString,
+                response_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ListArchivedMessagesResponse.FromString,
+                _registered_method=True)
 
 
 class ArchiveServiceServicer:
@@ -92,6 +107,51 @@ class ArchiveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ViewMessage(self, request, context):
+        """ViewMessage finds the copy a recipient got from a campaign near a send
+        time, as the reference view API does: the copy under the recipient's
+        campaign/month prefix whose `sent_at` is nearest `sent_epoch_time`, within
+        the sidecar's tolerance (5 minutes by default). Read-only; safe to retry.
+
+        Requires credentials once API keys are configured (see the README), and
+        reads only the calling account's copies.
+
+        Returns:
+        - OK: the copy, its details, content and file info.
+        - INVALID_ARGUMENT: a missing or malformed field, an unsupported
+        `event_name` (the message lists the supported ones), or an event that
+        does not agree with `campaign_channel` and `platform`.
+        - NOT_FOUND: no copy within the tolerance.
+        - DATA_LOSS: the copy found does not decompress, does not parse, or its
+        message id does not match its key.
+        - UNAUTHENTICATED, PERMISSION_DENIED: missing or wrong credentials.
+        - RESOURCE_EXHAUSTED: over the account's read rate limit (RetryInfo says
+        when to retry).
+        - UNAVAILABLE: the store did not answer. Safe to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArchivedMessage(self, request, context):
+        """GetArchivedMessage reads one copy, by its key or by the parts of its key.
+        Read-only; safe to retry. Same credentials, errors and rate limit as
+        ViewMessage; NOT_FOUND when there is no copy there.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListArchivedMessages(self, request, context):
+        """ListArchivedMessages lists the copies under a channel / month / campaign /
+        recipient prefix, a page at a time: summaries, not bodies. Read-only;
+        safe to retry. Same credentials, errors and rate limit as ViewMessage;
+        INVALID_ARGUMENT for a page token that does not belong to this query.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ArchiveServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +159,21 @@ def add_ArchiveServiceServicer_to_server(servicer, server):
                     servicer.Archive,
                     request_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveRequest.FromString,
                     response_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveResponse.SerializeToString,
+            ),
+            'ViewMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ViewMessage,
+                    request_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ViewMessageRequest.FromString,
+                    response_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ViewMessageResponse.SerializeToString,
+            ),
+            'GetArchivedMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetArchivedMessage,
+                    request_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.GetArchivedMessageRequest.FromString,
+                    response_serializer=msgarchive_dot_v1_dot_archive__service__pb2.GetArchivedMessageResponse.SerializeToString,
+            ),
+            'ListArchivedMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArchivedMessages,
+                    request_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ListArchivedMessagesRequest.FromString,
+                    response_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ListArchivedMessagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +213,87 @@ class ArchiveService:
             '/msgarchive.v1.ArchiveService/Archive',
             msgarchive_dot_v1_dot_archive__service__pb2.ArchiveRequest.SerializeToString,
             msgarchive_dot_v1_dot_archive__service__pb2.ArchiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ViewMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/msgarchive.v1.ArchiveService/ViewMessage',
+            msgarchive_dot_v1_dot_archive__service__pb2.ViewMessageRequest.SerializeToString,
+            msgarchive_dot_v1_dot_archive__service__pb2.ViewMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArchivedMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/msgarchive.v1.ArchiveService/GetArchivedMessage',
+            msgarchive_dot_v1_dot_archive__service__pb2.GetArchivedMessageRequest.SerializeToString,
+            msgarchive_dot_v1_dot_archive__service__pb2.GetArchivedMessageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListArchivedMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/msgarchive.v1.ArchiveService/ListArchivedMessages',
+            msgarchive_dot_v1_dot_archive__service__pb2.ListArchivedMessagesRequest.SerializeToString,
+            msgarchive_dot_v1_dot_archive__service__pb2.ListArchivedMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

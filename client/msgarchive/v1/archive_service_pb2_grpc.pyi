@@ -67,6 +67,39 @@ class ArchiveServiceStub:
       store attempt) before the store confirmed the write. Safe to retry.
     - INTERNAL: an unexpected server fault. Do not send the message.
     """
+    ViewMessage: _grpc.UnaryUnaryMultiCallable[_archive_service_pb2.ViewMessageRequest, _archive_service_pb2.ViewMessageResponse]
+    """ViewMessage finds the copy a recipient got from a campaign near a send
+    time, as the reference view API does: the copy under the recipient's
+    campaign/month prefix whose `sent_at` is nearest `sent_epoch_time`, within
+    the sidecar's tolerance (5 minutes by default). Read-only; safe to retry.
+
+    Requires credentials once API keys are configured (see the README), and
+    reads only the calling account's copies.
+
+    Returns:
+    - OK: the copy, its details, content and file info.
+    - INVALID_ARGUMENT: a missing or malformed field, an unsupported
+      `event_name` (the message lists the supported ones), or an event that
+      does not agree with `campaign_channel` and `platform`.
+    - NOT_FOUND: no copy within the tolerance.
+    - DATA_LOSS: the copy found does not decompress, does not parse, or its
+      message id does not match its key.
+    - UNAUTHENTICATED, PERMISSION_DENIED: missing or wrong credentials.
+    - RESOURCE_EXHAUSTED: over the account's read rate limit (RetryInfo says
+      when to retry).
+    - UNAVAILABLE: the store did not answer. Safe to retry.
+    """
+    GetArchivedMessage: _grpc.UnaryUnaryMultiCallable[_archive_service_pb2.GetArchivedMessageRequest, _archive_service_pb2.GetArchivedMessageResponse]
+    """GetArchivedMessage reads one copy, by its key or by the parts of its key.
+    Read-only; safe to retry. Same credentials, errors and rate limit as
+    ViewMessage; NOT_FOUND when there is no copy there.
+    """
+    ListArchivedMessages: _grpc.UnaryUnaryMultiCallable[_archive_service_pb2.ListArchivedMessagesRequest, _archive_service_pb2.ListArchivedMessagesResponse]
+    """ListArchivedMessages lists the copies under a channel / month / campaign /
+    recipient prefix, a page at a time: summaries, not bodies. Read-only;
+    safe to retry. Same credentials, errors and rate limit as ViewMessage;
+    INVALID_ARGUMENT for a page token that does not belong to this query.
+    """
 
 @_typing.type_check_only
 class ArchiveServiceAsyncStub(ArchiveServiceStub):
@@ -106,6 +139,39 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
       store attempt) before the store confirmed the write. Safe to retry.
     - INTERNAL: an unexpected server fault. Do not send the message.
+    """
+    ViewMessage: _aio.UnaryUnaryMultiCallable[_archive_service_pb2.ViewMessageRequest, _archive_service_pb2.ViewMessageResponse]  # type: ignore[assignment]
+    """ViewMessage finds the copy a recipient got from a campaign near a send
+    time, as the reference view API does: the copy under the recipient's
+    campaign/month prefix whose `sent_at` is nearest `sent_epoch_time`, within
+    the sidecar's tolerance (5 minutes by default). Read-only; safe to retry.
+
+    Requires credentials once API keys are configured (see the README), and
+    reads only the calling account's copies.
+
+    Returns:
+    - OK: the copy, its details, content and file info.
+    - INVALID_ARGUMENT: a missing or malformed field, an unsupported
+      `event_name` (the message lists the supported ones), or an event that
+      does not agree with `campaign_channel` and `platform`.
+    - NOT_FOUND: no copy within the tolerance.
+    - DATA_LOSS: the copy found does not decompress, does not parse, or its
+      message id does not match its key.
+    - UNAUTHENTICATED, PERMISSION_DENIED: missing or wrong credentials.
+    - RESOURCE_EXHAUSTED: over the account's read rate limit (RetryInfo says
+      when to retry).
+    - UNAVAILABLE: the store did not answer. Safe to retry.
+    """
+    GetArchivedMessage: _aio.UnaryUnaryMultiCallable[_archive_service_pb2.GetArchivedMessageRequest, _archive_service_pb2.GetArchivedMessageResponse]  # type: ignore[assignment]
+    """GetArchivedMessage reads one copy, by its key or by the parts of its key.
+    Read-only; safe to retry. Same credentials, errors and rate limit as
+    ViewMessage; NOT_FOUND when there is no copy there.
+    """
+    ListArchivedMessages: _aio.UnaryUnaryMultiCallable[_archive_service_pb2.ListArchivedMessagesRequest, _archive_service_pb2.ListArchivedMessagesResponse]  # type: ignore[assignment]
+    """ListArchivedMessages lists the copies under a channel / month / campaign /
+    recipient prefix, a page at a time: summaries, not bodies. Read-only;
+    safe to retry. Same credentials, errors and rate limit as ViewMessage;
+    INVALID_ARGUMENT for a page token that does not belong to this query.
     """
 
 class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -149,6 +215,57 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
         - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
           store attempt) before the store confirmed the write. Safe to retry.
         - INTERNAL: an unexpected server fault. Do not send the message.
+        """
+
+    @_abc_1.abstractmethod
+    def ViewMessage(
+        self,
+        request: _archive_service_pb2.ViewMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_service_pb2.ViewMessageResponse, _abc.Awaitable[_archive_service_pb2.ViewMessageResponse]]:
+        """ViewMessage finds the copy a recipient got from a campaign near a send
+        time, as the reference view API does: the copy under the recipient's
+        campaign/month prefix whose `sent_at` is nearest `sent_epoch_time`, within
+        the sidecar's tolerance (5 minutes by default). Read-only; safe to retry.
+
+        Requires credentials once API keys are configured (see the README), and
+        reads only the calling account's copies.
+
+        Returns:
+        - OK: the copy, its details, content and file info.
+        - INVALID_ARGUMENT: a missing or malformed field, an unsupported
+          `event_name` (the message lists the supported ones), or an event that
+          does not agree with `campaign_channel` and `platform`.
+        - NOT_FOUND: no copy within the tolerance.
+        - DATA_LOSS: the copy found does not decompress, does not parse, or its
+          message id does not match its key.
+        - UNAUTHENTICATED, PERMISSION_DENIED: missing or wrong credentials.
+        - RESOURCE_EXHAUSTED: over the account's read rate limit (RetryInfo says
+          when to retry).
+        - UNAVAILABLE: the store did not answer. Safe to retry.
+        """
+
+    @_abc_1.abstractmethod
+    def GetArchivedMessage(
+        self,
+        request: _archive_service_pb2.GetArchivedMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_service_pb2.GetArchivedMessageResponse, _abc.Awaitable[_archive_service_pb2.GetArchivedMessageResponse]]:
+        """GetArchivedMessage reads one copy, by its key or by the parts of its key.
+        Read-only; safe to retry. Same credentials, errors and rate limit as
+        ViewMessage; NOT_FOUND when there is no copy there.
+        """
+
+    @_abc_1.abstractmethod
+    def ListArchivedMessages(
+        self,
+        request: _archive_service_pb2.ListArchivedMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_archive_service_pb2.ListArchivedMessagesResponse, _abc.Awaitable[_archive_service_pb2.ListArchivedMessagesResponse]]:
+        """ListArchivedMessages lists the copies under a channel / month / campaign /
+        recipient prefix, a page at a time: summaries, not bodies. Read-only;
+        safe to retry. Same credentials, errors and rate limit as ViewMessage;
+        INVALID_ARGUMENT for a page token that does not belong to this query.
         """
 
 def add_ArchiveServiceServicer_to_server(servicer: ArchiveServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -49,6 +49,26 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The caller's deadline was nearer than one store attempt takes, so none
     was made. Status DEADLINE_EXCEEDED. Nothing was written.
     """
+    INVALID_LOOKUP: _ErrorReason.ValueType  # 6
+    """A lookup request is malformed (BadRequest names the fields), or its
+    event is unsupported. Status INVALID_ARGUMENT.
+    """
+    COPY_NOT_FOUND: _ErrorReason.ValueType  # 7
+    """No copy matches. Status NOT_FOUND."""
+    COPY_DAMAGED: _ErrorReason.ValueType  # 8
+    """A stored copy is damaged: it does not decompress, does not parse, or its
+    message id does not match its key. Status DATA_LOSS. Metadata: `key`.
+    """
+    CREDENTIALS_MISSING: _ErrorReason.ValueType  # 9
+    """Credentials are missing or not recognised. Status UNAUTHENTICATED."""
+    WRONG_ACCOUNT: _ErrorReason.ValueType  # 10
+    """The credentials belong to another account. Status PERMISSION_DENIED."""
+    RATE_LIMITED: _ErrorReason.ValueType  # 11
+    """Over the account's read rate limit. Status RESOURCE_EXHAUSTED, with
+    RetryInfo.
+    """
+    STORE_UNAVAILABLE: _ErrorReason.ValueType  # 12
+    """The store did not answer a read. Status UNAVAILABLE. Safe to retry."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every google.rpc.ErrorInfo reason the service returns, in
@@ -87,4 +107,24 @@ DEADLINE_TOO_SHORT: ErrorReason.ValueType  # 5
 """The caller's deadline was nearer than one store attempt takes, so none
 was made. Status DEADLINE_EXCEEDED. Nothing was written.
 """
+INVALID_LOOKUP: ErrorReason.ValueType  # 6
+"""A lookup request is malformed (BadRequest names the fields), or its
+event is unsupported. Status INVALID_ARGUMENT.
+"""
+COPY_NOT_FOUND: ErrorReason.ValueType  # 7
+"""No copy matches. Status NOT_FOUND."""
+COPY_DAMAGED: ErrorReason.ValueType  # 8
+"""A stored copy is damaged: it does not decompress, does not parse, or its
+message id does not match its key. Status DATA_LOSS. Metadata: `key`.
+"""
+CREDENTIALS_MISSING: ErrorReason.ValueType  # 9
+"""Credentials are missing or not recognised. Status UNAUTHENTICATED."""
+WRONG_ACCOUNT: ErrorReason.ValueType  # 10
+"""The credentials belong to another account. Status PERMISSION_DENIED."""
+RATE_LIMITED: ErrorReason.ValueType  # 11
+"""Over the account's read rate limit. Status RESOURCE_EXHAUSTED, with
+RetryInfo.
+"""
+STORE_UNAVAILABLE: ErrorReason.ValueType  # 12
+"""The store did not answer a read. Status UNAVAILABLE. Safe to retry."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

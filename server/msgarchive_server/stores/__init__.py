@@ -1,5 +1,23 @@
 """Copy stores: S3 (boto3) and a local directory, behind one interface."""
 
-from msgarchive_server.stores.base import ErrorKind, PutResult, Store, StoreError
+from msgarchive_server.stores.base import (
+    ErrorKind,
+    ListPage,
+    NoSuchObject,
+    ObjectSummary,
+    PutResult,
+    Store,
+    StoredObject,
+    StoreError,
+)
 
-__all__ = ["ErrorKind", "PutResult", "Store", "StoreError"]
+__all__ = [
+    "ErrorKind",
+    "ListPage",
+    "NoSuchObject",
+    "ObjectSummary",
+    "PutResult",
+    "Store",
+    "StoreError",
+    "StoredObject",
+]

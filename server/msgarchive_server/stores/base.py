@@ -22,6 +22,31 @@ class PutResult:
         return self.existing_copy is not None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """A copy as read back from the store."""
+
+    body: bytes
+    etag: str
+    version_id: str
+    # When the store wrote it, epoch milliseconds (S3 keeps whole seconds).
+    stored_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectSummary:
+    """A listed copy: what the store knows without reading it."""
+
+    key: str
+    size: int
+    etag: str
+    stored_at_ms: int
+
+
+class NoSuchObject(Exception):
+    """Nothing is stored under the key."""
+
+
 class ErrorKind(enum.Enum):
     """How the pipeline treats a store error."""
 
@@ -46,6 +71,12 @@ class StoreError(Exception):
         self.kind = kind
 
 
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    items: list[ObjectSummary]
+    truncated: bool
+
+
 class Store(Protocol):
     """A copy store: the S3 store or the local-directory store."""
 
@@ -65,6 +96,15 @@ class Store(Protocol):
         body that does not match. Raises `StoreError` when the write is not
         confirmed.
         """
+        ...
+
+    def get(self, key: str) -> StoredObject:
+        """The object under `key`. Raises `NoSuchObject` or `StoreError`."""
+        ...
+
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
+        """Up to `limit` objects whose keys start with `prefix` and sort after
+        `start_after`, in key order, and whether more follow."""
         ...
 
     def probe(self) -> None:

@@ -15,7 +15,15 @@ import os
 import tempfile
 from pathlib import Path
 
-from msgarchive_server.stores.base import ErrorKind, PutResult, StoreError
+from msgarchive_server.stores.base import (
+    ErrorKind,
+    ListPage,
+    NoSuchObject,
+    ObjectSummary,
+    PutResult,
+    StoredObject,
+    StoreError,
+)
 
 # File-system errors that retrying can cure; anything else is a setup problem.
 _TRANSIENT_ERRNOS = {errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EINTR, errno.EAGAIN}
@@ -43,6 +51,41 @@ class LocalStore:
         except OSError as err:
             raise _store_error(err) from None
         return PutResult(hashlib.md5(existing, usedforsecurity=False).hexdigest(), "", existing)
+
+    def get(self, key: str) -> StoredObject:
+        path = self._path(key)
+        try:
+            body = path.read_bytes()
+            stored_at = path.stat().st_mtime_ns // 1_000_000
+        except FileNotFoundError:
+            raise NoSuchObject(key) from None
+        except OSError as err:
+            raise _store_error(err) from None
+        etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
+        return StoredObject(body, etag, "", stored_at)
+
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
+        # Keys sort as strings, which a walk of sorted directory names does not
+        # give ("a-b/" sorts before "a/"): gather, then sort.
+        top = self._path(prefix.rsplit("/", 1)[0]) if "/" in prefix else self.root
+        found: list[tuple[str, Path]] = []
+        for directory, _, files in os.walk(top):
+            for name in files:
+                if name.startswith("."):
+                    continue  # temporary and probe files
+                path = Path(directory, name)
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix) and key > start_after:
+                    found.append((key, path))
+        found.sort()
+        items: list[ObjectSummary] = []
+        for key, path in found[:limit]:
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            items.append(ObjectSummary(key, stat.st_size, "", stat.st_mtime_ns // 1_000_000))
+        return ListPage(items, truncated=len(found) > limit)
 
     def probe(self) -> None:
         try:

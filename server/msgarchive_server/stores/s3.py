@@ -19,7 +19,15 @@ import botocore.config
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from msgarchive_server.stores.base import ErrorKind, PutResult, StoreError
+from msgarchive_server.stores.base import (
+    ErrorKind,
+    ListPage,
+    NoSuchObject,
+    ObjectSummary,
+    PutResult,
+    StoredObject,
+    StoreError,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -143,6 +151,42 @@ class S3Store:
         return PutResult(
             etag=response.get("ETag", "").strip('"'), version_id=response.get("VersionId", "")
         )
+
+    def get(self, key: str) -> StoredObject:
+        try:
+            got = self._client.get_object(Bucket=self.bucket, Key=key)
+            body = got["Body"].read()
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "404"):
+                raise NoSuchObject(key) from None
+            raise classify(err) from None
+        except BotoCoreError as err:
+            raise classify(err) from None
+        return StoredObject(
+            body=body,
+            etag=got.get("ETag", "").strip('"'),
+            version_id=got.get("VersionId", ""),
+            stored_at_ms=int(got["LastModified"].timestamp() * 1000),
+        )
+
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if start_after:
+            args["StartAfter"] = start_after
+        try:
+            page = self._client.list_objects_v2(**args)
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from None
+        items = [
+            ObjectSummary(
+                key=item["Key"],
+                size=item["Size"],
+                etag=item.get("ETag", "").strip('"'),
+                stored_at_ms=int(item["LastModified"].timestamp() * 1000),
+            )
+            for item in page.get("Contents", [])
+        ]
+        return ListPage(items, truncated=bool(page.get("IsTruncated")))
 
     def probe(self) -> None:
         """The bucket exists, a write is accepted, and If-None-Match is honoured."""

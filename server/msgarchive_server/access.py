@@ -1,0 +1,95 @@
+"""Who may do what, and against which store.
+
+- Without API keys, only local callers (loopback or a unix socket) are
+  served: the sidecar's own pod. Reads then see the default store.
+- With API keys, reads need `authorization: Basic base64(account:key)` or
+  `Bearer key`, and see only the key's account's store. Archive needs no key
+  from a local caller; from anywhere else it needs the key of the account it
+  archives for.
+- Reads are rate limited per account.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from msgarchive_server.accounts import Accounts, AuthError
+from msgarchive_server.archive import Archiver
+from msgarchive_server.circuit import StoreCircuit
+from msgarchive_server.ratelimit import RateLimiter
+from msgarchive_server.reads import Reader
+from msgarchive_server.stores import Store
+
+OPEN_ACCOUNT = "-"  # the rate-limit bucket of unauthenticated local reads
+
+
+@dataclass
+class Tenant:
+    """One store and what works on it."""
+
+    store: Store
+    circuit: StoreCircuit
+    archiver: Archiver
+    reader: Reader
+
+
+class RateLimited(Exception):
+    def __init__(self, account: str, retry_after: float) -> None:
+        super().__init__(f"over the read rate limit of account {account}")
+        self.retry_after = retry_after
+
+
+class Access:
+    def __init__(
+        self,
+        accounts: Accounts,
+        tenants: dict[str, Tenant],
+        default: Tenant | None,
+        limiter: RateLimiter,
+    ) -> None:
+        self.accounts = accounts
+        self.tenants = tenants
+        self.default = default
+        self.limiter = limiter
+
+    def archive_tenant(self, account_id: str, authorization: str, local: bool) -> Tenant | None:
+        """The tenant that archives for `account_id`, None for an unknown account.
+
+        Raises AuthError when the caller may not archive for it.
+        """
+        if authorization:
+            if self.accounts.authenticate(authorization) != account_id:
+                raise AuthError("the API key belongs to another account", wrong_account=True)
+        elif not local:
+            raise AuthError("archiving from beyond this host needs the account's API key")
+        return self.tenants.get(account_id, self.default)
+
+    def read_tenant(self, authorization: str, local: bool) -> tuple[str, Tenant]:
+        """The caller's account and tenant for a read, after auth and rate limit."""
+        if authorization or self.accounts.has_keys:
+            if not authorization:
+                raise AuthError("reads need credentials: Basic account_id:api_key, or Bearer")
+            account = self.accounts.authenticate(authorization)
+            tenant = self.tenants[account]
+        elif not local:
+            raise AuthError("reads from beyond this host need API keys to be configured")
+        elif self.default is None:
+            raise AuthError("reads need an account's API key")
+        else:
+            account, tenant = OPEN_ACCOUNT, self.default
+        wait = self.limiter.acquire(account)
+        if wait:
+            raise RateLimited(account, wait)
+        return account, tenant
+
+
+def is_local_peer(peer: str) -> bool:
+    """True for a caller on loopback or a unix socket (gRPC's `context.peer()`)."""
+    if peer.startswith("unix"):
+        return True
+    if peer.startswith("ipv4:"):
+        return peer[5:].startswith("127.")
+    if peer.startswith("ipv6:"):
+        host = peer[5:].rsplit(":", 1)[0].strip("[]").lower()
+        return host == "::1" or host.startswith("::ffff:127.")
+    return False

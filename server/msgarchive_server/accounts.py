@@ -1,0 +1,166 @@
+"""Accounts: which store each account's copies go to, and its API keys.
+
+The accounts file is TOML:
+
+    [accounts.acme]
+    store = "s3://archive-bucket/acme"
+    api_key_sha256 = ["<64 hex digits>"]   # msgarchive api-key prints one
+
+Keys are kept only as SHA-256 digests (API keys are random, so a fast hash
+suits them) and compared in constant time. Accounts may not share a store
+location or nest one inside another's, so one account can never reach
+another's copies. Without a file, one default store serves every account.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from msgarchive_server.config import ConfigError, S3Location, store_location
+
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+_ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.@-]{1,256}")
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    account_id: str
+    store: str
+    key_digests: tuple[str, ...]
+
+
+class AuthError(Exception):
+    """Credentials are missing, unknown (UNAUTHENTICATED) or another account's
+    (PERMISSION_DENIED, with `wrong_account`). Never carries the key."""
+
+    def __init__(self, message: str, *, wrong_account: bool = False) -> None:
+        super().__init__(message)
+        self.wrong_account = wrong_account
+
+
+def key_digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A fresh API key and its digest, for the accounts file."""
+    key = "ma_" + secrets.token_urlsafe(32)
+    return key, key_digest(key)
+
+
+class Accounts:
+    """The configured accounts; empty when there is no accounts file."""
+
+    def __init__(self, accounts: dict[str, Account]) -> None:
+        self.accounts = accounts
+        self._digests = [(a.account_id, d) for a in accounts.values() for d in a.key_digests]
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.accounts)
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self._digests)
+
+    @classmethod
+    def load(cls, path: Path) -> Accounts:
+        """Read and check an accounts file; ConfigError names what is wrong."""
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"--accounts {path}: {err.strerror}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"--accounts {path}: not valid TOML: {err}") from None
+        table = data.get("accounts")
+        if not isinstance(table, dict) or not table:
+            raise ConfigError(f"--accounts {path}: no [accounts.<id>] tables")
+        accounts = {}
+        for account_id, entry in table.items():
+            accounts[account_id] = _account(path, account_id, entry)
+        _check_isolated(path, list(accounts.values()))
+        return cls(accounts)
+
+    def authenticate(self, authorization: str) -> str:
+        """The account an `authorization` header proves, or AuthError.
+
+        `Basic base64(account_id:api_key)` or `Bearer api_key`.
+        """
+        scheme, _, credential = authorization.strip().partition(" ")
+        claimed = ""
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(credential.strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                raise AuthError("malformed Basic credentials") from None
+            claimed, colon, key = decoded.partition(":")
+            if not colon:
+                raise AuthError("Basic credentials must be account_id:api_key")
+        elif scheme.lower() == "bearer":
+            key = credential.strip()
+        else:
+            raise AuthError("use Basic (account_id:api_key) or Bearer (api_key) credentials")
+        if not self.has_keys:
+            raise AuthError("no API keys are configured")
+        digest = key_digest(key)
+        # Compare against every digest, with no early exit.
+        owners = [acc for acc, d in self._digests if hmac.compare_digest(d, digest)]
+        if not owners:
+            raise AuthError("unknown API key")
+        owner = owners[0]
+        if claimed and claimed != owner:
+            raise AuthError("the API key belongs to another account", wrong_account=True)
+        return owner
+
+
+def _account(path: Path, account_id: str, entry: object) -> Account:
+    where = f"--accounts {path}: account {account_id!r}"
+    if not _ACCOUNT_ID.fullmatch(account_id):
+        raise ConfigError(f"{where}: the id may use A-Z a-z 0-9 _ . @ - only")
+    if not isinstance(entry, dict) or not isinstance(entry.get("store"), str):
+        raise ConfigError(f'{where}: needs store = "s3://BUCKET[/PREFIX]" or a directory')
+    try:
+        store_location(entry["store"])
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+    digests = entry.get("api_key_sha256", [])
+    if not isinstance(digests, list) or not all(
+        isinstance(d, str) and _HEX_DIGEST.fullmatch(d) for d in digests
+    ):
+        raise ConfigError(f"{where}: api_key_sha256 must be a list of 64 lowercase hex digits")
+    unknown = set(entry) - {"store", "api_key_sha256"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+    return Account(account_id, entry["store"], tuple(digests))
+
+
+def _check_isolated(path: Path, accounts: list[Account]) -> None:
+    """No two accounts may share or nest store locations."""
+    places = []
+    for account in accounts:
+        where = store_location(account.store)
+        if isinstance(where, S3Location):
+            places.append((account.account_id, f"s3://{where.bucket}/{where.prefix}"))
+        else:
+            places.append((account.account_id, f"file://{where.resolve()}/"))
+    for i, (first, a) in enumerate(places):
+        for second, b in places[i + 1 :]:
+            if a.startswith(b) or b.startswith(a):
+                raise ConfigError(
+                    f"--accounts {path}: accounts {first!r} and {second!r} share a store "
+                    "location; give each its own bucket or prefix"
+                )
+    seen: set[str] = set()
+    for account in accounts:
+        for digest in account.key_digests:
+            if digest in seen:
+                raise ConfigError(f"--accounts {path}: one API key is listed twice")
+            seen.add(digest)

@@ -1,0 +1,112 @@
+"""What a copy says, for people: its details and its content per channel.
+
+Push content is drawn from the payload, whose shape depends on the platform:
+the title and text are looked for where FCM (`notification.*`), APNs
+(`aps.alert.*`) and web push (top level) put them, and every http(s) URL in
+the payload (images, deep links) is listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from msgarchive.keys import CHANNEL_FOLDERS
+from msgarchive_server.reads import Copy, sent_time
+
+_CHANNEL_OF_FOLDER = {folder: channel for channel, folder in CHANNEL_FOLDERS.items()}
+_TITLE_PATHS = (
+    ("title",),
+    ("notification", "title"),
+    ("aps", "alert", "title"),
+    ("alert", "title"),
+    ("data", "title"),
+)
+_TEXT_PATHS = (
+    ("body",),
+    ("message",),
+    ("alert",),
+    ("notification", "body"),
+    ("aps", "alert", "body"),
+    ("aps", "alert"),
+    ("alert", "body"),
+    ("data", "body"),
+    ("data", "message"),
+)
+
+
+def channel_of_key(key: str) -> str:
+    """push, email, sms or whatsapp, from the key's channel folder."""
+    parts = key.split("/")
+    folder = parts[parts.index("sent_messages") + 1]
+    return _CHANNEL_OF_FOLDER[folder]
+
+
+def details(copy: Copy) -> dict[str, Any]:
+    """MessageDetails fields of a copy."""
+    fields = copy.fields
+    channel = channel_of_key(copy.key)
+    sent_at = int(fields.get("sent_at", 0))
+    return {
+        "message_id": str(fields.get("message_id", "")),
+        "channel": channel,
+        "platform": str(fields.get("platform", "")) if channel == "push" else channel,
+        "sent_at_ms": sent_at,
+        "sent_time": sent_time(sent_at),
+        "message_to": _text(fields.get("to")),
+        "campaign_id": _text(fields.get("campaign_id")),
+        "campaign_name": _text(fields.get("campaign_name")),
+        "user_id": _text(fields.get("user_id")),
+        "journey_id": _text(fields.get("journey_id")),
+        "journey_node_id": _text(fields.get("journey_node_id")),
+        "journey_name": _text(fields.get("journey_name")),
+    }
+
+
+def content(copy: Copy) -> dict[str, Any]:
+    """MessageContent fields of a copy."""
+    fields = copy.fields
+    channel = channel_of_key(copy.key)
+    if channel == "email":
+        return {
+            "subject": _text(fields.get("subject")),
+            "html_body": _text(fields.get("html_body")),
+            "plaintext_body": _text(fields.get("plaintext_body")),
+            "amp_body": _text(fields.get("amp_body")),
+        }
+    if channel != "push":
+        return {"message": _text(fields.get("body"))}
+    payload = fields.get("payload")
+    if not isinstance(payload, dict):
+        return {}
+    return {
+        "title": _first_text(payload, _TITLE_PATHS),
+        "message": _first_text(payload, _TEXT_PATHS),
+        "related_urls": list(dict.fromkeys(_urls(payload))),
+    }
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _first_text(payload: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> str:
+    for path in paths:
+        value: Any = payload
+        for name in path:
+            value = value.get(name) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
+def _urls(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        if value.startswith(("https://", "http://")):
+            yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _urls(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _urls(item)

@@ -1,0 +1,404 @@
+"""Reading copies back: view (after the reference view API), get, and list.
+
+Plain Python, no gRPC. Every copy returned has been checked: it decompresses,
+parses as a JSON object, and its `message_id` matches its key; otherwise the
+read fails with `CopyDamaged`, never a garbled answer.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from msgarchive.keys import CHANNEL_FOLDERS, KEY_ROOT, KEY_SUFFIX, user_hash
+from msgarchive.validation import (
+    CAMPAIGN_ID_PATTERN,
+    PHONE_PATTERN,
+    FieldViolation,
+    is_email,
+    normalize_email,
+    normalize_phone,
+)
+from msgarchive_server.payloads import decompress
+from msgarchive_server.stores import NoSuchObject, ObjectSummary, Store, StoredObject
+
+# event name -> (campaign channel, the platforms that agree with it)
+SUPPORTED_EVENTS: dict[str, tuple[str, frozenset[str]]] = {
+    "Email Sent": ("EMAIL", frozenset({"", "EMAIL"})),
+    "SMS Sent": ("SMS", frozenset({"", "SMS"})),
+    "WhatsApp Sent": ("WHATSAPP", frozenset({"", "WHATSAPP"})),
+    "Notification Sent iOS": ("PUSH", frozenset({"IOS"})),
+    "Notification Received Android": ("PUSH", frozenset({"ANDROID"})),
+    "Notification Received Web": ("PUSH", frozenset({"WEB"})),
+}
+CHANNEL_NAMES = {"PUSH": "push", "EMAIL": "email", "SMS": "sms", "WHATSAPP": "whatsapp"}
+MESSAGE_ID = re.compile(r"[0-9a-f]{64}")
+YYYYMM = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+# NEWEST_FIRST sorts a whole prefix; beyond this many copies it is refused.
+MAX_SORTED = 10_000
+# A view reads at most this many candidates, nearest first by write time.
+MAX_CANDIDATES = 20
+# Write times are the store's (S3 keeps whole seconds, clocks differ a little):
+# candidates are taken this much beyond the tolerance, then judged by sent_at.
+WRITE_TIME_SLACK_MS = 60_000
+# A batch dated late in a month may be sent early in the next: a view also
+# looks in the previous month's folder when the send is this close to its start.
+PREVIOUS_MONTH_WINDOW_S = 24 * 3600
+
+
+class InvalidLookup(Exception):
+    """The lookup is malformed; `violations` names the fields."""
+
+    def __init__(self, violations: list[FieldViolation], message: str = "") -> None:
+        summary = "; ".join(f"{v.field} {v.description}" for v in violations)
+        super().__init__(message or f"invalid lookup: {summary}")
+        self.violations = violations
+
+
+class CopyNotFound(Exception):
+    """No copy matches."""
+
+
+class CopyDamaged(Exception):
+    """A stored copy is unreadable or not the copy its key names."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"the copy at {key} is damaged: {why}")
+        self.key = key
+
+
+class TooManyToSort(Exception):
+    """NEWEST_FIRST on a prefix holding more than MAX_SORTED copies."""
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """A copy read back and checked."""
+
+    key: str
+    bucket: str
+    stored: StoredObject
+    json_text: str
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewQuery:
+    user_id: str
+    campaign_channel: str
+    campaign_id: str
+    sent_epoch_time: int
+    event_name: str
+    platform: str = ""
+    delivery_type: str = ""
+    campaign_type: str = ""
+    event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    channel: str  # push, email, sms, whatsapp
+    yyyymm: str
+    campaign_id: str = ""
+    recipient: str = ""
+    page_size: int = 0
+    page_token: str = ""
+    newest_first: bool = False
+    sent_after_ms: int = 0
+    sent_before_ms: int = 0
+
+
+@dataclass(slots=True)
+class ListResult:
+    items: list[ObjectSummary] = field(default_factory=list)
+    next_page_token: str = ""
+
+
+def recipient_hash(channel: str, recipient: str, field_name: str) -> str:
+    """The user hash of a recipient as a lookup names it, normalized per channel."""
+    if channel == "push":
+        return user_hash(recipient)
+    if channel == "email":
+        if not is_email(recipient):
+            raise InvalidLookup([FieldViolation(field_name, "must be an email address")])
+        return user_hash(normalize_email(recipient))
+    digits = normalize_phone(recipient)
+    if not PHONE_PATTERN.fullmatch(digits):
+        raise InvalidLookup(
+            [FieldViolation(field_name, "must be a phone number with country code: 8 to 15 digits")]
+        )
+    return user_hash(digits)
+
+
+class Reader:
+    """Reads one store's copies (one account's, when accounts are configured)."""
+
+    def __init__(self, store: Store, tolerance_seconds: float = 300.0) -> None:
+        self.store = store
+        self.tolerance_ms = int(tolerance_seconds * 1000)
+        self.root = f"{store.prefix}{KEY_ROOT}/"
+
+    # --- get ---------------------------------------------------------------
+
+    def get(self, key: str) -> Copy:
+        """The copy at a full key. Raises OutsideAccount for keys of another prefix."""
+        if not key.startswith(self.root):
+            raise OutsideAccount(key)
+        message_id = _message_id_of(key, self.root)
+        if message_id is None:
+            raise InvalidLookup(
+                [FieldViolation("key", "is not a copy's key (sent_messages/.../<id>.json.lz4)")]
+            )
+        try:
+            stored = self.store.get(key)
+        except NoSuchObject:
+            raise CopyNotFound(key) from None
+        return self._checked(key, stored, message_id)
+
+    def get_by_parts(
+        self, channel: str, yyyymm: str, campaign_id: str, recipient: str, message_id: str
+    ) -> Copy:
+        found: list[FieldViolation] = []
+        if channel not in CHANNEL_FOLDERS:
+            found.append(FieldViolation("parts.channel", "is required"))
+        if not YYYYMM.fullmatch(yyyymm):
+            found.append(FieldViolation("parts.yyyymm", "must be a month written yyyymm"))
+        if not CAMPAIGN_ID_PATTERN.fullmatch(campaign_id):
+            found.append(FieldViolation("parts.campaign_id", "must be 1 to 128 of A-Z a-z 0-9 _ -"))
+        if not recipient.strip():
+            found.append(FieldViolation("parts.recipient", "is required"))
+        if not MESSAGE_ID.fullmatch(message_id):
+            found.append(FieldViolation("parts.message_id", "must be 64 lowercase hex digits"))
+        if found:
+            raise InvalidLookup(found)
+        hashed = recipient_hash(channel, recipient, "parts.recipient")
+        folder = CHANNEL_FOLDERS[channel]
+        return self.get(
+            f"{self.root}{folder}/{yyyymm}/{campaign_id}/{hashed}/{message_id}{KEY_SUFFIX}"
+        )
+
+    # --- view --------------------------------------------------------------
+
+    def view(self, query: ViewQuery) -> Copy:
+        """The recipient's copy whose sent_at is nearest the send time, within tolerance."""
+        channel, hashed = _check_view(query)
+        sent_ms = query.sent_epoch_time * 1000
+        candidates: list[ObjectSummary] = []
+        for yyyymm in self._months_around(query.sent_epoch_time):
+            prefix = f"{self.root}{CHANNEL_FOLDERS[channel]}/{yyyymm}/{query.campaign_id}/{hashed}/"
+            candidates += self.store.list(prefix, limit=MAX_SORTED).items
+        window = self.tolerance_ms + WRITE_TIME_SLACK_MS
+        near = [c for c in candidates if abs(c.stored_at_ms - sent_ms) <= window]
+        near.sort(key=lambda c: abs(c.stored_at_ms - sent_ms))
+        best: tuple[int, Copy] | None = None
+        for summary in near[:MAX_CANDIDATES]:
+            copy = self.get(summary.key)
+            sent_at = copy.fields.get("sent_at")
+            if not isinstance(sent_at, int):
+                raise CopyDamaged(summary.key, "sent_at is not a number")
+            distance = abs(sent_at - sent_ms)
+            if distance <= self.tolerance_ms and (best is None or distance < best[0]):
+                best = (distance, copy)
+        if best is None:
+            raise CopyNotFound(query.campaign_id)
+        return best[1]
+
+    def _months_around(self, epoch_seconds: int) -> list[str]:
+        tolerance = self.tolerance_ms // 1000
+        instants = (
+            epoch_seconds - max(tolerance, PREVIOUS_MONTH_WINDOW_S),
+            epoch_seconds,
+            epoch_seconds + tolerance,
+        )
+        months = [_yyyymm(t) for t in instants]
+        return sorted(set(months))
+
+    # --- list --------------------------------------------------------------
+
+    def list(self, query: ListQuery) -> ListResult:
+        prefix = self._list_prefix(query)
+        size = query.page_size or DEFAULT_PAGE_SIZE
+        fingerprint = _fingerprint(prefix, query)
+        cursor = _read_token(query.page_token, fingerprint) if query.page_token else None
+        if query.newest_first:
+            return self._list_newest(prefix, query, size, fingerprint, cursor)
+        return self._list_by_key(prefix, query, size, fingerprint, cursor)
+
+    def _list_prefix(self, query: ListQuery) -> str:
+        found: list[FieldViolation] = []
+        if query.channel not in CHANNEL_FOLDERS:
+            found.append(FieldViolation("channel", "is required"))
+        if not YYYYMM.fullmatch(query.yyyymm):
+            found.append(FieldViolation("yyyymm", "must be a month written yyyymm"))
+        if query.campaign_id and not CAMPAIGN_ID_PATTERN.fullmatch(query.campaign_id):
+            found.append(FieldViolation("campaign_id", "must be 1 to 128 of A-Z a-z 0-9 _ -"))
+        if query.recipient and not query.campaign_id:
+            found.append(FieldViolation("recipient", "needs campaign_id"))
+        if not 0 <= query.page_size <= MAX_PAGE_SIZE:
+            found.append(FieldViolation("page_size", f"must be 0 to {MAX_PAGE_SIZE}"))
+        if query.sent_before_ms and query.sent_after_ms >= query.sent_before_ms:
+            found.append(FieldViolation("sent_before_ms", "must be after sent_after_ms"))
+        if found:
+            raise InvalidLookup(found)
+        prefix = f"{self.root}{CHANNEL_FOLDERS[query.channel]}/{query.yyyymm}/"
+        if query.campaign_id:
+            prefix += f"{query.campaign_id}/"
+        if query.recipient:
+            prefix += recipient_hash(query.channel, query.recipient, "recipient") + "/"
+        return prefix
+
+    def _list_by_key(
+        self, prefix: str, query: ListQuery, size: int, fingerprint: str, cursor: Any
+    ) -> ListResult:
+        result = ListResult()
+        after = str(cursor or "")
+        while True:
+            page = self.store.list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
+            for index, item in enumerate(page.items):
+                if not _in_range(item, query):
+                    continue
+                result.items.append(item)
+                if len(result.items) == size:
+                    if page.truncated or index < len(page.items) - 1:
+                        result.next_page_token = _make_token(fingerprint, item.key)
+                    return result
+            if not page.truncated or not page.items:
+                return result
+            after = page.items[-1].key
+
+    def _list_newest(
+        self, prefix: str, query: ListQuery, size: int, fingerprint: str, cursor: Any
+    ) -> ListResult:
+        everything: list[ObjectSummary] = []
+        after = ""
+        while True:
+            page = self.store.list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
+            everything += [item for item in page.items if _in_range(item, query)]
+            if len(everything) > MAX_SORTED:
+                raise TooManyToSort(prefix)
+            if not page.truncated or not page.items:
+                break
+            after = page.items[-1].key
+        everything.sort(key=lambda item: (-item.stored_at_ms, item.key))
+        if cursor is not None:
+            stored_at, key = int(cursor[0]), str(cursor[1])
+            everything = [i for i in everything if (-i.stored_at_ms, i.key) > (-stored_at, key)]
+        result = ListResult(items=everything[:size])
+        if len(everything) > size:
+            last = result.items[-1]
+            result.next_page_token = _make_token(fingerprint, [last.stored_at_ms, last.key])
+        return result
+
+    # --- checking ------------------------------------------------------------
+
+    def _checked(self, key: str, stored: StoredObject, message_id: str) -> Copy:
+        try:
+            text = decompress(stored.body).decode()
+        except (RuntimeError, UnicodeDecodeError):
+            raise CopyDamaged(key, "it does not decompress as LZ4 JSON text") from None
+        try:
+            fields = json.loads(text)
+        except ValueError:
+            raise CopyDamaged(key, "it is not valid JSON") from None
+        if not isinstance(fields, dict):
+            raise CopyDamaged(key, "it is not a JSON object")
+        if fields.get("message_id") != message_id:
+            raise CopyDamaged(key, "its message_id does not match its key")
+        return Copy(key, self.store.bucket, stored, text, fields)
+
+
+class OutsideAccount(Exception):
+    """A key outside the calling account's copies."""
+
+
+def _check_view(query: ViewQuery) -> tuple[str, str]:
+    """The channel and recipient hash of a valid view query."""
+    if query.event_name not in SUPPORTED_EVENTS:
+        supported = ", ".join(f"'{e}'" for e in SUPPORTED_EVENTS)
+        raise InvalidLookup(
+            [FieldViolation("event_name", "is not a supported event")],
+            "This event is unsupported to view message copy. "
+            f"The supported events are [{supported}]",
+        )
+    found: list[FieldViolation] = []
+    channel_name = query.campaign_channel.strip().upper()
+    platform = query.platform.strip().upper()
+    expected_channel, platforms = SUPPORTED_EVENTS[query.event_name]
+    if channel_name != expected_channel:
+        found.append(
+            FieldViolation(
+                "campaign_channel", f"must be {expected_channel} for the event {query.event_name!r}"
+            )
+        )
+    if platform not in platforms:
+        allowed = " or ".join(sorted(p for p in platforms if p)) or "empty"
+        found.append(
+            FieldViolation("platform", f"must be {allowed} for the event {query.event_name!r}")
+        )
+    if not query.user_id.strip():
+        found.append(FieldViolation("user_id", "is required"))
+    if not CAMPAIGN_ID_PATTERN.fullmatch(query.campaign_id):
+        found.append(FieldViolation("campaign_id", "must be 1 to 128 of A-Z a-z 0-9 _ -"))
+    if query.sent_epoch_time <= 0:
+        found.append(FieldViolation("sent_epoch_time", "is required: epoch seconds, positive"))
+    if found:
+        raise InvalidLookup(found)
+    channel = CHANNEL_NAMES[expected_channel]
+    return channel, recipient_hash(channel, query.user_id, "user_id")
+
+
+def _message_id_of(key: str, root: str) -> str | None:
+    parts = key[len(root) :].split("/")
+    if len(parts) != 5 or parts[0] not in CHANNEL_FOLDERS.values():
+        return None
+    name = parts[4]
+    if not name.endswith(KEY_SUFFIX):
+        return None
+    message_id = name.removesuffix(KEY_SUFFIX)
+    return message_id if MESSAGE_ID.fullmatch(message_id) else None
+
+
+def _yyyymm(epoch_seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(epoch_seconds, datetime.UTC).strftime("%Y%m")
+
+
+def _in_range(item: ObjectSummary, query: ListQuery) -> bool:
+    if query.sent_after_ms and item.stored_at_ms < query.sent_after_ms:
+        return False
+    return not (query.sent_before_ms and item.stored_at_ms >= query.sent_before_ms)
+
+
+def _fingerprint(prefix: str, query: ListQuery) -> str:
+    basis = f"{prefix}|{query.newest_first}|{query.sent_after_ms}|{query.sent_before_ms}"
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+def _make_token(fingerprint: str, cursor: Any) -> str:
+    raw = json.dumps({"q": fingerprint, "c": cursor}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_token(token: str, fingerprint: str) -> Any:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        ok = isinstance(data, dict) and data.get("q") == fingerprint and "c" in data
+    except ValueError:
+        ok = False
+    if not ok:
+        raise InvalidLookup([FieldViolation("page_token", "does not belong to this query")])
+    return data["c"]
+
+
+def sent_time(sent_at_ms: int) -> str:
+    """RFC 3339 in UTC, milliseconds kept."""
+    instant = datetime.datetime.fromtimestamp(sent_at_ms / 1000, datetime.UTC)
+    return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
