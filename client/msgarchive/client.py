@@ -14,13 +14,15 @@ archive lands on the same key.
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 import grpc.aio
+from google.protobuf.message import Message
 
 from msgarchive.errors import from_rpc_error
 from msgarchive.v1 import archive_service_pb2 as pb
@@ -62,13 +64,36 @@ def channel_options(extra: ChannelOptions = ()) -> list[tuple[str, object]]:
     return list(options.items())
 
 
-class ArchiveClient:
+def authorization(api_key: str, account_id: str = "") -> str:
+    """The `authorization` header for an API key: Basic with an account, else Bearer."""
+    if account_id:
+        token = base64.b64encode(f"{account_id}:{api_key}".encode()).decode()
+        return f"Basic {token}"
+    return f"Bearer {api_key}"
+
+
+class _ClientBase:
+    """What the blocking and asyncio clients share: settings and call metadata."""
+
+    def __init__(self, timeout: float, api_key: str | None, account_id: str | None) -> None:
+        self.timeout = timeout
+        self._auth: Metadata = ()
+        if api_key:
+            self._auth = (("authorization", authorization(api_key, account_id or "")),)
+
+    def _metadata(self, metadata: Metadata) -> Metadata:
+        return (*self._auth, *metadata)
+
+
+class ArchiveClient(_ClientBase):
     """A blocking client of the sidecar.
 
     `target` is ``host:port`` or ``unix:/path``. Pass `credentials` (from
     `grpc.ssl_channel_credentials`) for TLS or mTLS; without them the channel
     is plaintext, as it is to a sidecar on loopback. `timeout` is the default
-    deadline of each call, in seconds.
+    deadline of each call, in seconds. `api_key` (with `account_id` for Basic
+    credentials, else sent as Bearer) authenticates the calls; the read RPCs
+    need it once the sidecar has API keys configured.
     """
 
     def __init__(
@@ -78,30 +103,85 @@ class ArchiveClient:
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         options: ChannelOptions = (),
+        api_key: str | None = None,
+        account_id: str | None = None,
     ) -> None:
+        super().__init__(timeout, api_key, account_id)
         opts = channel_options(options)
         if credentials is None:
             self._channel = grpc.insecure_channel(target, options=opts)
         else:
             self._channel = grpc.secure_channel(target, credentials, options=opts)
         self._stub = pb_grpc.ArchiveServiceStub(self._channel)
-        self.timeout = timeout
 
     def archive(
+        self, request: pb.ArchiveRequest, *, timeout: float | None = None, metadata: Metadata = ()
+    ) -> pb.ArchiveResponse:
+        """Archive one message; return the ack once its copy is stored."""
+        response: pb.ArchiveResponse = self._call(self._stub.Archive, request, timeout, metadata)
+        return response
+
+    def view_message(
         self,
-        request: pb.ArchiveRequest,
+        request: pb.ViewMessageRequest,
         *,
         timeout: float | None = None,
         metadata: Metadata = (),
-    ) -> pb.ArchiveResponse:
-        """Archive one message; return the ack once its copy is stored."""
+    ) -> pb.ViewMessageResponse:
+        """The copy a recipient got from a campaign near a send time."""
+        response: pb.ViewMessageResponse = self._call(
+            self._stub.ViewMessage, request, timeout, metadata
+        )
+        return response
+
+    def get_archived_message(
+        self,
+        request: pb.GetArchivedMessageRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> pb.GetArchivedMessageResponse:
+        """One copy, by key or by the parts of its key."""
+        response: pb.GetArchivedMessageResponse = self._call(
+            self._stub.GetArchivedMessage, request, timeout, metadata
+        )
+        return response
+
+    def list_archived_messages(
+        self,
+        request: pb.ListArchivedMessagesRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> pb.ListArchivedMessagesResponse:
+        """One page of copies under a prefix."""
+        response: pb.ListArchivedMessagesResponse = self._call(
+            self._stub.ListArchivedMessages, request, timeout, metadata
+        )
+        return response
+
+    def iter_archived_messages(
+        self, request: pb.ListArchivedMessagesRequest, *, timeout: float | None = None
+    ) -> Iterator[pb.ArchivedMessageSummary]:
+        """Every copy under a prefix, page after page."""
+        page_request = pb.ListArchivedMessagesRequest()
+        page_request.CopyFrom(request)
+        while True:
+            page = self.list_archived_messages(page_request, timeout=timeout)
+            yield from page.messages
+            if not page.next_page_token:
+                return
+            page_request.page_token = page.next_page_token
+
+    def _call(
+        self, method: Any, request: Message, timeout: float | None, metadata: Metadata
+    ) -> Any:
         try:
-            response: pb.ArchiveResponse = self._stub.Archive(
-                request, timeout=timeout or self.timeout, metadata=metadata
+            return method(
+                request, timeout=timeout or self.timeout, metadata=self._metadata(metadata)
             )
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
-        return response
 
     def close(self) -> None:
         self._channel.close()
@@ -118,7 +198,7 @@ class ArchiveClient:
         self.close()
 
 
-class AsyncArchiveClient:
+class AsyncArchiveClient(_ClientBase):
     """The asyncio client of the sidecar; the same API as `ArchiveClient`."""
 
     def __init__(
@@ -128,30 +208,74 @@ class AsyncArchiveClient:
         credentials: grpc.ChannelCredentials | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         options: ChannelOptions = (),
+        api_key: str | None = None,
+        account_id: str | None = None,
     ) -> None:
+        super().__init__(timeout, api_key, account_id)
         opts = channel_options(options)
         if credentials is None:
             self._channel = grpc.aio.insecure_channel(target, options=opts)
         else:
             self._channel = grpc.aio.secure_channel(target, credentials, options=opts)
         self._stub = pb_grpc.ArchiveServiceStub(self._channel)
-        self.timeout = timeout
 
     async def archive(
+        self, request: pb.ArchiveRequest, *, timeout: float | None = None, metadata: Metadata = ()
+    ) -> pb.ArchiveResponse:
+        """Archive one message; return the ack once its copy is stored."""
+        response: pb.ArchiveResponse = await self._call(
+            self._stub.Archive, request, timeout, metadata
+        )
+        return response
+
+    async def view_message(
         self,
-        request: pb.ArchiveRequest,
+        request: pb.ViewMessageRequest,
         *,
         timeout: float | None = None,
         metadata: Metadata = (),
-    ) -> pb.ArchiveResponse:
-        """Archive one message; return the ack once its copy is stored."""
+    ) -> pb.ViewMessageResponse:
+        """The copy a recipient got from a campaign near a send time."""
+        response: pb.ViewMessageResponse = await self._call(
+            self._stub.ViewMessage, request, timeout, metadata
+        )
+        return response
+
+    async def get_archived_message(
+        self,
+        request: pb.GetArchivedMessageRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> pb.GetArchivedMessageResponse:
+        """One copy, by key or by the parts of its key."""
+        response: pb.GetArchivedMessageResponse = await self._call(
+            self._stub.GetArchivedMessage, request, timeout, metadata
+        )
+        return response
+
+    async def list_archived_messages(
+        self,
+        request: pb.ListArchivedMessagesRequest,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> pb.ListArchivedMessagesResponse:
+        """One page of copies under a prefix."""
+        response: pb.ListArchivedMessagesResponse = await self._call(
+            self._stub.ListArchivedMessages, request, timeout, metadata
+        )
+        return response
+
+    async def _call(
+        self, method: Any, request: Message, timeout: float | None, metadata: Metadata
+    ) -> Any:
         try:
-            response: pb.ArchiveResponse = await self._stub.Archive(
-                request, timeout=timeout or self.timeout, metadata=metadata
+            return await method(
+                request, timeout=timeout or self.timeout, metadata=self._metadata(metadata)
             )
         except grpc.aio.AioRpcError as err:
             raise from_rpc_error(err) from None
-        return response
 
     async def close(self) -> None:
         await self._channel.close()

@@ -147,6 +147,10 @@ class NotFound(MsgArchiveError):
     """NOT_FOUND: no such copy."""
 
 
+class DataLoss(MsgArchiveError):
+    """DATA_LOSS: the stored copy is damaged (metadata `key` names it)."""
+
+
 _ERROR_CLASSES: dict[grpc.StatusCode, type[MsgArchiveError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidMessage,
     grpc.StatusCode.UNAVAILABLE: ArchiveFailed,
@@ -156,6 +160,7 @@ _ERROR_CLASSES: dict[grpc.StatusCode, type[MsgArchiveError]] = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.NOT_FOUND: NotFound,
+    grpc.StatusCode.DATA_LOSS: DataLoss,
 }
 
 

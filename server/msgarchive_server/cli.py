@@ -28,7 +28,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--address", default=DEFAULT_LISTEN, metavar="ADDR")
     check.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
+
+    view = commands.add_parser(
+        "view", help="find the copy a recipient got from a campaign (ViewMessage)"
+    )
+    _client_options(view)
+    view.add_argument("--user-id", required=True, help="push identity, email address or phone")
+    view.add_argument("--channel", required=True, help="PUSH, EMAIL, SMS or WHATSAPP")
+    view.add_argument("--campaign-id", required=True)
+    view.add_argument("--sent-at", type=int, required=True, help="send time, epoch seconds")
+    view.add_argument("--event", required=True, help='e.g. "SMS Sent"')
+    view.add_argument("--platform", help="IOS, ANDROID or WEB for push")
+    view.add_argument("--delivery-type")
+    view.add_argument("--campaign-type")
+    view.add_argument("--event-id")
+
+    get = commands.add_parser("get", help="read one copy by key or by parts (GetArchivedMessage)")
+    _client_options(get)
+    get.add_argument("--key", help="the copy's full key")
+    get.add_argument("--channel", choices=["push", "email", "sms", "whatsapp"])
+    get.add_argument("--month", help="yyyymm")
+    get.add_argument("--campaign-id")
+    get.add_argument("--recipient")
+    get.add_argument("--message-id")
+
+    cat = commands.add_parser("cat", help="decode an archived .json.lz4 file and print its JSON")
+    cat.add_argument("source", help="s3://BUCKET/KEY, a file path, or - for stdin")
+    cat.add_argument(
+        "--s3-endpoint-url",
+        default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
+        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
+    )
+
+    commands.add_parser("api-key", help="make a new API key and its accounts-file digest")
     return parser
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    from msgarchive_server.commands import add_client_options
+
+    add_client_options(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +77,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             from msgarchive_server.healthcheck import check_health
 
             return check_health(args.address, args.timeout)
-        return _serve(args)
+        if args.command == "serve":
+            return _serve(args)
+        from msgarchive_server import commands
+
+        if (
+            args.command == "get"
+            and not args.key
+            and not all(
+                (args.channel, args.month, args.campaign_id, args.recipient, args.message_id)
+            )
+        ):
+            print(
+                "msgarchive: error: get needs --key, or --channel --month --campaign-id "
+                "--recipient --message-id",
+                file=sys.stderr,
+            )
+            return 2
+        run = {
+            "view": commands.view,
+            "get": commands.get,
+            "cat": commands.cat,
+            "api-key": commands.api_key,
+        }[args.command]
+        return run(args)
     except ModuleNotFoundError as err:
         print(
             f"msgarchive: error: {err.name} is missing: install the sidecar with "

@@ -44,11 +44,10 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
 # NEWEST_FIRST sorts a whole prefix; beyond this many copies it is refused.
 MAX_SORTED = 10_000
-# A view reads at most this many candidates, nearest first by write time.
+# A view reads at most this many of the recipient's copies, nearest first by
+# the store's write time, and judges them by their own sent_at (write times
+# are only a guide: S3 keeps whole seconds, and clocks differ).
 MAX_CANDIDATES = 20
-# Write times are the store's (S3 keeps whole seconds, clocks differ a little):
-# candidates are taken this much beyond the tolerance, then judged by sent_at.
-WRITE_TIME_SLACK_MS = 60_000
 # A batch dated late in a month may be sent early in the next: a view also
 # looks in the previous month's folder when the send is this close to its start.
 PREVIOUS_MONTH_WINDOW_S = 24 * 3600
@@ -195,11 +194,9 @@ class Reader:
         for yyyymm in self._months_around(query.sent_epoch_time):
             prefix = f"{self.root}{CHANNEL_FOLDERS[channel]}/{yyyymm}/{query.campaign_id}/{hashed}/"
             candidates += self.store.list(prefix, limit=MAX_SORTED).items
-        window = self.tolerance_ms + WRITE_TIME_SLACK_MS
-        near = [c for c in candidates if abs(c.stored_at_ms - sent_ms) <= window]
-        near.sort(key=lambda c: abs(c.stored_at_ms - sent_ms))
+        candidates.sort(key=lambda c: abs(c.stored_at_ms - sent_ms))
         best: tuple[int, Copy] | None = None
-        for summary in near[:MAX_CANDIDATES]:
+        for summary in candidates[:MAX_CANDIDATES]:
             copy = self.get(summary.key)
             sent_at = copy.fields.get("sent_at")
             if not isinstance(sent_at, int):

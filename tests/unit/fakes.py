@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from collections.abc import Callable
 
 from msgarchive_server.stores import (
     ErrorKind,
@@ -24,6 +26,7 @@ class FakeStore:
         self.failures = list(failures or [])
         self.objects: dict[str, bytes] = {}
         self.stored_at: dict[str, int] = {}  # key -> write time, epoch ms
+        self.clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
         self.calls = 0
 
     def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
@@ -38,6 +41,7 @@ class FakeStore:
                 hashlib.md5(existing, usedforsecurity=False).hexdigest(), "v0", existing
             )
         self.objects[key] = body
+        self.stored_at[key] = self.clock_ms()
         return PutResult(hashlib.md5(body, usedforsecurity=False).hexdigest(), "v1")
 
     def get(self, key: str) -> StoredObject:

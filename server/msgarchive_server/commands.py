@@ -1,0 +1,136 @@
+"""The `msgarchive` subcommands other than `serve`: view, get, cat, api-key."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from msgarchive import ArchiveClient, MsgArchiveError
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.accounts import new_api_key
+from msgarchive_server.payloads import decompress
+
+CHANNELS = {
+    "push": pb.CHANNEL_PUSH,
+    "email": pb.CHANNEL_EMAIL,
+    "sms": pb.CHANNEL_SMS,
+    "whatsapp": pb.CHANNEL_WHATSAPP,
+}
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default="127.0.0.1:50051", metavar="ADDR")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("MSGARCHIVE_API_KEY"),
+        help="API key [env MSGARCHIVE_API_KEY]",
+    )
+    parser.add_argument(
+        "--account",
+        default=os.environ.get("MSGARCHIVE_ACCOUNT"),
+        help="account id [env MSGARCHIVE_ACCOUNT]",
+    )
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+
+
+def _print(message: Message) -> None:
+    print(json_format.MessageToJson(message, preserving_proto_field_name=True))
+
+
+def _client(args: argparse.Namespace) -> ArchiveClient:
+    return ArchiveClient(
+        args.address, timeout=args.timeout, api_key=args.api_key, account_id=args.account
+    )
+
+
+def _run(args: argparse.Namespace, call: str, request: Message) -> int:
+    try:
+        with _client(args) as client:
+            _print(getattr(client, call)(request))
+    except MsgArchiveError as err:
+        print(f"msgarchive: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def view(args: argparse.Namespace) -> int:
+    request = pb.ViewMessageRequest(
+        user_id=args.user_id,
+        campaign_channel=args.channel,
+        campaign_id=args.campaign_id,
+        sent_epoch_time=args.sent_at,
+        event_name=args.event,
+        platform=args.platform or "",
+        delivery_type=args.delivery_type or "",
+        campaign_type=args.campaign_type or "",
+        event_id=args.event_id or "",
+    )
+    return _run(args, "view_message", request)
+
+
+def get(args: argparse.Namespace) -> int:
+    if args.key:
+        request = pb.GetArchivedMessageRequest(key=args.key)
+    else:
+        request = pb.GetArchivedMessageRequest(
+            parts=pb.MessageLocator(
+                channel=CHANNELS[args.channel],
+                yyyymm=args.month,
+                campaign_id=args.campaign_id,
+                recipient=args.recipient,
+                message_id=args.message_id,
+            )
+        )
+    return _run(args, "get_archived_message", request)
+
+
+def cat(args: argparse.Namespace) -> int:
+    """Decode an archived .json.lz4 file and print its JSON."""
+    source: str = args.source
+    try:
+        if source.startswith("s3://"):
+            blob = _read_s3(source, args.s3_endpoint_url)
+        elif source == "-":
+            blob = sys.stdin.buffer.read()
+        else:
+            blob = Path(source).read_bytes()
+        text = decompress(blob).decode()
+    except (OSError, RuntimeError, UnicodeDecodeError, ValueError) as err:
+        print(f"msgarchive: cannot read {source}: {err}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text + "\n")
+    return 0
+
+
+def _read_s3(url: str, endpoint_url: str | None) -> bytes:
+    import boto3
+    import botocore.config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    parts = urlsplit(url)
+    key = parts.path.lstrip("/")
+    if not parts.netloc or not key:
+        raise ValueError("expected s3://BUCKET/KEY")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=botocore.config.Config(s3={"addressing_style": "path" if endpoint_url else "auto"}),
+    )
+    try:
+        data: bytes = client.get_object(Bucket=parts.netloc, Key=key)["Body"].read()
+    except (BotoCoreError, ClientError) as err:
+        raise ValueError(str(err)) from None
+    return data
+
+
+def api_key(args: argparse.Namespace) -> int:
+    key, digest = new_api_key()
+    print(f"api key (give it to the reader, once): {key}")
+    print(f'accounts file line:                  api_key_sha256 = ["{digest}"]')
+    return 0

@@ -1,0 +1,170 @@
+"""The accounts file, API keys, access rules and the read rate limit."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from msgarchive_server.access import Access, RateLimited, is_local_peer
+from msgarchive_server.accounts import Accounts, AuthError, key_digest, new_api_key
+from msgarchive_server.config import ConfigError
+from msgarchive_server.ratelimit import RateLimiter
+
+KEY_A, KEY_B = "key-of-acme", "key-of-globex"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "accounts.toml"
+    path.write_text(text)
+    return path
+
+
+def two_accounts(tmp_path: Path) -> Accounts:
+    return Accounts.load(
+        write(
+            tmp_path,
+            f"""
+[accounts.acme]
+store = "s3://archive-a"
+api_key_sha256 = ["{key_digest(KEY_A)}"]
+
+[accounts.globex]
+store = "s3://archive-b/globex"
+api_key_sha256 = ["{key_digest(KEY_B)}"]
+""",
+        )
+    )
+
+
+def basic(account: str, key: str) -> str:
+    return "Basic " + base64.b64encode(f"{account}:{key}".encode()).decode()
+
+
+def test_keys_identify_their_account(tmp_path: Path) -> None:
+    accounts = two_accounts(tmp_path)
+    assert accounts.authenticate(basic("acme", KEY_A)) == "acme"
+    assert accounts.authenticate(f"Bearer {KEY_B}") == "globex"
+
+
+@pytest.mark.parametrize(
+    ("header", "wrong_account"),
+    [
+        (basic("acme", KEY_B), True),
+        (basic("acme", "guess"), False),
+        ("Bearer guess", False),
+        ("Basic !!!", False),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), False),
+        ("Token abc", False),
+    ],
+)
+def test_bad_credentials(tmp_path: Path, header: str, wrong_account: bool) -> None:
+    with pytest.raises(AuthError) as raised:
+        two_accounts(tmp_path).authenticate(header)
+    assert raised.value.wrong_account is wrong_account
+    assert KEY_A not in str(raised.value)
+    assert KEY_B not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (
+            "[accounts.a]\nstore = 's3://bkt/x'\n[accounts.b]\nstore = 's3://bkt/x/y'",
+            "share a store",
+        ),
+        ("[accounts.a]\nstore = 's3://bkt'\n[accounts.b]\nstore = 's3://bkt/b'", "share a store"),
+        ("[accounts.a]\nstore = 's3://bkt'\napi_key_sha256 = ['abc']", "64 lowercase hex"),
+        ("[accounts.a]\nstore = 'gs://x'", "unknown store URL scheme"),
+        ("[accounts.a]\nstore = 's3://bkt'\nregion = 'x'", "unknown setting 'region'"),
+        ("[accounts.a]\napi_key_sha256 = []", "needs store"),
+        ("[accounts]", "no [accounts.<id>] tables"),
+        ("accounts = [", "not valid TOML"),
+        (
+            f"[accounts.a]\nstore='s3://bkt1'\napi_key_sha256=['{'a' * 64}']\n"
+            f"[accounts.b]\nstore='s3://bkt2'\napi_key_sha256=['{'a' * 64}']",
+            "listed twice",
+        ),
+    ],
+)
+def test_bad_accounts_files(tmp_path: Path, text: str, says: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        Accounts.load(write(tmp_path, text))
+    assert says in str(raised.value)
+
+
+def test_new_api_keys_are_random_and_hashed() -> None:
+    (key1, digest1), (key2, _) = new_api_key(), new_api_key()
+    assert key1 != key2
+    assert digest1 == key_digest(key1)
+    assert len(key1) > 40
+
+
+def test_rate_limit_trips_and_recovers() -> None:
+    now = [100.0]
+    limiter = RateLimiter(60, clock=lambda: now[0])  # one a second, bursts of 60
+    assert all(limiter.acquire("acme") == 0 for _ in range(60))
+    assert limiter.acquire("acme") == pytest.approx(1.0)
+    assert limiter.acquire("globex") == 0  # per account
+    now[0] += 1.0
+    assert limiter.acquire("acme") == 0
+
+
+@pytest.mark.parametrize(
+    ("peer", "local"),
+    [
+        ("ipv4:127.0.0.1:5000", True),
+        ("ipv4:127.8.9.1:5000", True),
+        ("ipv6:[::1]:5000", True),
+        ("ipv6:[::ffff:127.0.0.1]:5000", True),
+        ("unix:/run/msgarchive.sock", True),
+        ("unix:", True),
+        ("ipv4:10.1.2.3:5000", False),
+        ("ipv6:[2001:db8::1]:5000", False),
+    ],
+)
+def test_local_peers(peer: str, local: bool) -> None:
+    assert is_local_peer(peer) is local
+
+
+def access(accounts: Accounts, per_minute: int = 1000) -> Access:
+    tenants = {name: object() for name in accounts.accounts}
+    default = None if accounts.configured else object()
+    return Access(accounts, tenants, default, RateLimiter(per_minute))  # type: ignore[arg-type]
+
+
+def test_open_mode_serves_local_callers_only() -> None:
+    opened = access(Accounts({}))
+    assert opened.archive_tenant("anyone", "", local=True) is opened.default
+    assert opened.read_tenant("", local=True)[1] is opened.default
+    with pytest.raises(AuthError):
+        opened.archive_tenant("anyone", "", local=False)
+    with pytest.raises(AuthError):
+        opened.read_tenant("", local=False)
+
+
+def test_keyed_mode(tmp_path: Path) -> None:
+    keyed = access(two_accounts(tmp_path))
+    assert keyed.archive_tenant("acme", "", local=True) is keyed.tenants["acme"]
+    assert keyed.archive_tenant("unknown", "", local=True) is None
+    assert keyed.archive_tenant("acme", f"Bearer {KEY_A}", local=False) is keyed.tenants["acme"]
+    with pytest.raises(AuthError) as raised:
+        keyed.archive_tenant("globex", f"Bearer {KEY_A}", local=True)
+    assert raised.value.wrong_account
+    with pytest.raises(AuthError):
+        keyed.archive_tenant("acme", "", local=False)
+    with pytest.raises(AuthError):
+        keyed.read_tenant("", local=True)  # reads need a key once keys exist
+    account, tenant = keyed.read_tenant(basic("globex", KEY_B), local=False)
+    assert (account, tenant) == ("globex", keyed.tenants["globex"])
+
+
+def test_reads_are_rate_limited_per_account(tmp_path: Path) -> None:
+    keyed = access(two_accounts(tmp_path), per_minute=2)
+    keyed.read_tenant(f"Bearer {KEY_A}", local=True)
+    keyed.read_tenant(f"Bearer {KEY_A}", local=True)
+    with pytest.raises(RateLimited) as raised:
+        keyed.read_tenant(f"Bearer {KEY_A}", local=True)
+    assert 0 < raised.value.retry_after <= 30
+    keyed.read_tenant(f"Bearer {KEY_B}", local=True)
