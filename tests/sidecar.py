@@ -81,6 +81,14 @@ class SidecarProcess:
             self.stderr = self.process.stderr.read()
         return code
 
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the sidecar to exit by itself; its exit code."""
+        assert self.process is not None
+        code = self.process.wait(timeout)
+        if self.process.stderr:
+            self.stderr = self.process.stderr.read()
+        return code
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()

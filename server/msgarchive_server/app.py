@@ -144,10 +144,13 @@ class Sidecar:
         """Drain: health turns NOT_SERVING, new calls are refused, in-flight
         calls get `grace` seconds to finish."""
         self.draining = True
+        # Refuse new calls first, then tell health watchers (their streams are
+        # in flight and still hear it): no call is taken once NOT_SERVING shows.
+        stopped = self.server.stop(grace)
         self.health.enter_graceful_shutdown()
         for tenant in self.tenants:
             tenant.circuit.stop()
-        self.server.stop(grace).wait()
+        stopped.wait()
         for tenant in self.tenants:
             tenant.store.close()
 
