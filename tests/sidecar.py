@@ -32,10 +32,14 @@ class SidecarProcess:
         self.stderr = ""
         self._lines: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.port = 0
+        self.serving: dict[str, Any] = {}
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        """Where to call the sidecar: 127.0.0.1:PORT, or its unix: address."""
+        if self.port:
+            return f"127.0.0.1:{self.port}"
+        return str(self.serving["listen"])
 
     def start(self, timeout: float = 30.0) -> SidecarProcess:
         self.process = subprocess.Popen(
@@ -58,7 +62,8 @@ class SidecarProcess:
                 self.stderr = self.process.stderr.read() if self.process.stderr else ""
                 raise RuntimeError(f"the sidecar exited: {self.stderr}")
             if line.get("event") == "serving":
-                self.port = int(line["port"])
+                self.serving = line
+                self.port = int(line["port"] or 0)
                 return self
 
     def _read(self, stream: IO[str]) -> None:

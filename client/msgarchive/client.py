@@ -30,6 +30,7 @@ from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
+MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 SERVICE_NAME = "msgarchive.v1.ArchiveService"
 
 # Retries belong in the channel (AIP-194: only UNAVAILABLE is retried).
@@ -59,6 +60,9 @@ def channel_options(extra: ChannelOptions = ()) -> list[tuple[str, object]]:
     options: dict[str, object] = {
         "grpc.enable_retries": 1,
         "grpc.service_config": SERVICE_CONFIG,
+        # A read answer carries a copy of up to the sidecar's message limit
+        # (4 MiB) and its content again: above gRPC's 4 MiB default.
+        "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
     }
     options.update(extra)
     return list(options.items())

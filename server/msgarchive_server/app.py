@@ -19,9 +19,11 @@ from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive_server.access import Access, Tenant
 from msgarchive_server.accounts import Accounts
 from msgarchive_server.archive import Archiver
+from msgarchive_server.backpressure import InFlightLimit
 from msgarchive_server.circuit import StoreCircuit
 from msgarchive_server.config import S3Location, Settings, store_location
 from msgarchive_server.interceptors import RequestLogInterceptor
+from msgarchive_server.metrics import Metrics
 from msgarchive_server.ratelimit import RateLimiter
 from msgarchive_server.reads import Reader
 from msgarchive_server.retry import RetriesExhausted, RetryPolicy, opens_circuit, with_retries
@@ -75,6 +77,7 @@ class Sidecar:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.draining = False
+        self.metrics = Metrics()
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.retry = RetryPolicy(max_retries=settings.max_retries)
         self.accounts = (
@@ -92,7 +95,10 @@ class Sidecar:
             tenants = {}
             default = by_url.setdefault(settings.store, self._tenant(settings.store, store))
         self.tenants = list(by_url.values())
+        for tenant in self.tenants:
+            self.metrics.store_available.labels(tenant.store.bucket).set(1)
         access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
+        servicer = ArchiveServicer(access, self.metrics, InFlightLimit(settings.max_in_flight))
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
             interceptors=[RequestLogInterceptor()],
@@ -101,7 +107,7 @@ class Sidecar:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        pb_grpc.add_ArchiveServiceServicer_to_server(ArchiveServicer(access), self.server)
+        pb_grpc.add_ArchiveServiceServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -109,9 +115,22 @@ class Sidecar:
         self._set_health(serving=False)
         probe_listen(settings.listen)
         try:
-            self.port = self.server.add_insecure_port(settings.listen)
+            credentials = server_credentials(settings)
+            if credentials is None:
+                self.port = self.server.add_insecure_port(settings.listen)
+            else:
+                self.port = self.server.add_secure_port(settings.listen, credentials)
         except RuntimeError as err:
             raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
+        self.metrics_port = 0
+        if settings.metrics_listen:
+            try:
+                self.metrics_port = self.metrics.serve(settings.metrics_listen)
+            except OSError as err:
+                reason = err.strerror or str(err)
+                raise StartupError(
+                    f"--metrics-listen {settings.metrics_listen}: cannot listen: {reason}"
+                ) from None
 
     def _tenant(self, url: str, store: Store | None = None) -> Tenant:
         store = store or make_store(self.settings, url)
@@ -123,6 +142,7 @@ class Sidecar:
             max_message_bytes=self.settings.max_message_bytes,
             retry=self.retry,
             circuit=circuit,
+            metrics=self.metrics,
         )
         return Tenant(store, circuit, archiver, Reader(store, self.settings.view_tolerance))
 
@@ -151,10 +171,14 @@ class Sidecar:
         for tenant in self.tenants:
             tenant.circuit.stop()
         stopped.wait()
+        self.metrics.close()
         for tenant in self.tenants:
             tenant.store.close()
 
     def _on_circuit_change(self, serving: bool) -> None:
+        for tenant in self.tenants:
+            available = 0 if tenant.circuit.is_open else 1
+            self.metrics.store_available.labels(tenant.store.bucket).set(available)
         self._set_health(serving=self.archiving_available)
 
     def _set_health(self, *, serving: bool) -> None:
@@ -167,6 +191,28 @@ class Sidecar:
         )
         for service in ("", SERVICE_NAME):
             self.health.set(service, status)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials (mTLS with a client CA), or None for plaintext."""
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+    files = {"--tls-cert": settings.tls_cert, "--tls-key": settings.tls_key}
+    if settings.tls_client_ca:
+        files["--tls-client-ca"] = settings.tls_client_ca
+    pem = {}
+    for flag, path in files.items():
+        try:
+            pem[flag] = Path(path).read_bytes()
+        except OSError as err:
+            raise StartupError(f"{flag} {path}: {err.strerror}") from None
+        if b"-----BEGIN" not in pem[flag]:
+            raise StartupError(f"{flag} {path}: not a PEM file")
+    return grpc.ssl_server_credentials(
+        [(pem["--tls-key"], pem["--tls-cert"])],
+        root_certificates=pem.get("--tls-client-ca"),
+        require_client_auth="--tls-client-ca" in pem,
+    )
 
 
 def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
@@ -248,6 +294,8 @@ def serve(settings: Settings) -> None:
         bucket=store.bucket,
         prefix=store.prefix,
         accounts=len(sidecar.accounts.accounts),
+        tls="mtls" if settings.tls_client_ca else "tls" if settings.tls_cert else "off",
+        metrics_port=sidecar.metrics_port or None,
         archiving_available=sidecar.archiving_available,
     )
     stopping.wait()

@@ -18,6 +18,7 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation, violations
 from msgarchive_server import retry
 from msgarchive_server.circuit import StoreCircuit
+from msgarchive_server.metrics import Metrics
 from msgarchive_server.payloads import compress, decompress, render
 from msgarchive_server.retry import RetriesExhausted, RetryPolicy, with_retries
 from msgarchive_server.stores import ErrorKind, PutResult, Store, StoreError
@@ -93,12 +94,14 @@ class Archiver:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         retry: RetryPolicy | None = None,
         circuit: StoreCircuit | None = None,
+        metrics: Metrics | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.store = store
         self.max_message_bytes = max_message_bytes
         self.retry = retry or RetryPolicy()
         self.circuit = circuit
+        self.metrics = metrics
         self._clock_ms = clock_ms
         # A running (exponentially weighted) mean of successful attempts.
         self.attempt_estimate = _FIRST_ESTIMATE
@@ -150,6 +153,9 @@ class Archiver:
             # copy as it is, once it is shown to be this message's copy.
             stored = result.existing_copy
             sent_at_ms = _sent_at_of(stored, where.message_id, where.channel, attempts)
+        elif self.metrics is not None:
+            self.metrics.json_bytes.labels(where.channel).observe(len(body))
+            self.metrics.stored_bytes.labels(where.channel).observe(len(blob))
         return Ack(
             channel=where.channel,
             message_id=where.message_id,
@@ -165,10 +171,20 @@ class Archiver:
 
     def _timed_put(self, key: str, blob: bytes, md5: bytes) -> PutResult:
         started = time.monotonic()
-        result = self.store.put(key, blob, md5)
+        try:
+            result = self.store.put(key, blob, md5)
+        except StoreError as err:
+            self._count_attempt(err.kind.value, time.monotonic() - started)
+            raise
         took = time.monotonic() - started
+        self._count_attempt("ok", took)
         self.attempt_estimate += _ESTIMATE_WEIGHT * (took - self.attempt_estimate)
         return result
+
+    def _count_attempt(self, result: str, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.store_attempts.labels(result).inc()
+            self.metrics.store_seconds.labels(result).observe(seconds)
 
 
 def _sent_at_of(copy: bytes, message_id: str, channel: str, attempts: int) -> int:

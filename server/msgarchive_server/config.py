@@ -98,6 +98,34 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ADDR",
     ),
     Option(
+        "tls_cert",
+        "MSGARCHIVE_TLS_CERT",
+        None,
+        "serve TLS with this certificate chain (PEM); needs --tls-key",
+        metavar="FILE",
+    ),
+    Option(
+        "tls_key",
+        "MSGARCHIVE_TLS_KEY",
+        None,
+        "the TLS private key (PEM)",
+        metavar="FILE",
+    ),
+    Option(
+        "tls_client_ca",
+        "MSGARCHIVE_TLS_CLIENT_CA",
+        None,
+        "require client certificates signed by this CA (mTLS); needs --tls-cert",
+        metavar="FILE",
+    ),
+    Option(
+        "metrics_listen",
+        "MSGARCHIVE_METRICS_LISTEN",
+        None,
+        "serve Prometheus metrics over HTTP on HOST:PORT (off when unset)",
+        metavar="ADDR",
+    ),
+    Option(
         "store",
         "MSGARCHIVE_STORE",
         DEFAULT_STORE,
@@ -205,10 +233,18 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "max_in_flight",
+        "MSGARCHIVE_MAX_IN_FLIGHT",
+        "48",
+        "archives served at once; more are refused with RESOURCE_EXHAUSTED",
+        _positive_int,
+        "N",
+    ),
+    Option(
         "threads",
         "MSGARCHIVE_THREADS",
-        "32",
-        "gRPC worker threads: calls served at once",
+        "64",
+        "gRPC worker threads; more than --max-in-flight, so reads and health always get one",
         _positive_int,
         "N",
     ),
@@ -250,6 +286,10 @@ class Settings:
     """Everything the sidecar is configured with."""
 
     listen: str = DEFAULT_LISTEN
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    metrics_listen: str | None = None
     store: str = DEFAULT_STORE
     accounts: str | None = None
     s3_endpoint_url: str | None = None
@@ -264,7 +304,8 @@ class Settings:
     probe_max_interval: float = 30.0
     read_rate_limit: int = 1000
     view_tolerance: float = 300.0
-    threads: int = 32
+    max_in_flight: int = 48
+    threads: int = 64
     grace_period: float = 10.0
     log_level: str = "info"
     log_format: str = "auto"
@@ -275,6 +316,19 @@ class Settings:
             raise ConfigError("--s3-sse-kms-key-id needs --s3-sse aws:kms")
         if not self.listen.strip():
             raise ConfigError("--listen: an address is required")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
+        if self.max_in_flight >= self.threads:
+            raise ConfigError(
+                f"--max-in-flight {self.max_in_flight} must be below --threads {self.threads}, "
+                "so reads and health checks always get a thread"
+            )
+        if self.metrics_listen is not None and not re.fullmatch(
+            r"\[?[^\s\]]*\]?:[0-9]{1,5}", self.metrics_listen
+        ):
+            raise ConfigError(f"--metrics-listen {self.metrics_listen}: expected HOST:PORT")
 
     @classmethod
     def load(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

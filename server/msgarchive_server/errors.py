@@ -38,6 +38,9 @@ READ_ERRORS = (
     OutsideAccount,
     StoreError,
 )
+# How long an overloaded sidecar asks callers to wait before retrying.
+OVERLOAD_RETRY_MS = 50
+
 DomainError = (
     InvalidRequest
     | ArchiveFailed
@@ -101,6 +104,17 @@ def archive_unavailable(err: ArchiveUnavailable) -> grpc.Status:
         "and bucket; do not send the message",
         "ARCHIVE_UNAVAILABLE",
         metadata,
+    )
+
+
+def overloaded(limit: int) -> grpc.Status:
+    delay = duration_pb2.Duration()
+    delay.FromTimedelta(datetime.timedelta(milliseconds=OVERLOAD_RETRY_MS))
+    return make_status(
+        code_pb2.RESOURCE_EXHAUSTED,
+        f"{limit} archives are in flight, the most this sidecar takes: retry shortly",
+        "OVERLOADED",
+        extra=[error_details_pb2.RetryInfo(retry_delay=delay)],
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -18,6 +19,7 @@ from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive.validation import FieldViolation, violations
 from msgarchive_server import describe
 from msgarchive_server.access import Access, is_local_peer
+from msgarchive_server.accounts import AuthError
 from msgarchive_server.archive import (
     Ack,
     ArchiveFailed,
@@ -25,7 +27,9 @@ from msgarchive_server.archive import (
     DeadlineTooClose,
     InvalidRequest,
 )
-from msgarchive_server.errors import READ_ERRORS, internal_error, status_for
+from msgarchive_server.backpressure import InFlightLimit
+from msgarchive_server.errors import READ_ERRORS, internal_error, overloaded, status_for
+from msgarchive_server.metrics import Metrics
 from msgarchive_server.reads import Copy, ListQuery, Reader, ViewQuery
 from msgarchive_server.stores import ObjectSummary
 
@@ -83,16 +87,54 @@ def file_info(copy: Copy) -> pb.FileInfo:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How an archive call ended, for the log line and the metrics."""
+
+    name: str  # ok, already_archived, invalid, failed, unavailable, deadline, denied, internal
+    reason: str = ""
+    store_error: str = ""
+
+
 class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
-    def __init__(self, access: Access) -> None:
+    def __init__(self, access: Access, metrics: Metrics, in_flight: InFlightLimit) -> None:
         self.access = access
+        self.metrics = metrics
+        self.in_flight = in_flight
 
     # --- Archive -------------------------------------------------------------
 
     def Archive(  # noqa: N802 (the RPC's name)
         self, request: pb.ArchiveRequest, context: grpc.ServicerContext
     ) -> pb.ArchiveResponse:
-        structlog.contextvars.bind_contextvars(channel=request.WhichOneof("message"))
+        channel = request.WhichOneof("message") or "none"
+        structlog.contextvars.bind_contextvars(channel=channel)
+        if not self.in_flight.try_enter():
+            self.metrics.rejected.inc()
+            structlog.contextvars.bind_contextvars(reason="OVERLOADED")
+            context.abort_with_status(overloaded(self.in_flight.limit))
+        self.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            answer, outcome = self._archive(request, context)
+        finally:
+            self.in_flight.leave()
+            self.metrics.in_flight.dec()
+        self.metrics.archive_seconds.labels(channel, outcome.name).observe(
+            time.perf_counter() - started
+        )
+        if outcome.reason:
+            self.metrics.failures.labels(outcome.reason, outcome.store_error or "-").inc()
+            structlog.contextvars.bind_contextvars(reason=outcome.reason)
+        if isinstance(answer, pb.ArchiveResponse):
+            return answer
+        # Outside any handler: abort raises, and must not be caught.
+        context.abort_with_status(answer)
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    def _archive(
+        self, request: pb.ArchiveRequest, context: grpc.ServicerContext
+    ) -> tuple[pb.ArchiveResponse | grpc.Status, Outcome]:
         try:
             tenant = self.access.archive_tenant(
                 request.account_id, authorization_of(context), is_local_peer(context.peer())
@@ -107,37 +149,34 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
             ack = tenant.archiver.archive(request, deadline_of(context))
         except InvalidRequest as err:
             structlog.contextvars.bind_contextvars(invalid_fields=[v.field for v in err.violations])
-            status = status_for(err)
+            return status_for(err), Outcome("invalid", "INVALID_MESSAGE")
         except ArchiveFailed as err:
             structlog.contextvars.bind_contextvars(
-                attempts=err.attempts, store_error=err.error.code, reason="FAILED_TO_ARCHIVE"
+                attempts=err.attempts, store_error=err.error.code
             )
             log.warning("failed to archive", store_error=err.error.code, attempts=err.attempts)
-            status = status_for(err)
+            return status_for(err), Outcome("failed", "FAILED_TO_ARCHIVE", err.error.code)
         except ArchiveUnavailable as err:
             structlog.contextvars.bind_contextvars(
-                attempts=err.attempts, store_error=err.store_error, reason="ARCHIVE_UNAVAILABLE"
+                attempts=err.attempts, store_error=err.store_error
             )
-            status = status_for(err)
+            return status_for(err), Outcome("unavailable", "ARCHIVE_UNAVAILABLE", err.store_error)
         except DeadlineTooClose as err:
-            structlog.contextvars.bind_contextvars(reason="DEADLINE_TOO_SHORT")
-            status = status_for(err)
-        except READ_ERRORS as err:  # AuthError, from archive_tenant
-            status = status_for(err)
+            return status_for(err), Outcome("deadline", "DEADLINE_TOO_SHORT")
+        except AuthError as err:
+            reason = "WRONG_ACCOUNT" if err.wrong_account else "CREDENTIALS_MISSING"
+            return status_for(err), Outcome("denied", reason)
         except Exception:
             log.exception("archive crashed")
-            status = internal_error()
-        else:
-            structlog.contextvars.bind_contextvars(
-                attempts=ack.attempts,
-                message_id=ack.message_id,
-                already_archived=ack.already_archived,
-                stored_bytes=ack.stored_bytes,
-            )
-            return to_response(request.request_id, ack)
-        # Outside the handlers: abort raises, and must not be caught here.
-        context.abort_with_status(status)
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
+            return internal_error(), Outcome("internal", "INTERNAL_ERROR")
+        structlog.contextvars.bind_contextvars(
+            attempts=ack.attempts,
+            message_id=ack.message_id,
+            already_archived=ack.already_archived,
+            stored_bytes=ack.stored_bytes,
+        )
+        outcome = Outcome("already_archived" if ack.already_archived else "ok")
+        return to_response(request.request_id, ack), outcome
 
     # --- reads ---------------------------------------------------------------
 
@@ -173,7 +212,7 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
             )
 
         structlog.contextvars.bind_contextvars(campaign_id=request.campaign_id)
-        return self._read(context, view)
+        return self._read(context, "ViewMessage", view)
 
     def GetArchivedMessage(  # noqa: N802
         self, request: pb.GetArchivedMessageRequest, context: grpc.ServicerContext
@@ -199,7 +238,7 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
                 archived_json=copy.json_text,
             )
 
-        return self._read(context, get)
+        return self._read(context, "GetArchivedMessage", get)
 
     def ListArchivedMessages(  # noqa: N802
         self, request: pb.ListArchivedMessagesRequest, context: grpc.ServicerContext
@@ -226,21 +265,25 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
                 next_page_token=result.next_page_token,
             )
 
-        return self._read(context, listing)
+        return self._read(context, "ListArchivedMessages", listing)
 
-    def _read(self, context: grpc.ServicerContext, run: Callable[[Reader], T]) -> T:
+    def _read(self, context: grpc.ServicerContext, rpc: str, run: Callable[[Reader], T]) -> T:
         structlog.contextvars.bind_contextvars(audit=True)
         try:
             account, tenant = self.access.read_tenant(
                 authorization_of(context), is_local_peer(context.peer())
             )
             structlog.contextvars.bind_contextvars(account=account)
-            return run(tenant.reader)
+            answer = run(tenant.reader)
         except READ_ERRORS as err:
             status = status_for(err)
         except Exception:
             log.exception("read crashed")
             status = internal_error()
+        else:
+            self.metrics.reads.labels(rpc, "OK").inc()
+            return answer
+        self.metrics.reads.labels(rpc, grpc.StatusCode(status.code).name).inc()
         context.abort_with_status(status)
         raise AssertionError("abort_with_status returned")  # pragma: no cover
 

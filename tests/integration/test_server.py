@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def sidecar(seaweed: SeaweedFS, bucket: str) -> Iterator[Sidecar]:
     store = S3Store(S3Options(bucket=bucket, prefix="tenant-a/"), client=seaweed.client())
-    running = build_server(Settings(listen="127.0.0.1:0", threads=4), store)
+    running = build_server(Settings(listen="127.0.0.1:0", threads=8, max_in_flight=4), store)
     running.start()
     try:
         yield running

@@ -82,12 +82,13 @@ def test_transport_failure_is_still_typed() -> None:
 
 
 def test_channel_options_given_by_the_caller_win() -> None:
-    from msgarchive.client import SERVICE_CONFIG, channel_options
+    from msgarchive.client import MAX_RECEIVE_BYTES, SERVICE_CONFIG, channel_options
 
     assert dict(channel_options()) == {
         "grpc.enable_retries": 1,
         "grpc.service_config": SERVICE_CONFIG,
+        "grpc.max_receive_message_length": MAX_RECEIVE_BYTES,
     }
     options = channel_options([("grpc.enable_retries", 0), ("grpc.primary_user_agent", "x")])
     assert dict(options)["grpc.enable_retries"] == 0
-    assert len(options) == 3
+    assert len(options) == 4

@@ -26,9 +26,9 @@ def test_zero_config_is_local_store_on_loopback() -> None:
 
 
 def test_flag_wins_over_environment() -> None:
-    env = {"MSGARCHIVE_THREADS": "4", "MSGARCHIVE_S3_PATH_STYLE": "yes"}
-    settings = parse_settings(["--threads", "8"], env)
-    assert settings.threads == 8
+    env = {"MSGARCHIVE_THREADS": "70", "MSGARCHIVE_S3_PATH_STYLE": "yes"}
+    settings = parse_settings(["--threads", "80"], env)
+    assert settings.threads == 80
     assert settings.s3_path_style is True
 
 
@@ -65,6 +65,10 @@ def test_store_urls(store: str, where: object) -> None:
         (["--s3-sse-kms-key-id", "k1"], {}, "needs --s3-sse aws:kms"),
         (["--grace-period", "nan"], {}, "must be more than 0"),
         (["--s3-path-style", "maybe"], {}, "expected true or false"),
+        (["--tls-cert", "c.pem"], {}, "--tls-cert and --tls-key go together"),
+        (["--tls-client-ca", "ca.pem"], {}, "--tls-client-ca (mTLS) needs --tls-cert"),
+        (["--max-in-flight", "64"], {}, "--max-in-flight 64 must be below --threads 64"),
+        (["--metrics-listen", "9464"], {}, "--metrics-listen 9464: expected HOST:PORT"),
     ],
 )
 def test_bad_settings_are_one_clear_error(argv: list[str], env: dict[str, str], says: str) -> None:

@@ -101,6 +101,10 @@ class ArchiveServiceServicer:
         fast until the sidecar finds the store writable again. Do not send.
         - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
         store attempt) before the store confirmed the write. Safe to retry.
+        - RESOURCE_EXHAUSTED: the sidecar is serving as many archives as it takes
+        (reason OVERLOADED); RetryInfo says when to retry. Nothing was written.
+        - UNAUTHENTICATED, PERMISSION_DENIED: a caller beyond this host without
+        the account's API key, or with another account's.
         - INTERNAL: an unexpected server fault. Do not send the message.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -65,6 +65,10 @@ class ArchiveServiceStub:
       fast until the sidecar finds the store writable again. Do not send.
     - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
       store attempt) before the store confirmed the write. Safe to retry.
+    - RESOURCE_EXHAUSTED: the sidecar is serving as many archives as it takes
+      (reason OVERLOADED); RetryInfo says when to retry. Nothing was written.
+    - UNAUTHENTICATED, PERMISSION_DENIED: a caller beyond this host without
+      the account's API key, or with another account's.
     - INTERNAL: an unexpected server fault. Do not send the message.
     """
     ViewMessage: _grpc.UnaryUnaryMultiCallable[_archive_service_pb2.ViewMessageRequest, _archive_service_pb2.ViewMessageResponse]
@@ -138,6 +142,10 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
       fast until the sidecar finds the store writable again. Do not send.
     - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
       store attempt) before the store confirmed the write. Safe to retry.
+    - RESOURCE_EXHAUSTED: the sidecar is serving as many archives as it takes
+      (reason OVERLOADED); RetryInfo says when to retry. Nothing was written.
+    - UNAUTHENTICATED, PERMISSION_DENIED: a caller beyond this host without
+      the account's API key, or with another account's.
     - INTERNAL: an unexpected server fault. Do not send the message.
     """
     ViewMessage: _aio.UnaryUnaryMultiCallable[_archive_service_pb2.ViewMessageRequest, _archive_service_pb2.ViewMessageResponse]  # type: ignore[assignment]
@@ -214,6 +222,10 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
           fast until the sidecar finds the store writable again. Do not send.
         - DEADLINE_EXCEEDED: the caller's deadline passed (or was too near for a
           store attempt) before the store confirmed the write. Safe to retry.
+        - RESOURCE_EXHAUSTED: the sidecar is serving as many archives as it takes
+          (reason OVERLOADED); RetryInfo says when to retry. Nothing was written.
+        - UNAUTHENTICATED, PERMISSION_DENIED: a caller beyond this host without
+          the account's API key, or with another account's.
         - INTERNAL: an unexpected server fault. Do not send the message.
         """
 

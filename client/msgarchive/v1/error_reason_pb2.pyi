@@ -69,6 +69,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """
     STORE_UNAVAILABLE: _ErrorReason.ValueType  # 12
     """The store did not answer a read. Status UNAVAILABLE. Safe to retry."""
+    OVERLOADED: _ErrorReason.ValueType  # 13
+    """The sidecar is serving as many archives as it takes (--max-in-flight).
+    Status RESOURCE_EXHAUSTED, with RetryInfo. Nothing was written.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every google.rpc.ErrorInfo reason the service returns, in
@@ -127,4 +131,8 @@ RetryInfo.
 """
 STORE_UNAVAILABLE: ErrorReason.ValueType  # 12
 """The store did not answer a read. Status UNAVAILABLE. Safe to retry."""
+OVERLOADED: ErrorReason.ValueType  # 13
+"""The sidecar is serving as many archives as it takes (--max-in-flight).
+Status RESOURCE_EXHAUSTED, with RetryInfo. Nothing was written.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

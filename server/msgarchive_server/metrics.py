@@ -1,0 +1,96 @@
+"""Prometheus metrics: defined here, in one registry per sidecar (no globals).
+
+Served as Prometheus text on `--metrics-listen` (off by default). Labels take
+only bounded values (channels, outcomes, store error codes, RPC names), never
+ids or message content.
+"""
+
+from __future__ import annotations
+
+import threading
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Archive latency: sub-millisecond local writes to multi-second retried ones.
+_ARCHIVE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.archive_seconds = Histogram(
+            "msgarchive_archive_duration_seconds",
+            "Archive calls, from receipt to answer, by channel and outcome.",
+            ["channel", "outcome"],
+            buckets=_ARCHIVE_BUCKETS,
+            registry=r,
+        )
+        self.store_seconds = Histogram(
+            "msgarchive_store_write_duration_seconds",
+            "One store write attempt, by result.",
+            ["result"],
+            buckets=_ARCHIVE_BUCKETS,
+            registry=r,
+        )
+        self.store_attempts = Counter(
+            "msgarchive_store_attempts",
+            "Store write attempts, by result: ok, or the error kind.",
+            ["result"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "msgarchive_archive_failures",
+            "Archive calls answered with an error, by ErrorInfo reason and last store error.",
+            ["reason", "store_error"],
+            registry=r,
+        )
+        self.json_bytes = Histogram(
+            "msgarchive_archive_json_bytes",
+            "Size of each rendered JSON copy, before compression.",
+            ["channel"],
+            buckets=_BYTES_BUCKETS,
+            registry=r,
+        )
+        self.stored_bytes = Histogram(
+            "msgarchive_archive_stored_bytes",
+            "Size of each stored copy, after LZ4 compression.",
+            ["channel"],
+            buckets=_BYTES_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "msgarchive_archives_in_flight", "Archive calls being served now.", registry=r
+        )
+        self.rejected = Counter(
+            "msgarchive_archives_rejected",
+            "Archive calls refused at once because --max-in-flight were being served.",
+            registry=r,
+        )
+        self.store_available = Gauge(
+            "msgarchive_store_available",
+            "1 while the store takes writes, 0 while its circuit is open.",
+            ["bucket"],
+            registry=r,
+        )
+        self.reads = Counter(
+            "msgarchive_reads", "Read calls, by RPC and status code.", ["rpc", "code"], registry=r
+        )
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def serve(self, address: str) -> int:
+        """Serve /metrics on HOST:PORT; the port (OSError if it is taken)."""
+        host, _, port = address.rpartition(":")
+        self._server, self._thread = start_http_server(
+            int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
+        )
+        return int(self._server.server_port)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
