@@ -22,7 +22,8 @@ WORKDIR /var/lib/msgarchive
 ENV MSGARCHIVE_STORE=/var/lib/msgarchive/archive \
     MSGARCHIVE_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1
-EXPOSE 50051
+# gRPC, and Prometheus metrics when MSGARCHIVE_METRICS_LISTEN is set.
+EXPOSE 50051 9464
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["msgarchive", "health", "--address", "127.0.0.1:50051"]
 ENTRYPOINT ["msgarchive", "serve"]

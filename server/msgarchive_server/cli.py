@@ -28,6 +28,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--address", default=DEFAULT_LISTEN, metavar="ADDR")
     check.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS")
+    check.add_argument(
+        "--alive",
+        action="store_true",
+        help="exit 0 when the sidecar answers at all, SERVING or not (for liveness probes)",
+    )
+    check.add_argument("--tls-ca", metavar="FILE", help="trust this CA: the sidecar serves TLS")
+    check.add_argument("--tls-cert", metavar="FILE", help="client certificate, for mTLS")
+    check.add_argument("--tls-key", metavar="FILE", help="client key, for mTLS")
 
     view = commands.add_parser(
         "view", help="find the copy a recipient got from a campaign (ViewMessage)"
@@ -76,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "health":
             from msgarchive_server.healthcheck import check_health
 
-            return check_health(args.address, args.timeout)
+            return check_health(args)
         if args.command == "serve":
             return _serve(args)
         from msgarchive_server import commands

@@ -80,6 +80,12 @@ def test_a_missing_bucket_is_not_serving_until_it_is_created(seaweed: SeaweedFS)
     try:
         assert sidecar.lines[-1]["archiving_available"] is False
         assert health(sidecar.address) == "NOT_SERVING"
+        alive = subprocess.run(
+            [sys.executable, "-m", "msgarchive_server", "health", "--alive",
+             "--address", sidecar.address],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert (alive.returncode, alive.stdout.strip()) == (0, "NOT_SERVING")
         assert_fails_fast(sidecar.address, "NoSuchBucket")
         seaweed.client().create_bucket(Bucket=bucket)
         wait_until_serving(sidecar.address)

@@ -20,3 +20,11 @@ def test_the_readme_starts_with_the_two_commands() -> None:
     head = README.split("\n---\n")[0]
     assert "make run" in head
     assert "make test" in head
+
+
+def test_every_metric_is_in_the_readme() -> None:
+    from msgarchive_server.metrics import Metrics
+
+    for family in Metrics().registry.collect():
+        name = family.name + ("_total" if family.type == "counter" else "")
+        assert f"| `{name}` |" in README, name
