@@ -74,10 +74,6 @@ class CopyDamaged(Exception):
         self.key = key
 
 
-class TooManyToSort(Exception):
-    """NEWEST_FIRST on a prefix holding more than MAX_SORTED copies."""
-
-
 @dataclass(frozen=True, slots=True)
 class Copy:
     """A copy read back and checked."""
@@ -280,7 +276,15 @@ class Reader:
             page = self.store.list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
             everything += [item for item in page.items if _in_range(item, query)]
             if len(everything) > MAX_SORTED:
-                raise TooManyToSort(prefix)
+                raise InvalidLookup(
+                    [
+                        FieldViolation(
+                            "order",
+                            f"NEWEST_FIRST sorts at most {MAX_SORTED} copies: "
+                            "narrow the prefix or the time range, or list by key",
+                        )
+                    ]
+                )
             if not page.truncated or not page.items:
                 break
             after = page.items[-1].key

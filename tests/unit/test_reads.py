@@ -315,3 +315,15 @@ def test_details_and_content_of_email_and_sms() -> None:
     assert describe.content(email)["subject"] == "20% off coupon inside!"  # type: ignore[arg-type]
     text = describe.content(copy_of(sms(1)))  # type: ignore[arg-type]
     assert text == {"message": "Hi there!"}
+
+
+def test_newest_first_refuses_prefixes_too_big_to_sort(monkeypatch: pytest.MonkeyPatch) -> None:
+    from msgarchive_server import reads
+
+    monkeypatch.setattr(reads, "MAX_SORTED", 4)
+    store = FakeStore()
+    fill(store, 5)
+    with pytest.raises(InvalidLookup) as raised:
+        Reader(store).list(ListQuery("sms", "202409", newest_first=True))
+    assert raised.value.violations[0].field == "order"
+    assert len(Reader(store).list(ListQuery("sms", "202409")).items) == 5  # by key: fine
