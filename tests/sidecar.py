@@ -100,6 +100,20 @@ class SidecarProcess:
             self.process.wait(10)
 
 
+def s3_sidecar(bucket: str, endpoint: str, env: Mapping[str, str], *extra: str) -> SidecarProcess:
+    """A started sidecar on a free loopback port, storing into s3://BUCKET at `endpoint`."""
+    return SidecarProcess(
+        [
+            "--listen=127.0.0.1:0",
+            f"--store=s3://{bucket}",
+            f"--s3-endpoint-url={endpoint}",
+            "--s3-path-style=true",
+            *extra,
+        ],
+        env=env,
+    ).start()
+
+
 def run_to_exit(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """Run `msgarchive serve ARGS` expecting it to stop by itself: (exit code, stderr)."""
     done = subprocess.run(

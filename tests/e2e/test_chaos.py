@@ -23,7 +23,7 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.payloads import decompress
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in
-from tests.sidecar import SidecarProcess
+from tests.sidecar import SidecarProcess, s3_sidecar
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -138,16 +138,7 @@ def expected(request: pb.ArchiveRequest, sent_at: int) -> tuple[str, bytes]:
 def faulty_sidecar(seaweed: SeaweedFS, bucket: str) -> Iterator[tuple[SidecarProcess, FaultProxy]]:
     proxy = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1]), seed=20241122).start()
     proxy.delay = 0.2
-    sidecar = SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={proxy.endpoint}",
-            "--s3-path-style=true",
-            "--probe-max-interval=0.5",
-        ],
-        env=seaweed.env,
-    ).start()
+    sidecar = s3_sidecar(bucket, proxy.endpoint, seaweed.env, "--probe-max-interval=0.5")
     try:
         yield sidecar, proxy
     finally:

@@ -25,7 +25,7 @@ from tests.seaweed import (
     SeaweedFS,
     keys_in,
 )
-from tests.sidecar import SidecarProcess
+from tests.sidecar import SidecarProcess, s3_sidecar
 
 pytestmark = pytest.mark.e2e
 
@@ -54,16 +54,7 @@ def credentials_file(path: Path, key: str, secret: str) -> dict[str, str]:
 
 
 def sidecar_for(seaweed: SeaweedFS, bucket: str, env: dict[str, str]) -> SidecarProcess:
-    return SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={seaweed.endpoint}",
-            "--s3-path-style=true",
-            "--probe-max-interval=0.5",
-        ],
-        env=env,
-    ).start()
+    return s3_sidecar(bucket, seaweed.endpoint, env, "--probe-max-interval=0.5")
 
 
 def assert_fails_fast(address: str, store_error: str) -> None:

@@ -17,7 +17,7 @@ from msgarchive_server.payloads import decompress
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS
-from tests.sidecar import SidecarProcess
+from tests.sidecar import s3_sidecar
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,12 +34,7 @@ def test_kill_9_under_load_loses_no_acked_copy(
     proxy = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1])).start()
     proxy.delay = 0.3
     proxy.set_rates({Fault.DELAY: 0.2})
-    args = [
-        f"--store=s3://{bucket}",
-        f"--s3-endpoint-url={proxy.endpoint}",
-        "--s3-path-style=true",
-    ]
-    sidecar = SidecarProcess(["--listen=127.0.0.1:0", *args], env=seaweed.env).start()
+    sidecar = s3_sidecar(bucket, proxy.endpoint, seaweed.env)
     acked: list[pb.ArchiveResponse] = []
     errors: list[tuple[pb.ArchiveRequest, MsgArchiveError]] = []
     stop = threading.Event()
@@ -83,7 +78,7 @@ def test_kill_9_under_load_loses_no_acked_copy(
         copy = decompress(s3.get_object(Bucket=bucket, Key=ack.key)["Body"].read())
         assert f'"message_id":"{ack.message_id}"'.encode() in copy
 
-    restarted = SidecarProcess(["--listen=127.0.0.1:0", *args], env=seaweed.env).start()
+    restarted = s3_sidecar(bucket, proxy.endpoint, seaweed.env)
     try:
         with ArchiveClient(restarted.address) as again:
             retried = [again.archive(request) for request, _ in errors]

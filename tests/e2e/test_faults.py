@@ -30,7 +30,7 @@ from msgarchive_server.payloads import decompress
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in
-from tests.sidecar import SidecarProcess
+from tests.sidecar import SidecarProcess, s3_sidecar
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -72,18 +72,14 @@ class Rig:
 
 def start_rig(seaweed: SeaweedFS, bucket: str, s3: S3Client, *extra: str) -> Rig:
     proxy = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1])).start()
-    sidecar = SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={proxy.endpoint}",
-            "--s3-path-style=true",
-            "--s3-read-timeout=3",
-            "--probe-max-interval=0.5",
-            *extra,
-        ],
-        env=seaweed.env,
-    ).start()
+    sidecar = s3_sidecar(
+        bucket,
+        proxy.endpoint,
+        seaweed.env,
+        "--s3-read-timeout=3",
+        "--probe-max-interval=0.5",
+        *extra,
+    )
     return Rig(sidecar, proxy, bucket, s3)
 
 
@@ -223,15 +219,7 @@ def test_a_store_without_conditional_writes_falls_back_and_keeps_the_first_copy(
 
     proxy = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1]), delete=delete).start()
     proxy.set_rates({Fault.IGNORE_CONDITIONAL: 1.0})
-    sidecar = SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={proxy.endpoint}",
-            "--s3-path-style=true",
-        ],
-        env=seaweed.env,
-    ).start()
+    sidecar = s3_sidecar(bucket, proxy.endpoint, seaweed.env)
     try:
         warnings = [
             line for line in sidecar.lines if line.get("event", "").startswith("conditional")

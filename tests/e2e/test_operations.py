@@ -33,7 +33,7 @@ from msgarchive_server.accounts import key_digest
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS
-from tests.sidecar import SidecarProcess, run_to_exit
+from tests.sidecar import SidecarProcess, run_to_exit, s3_sidecar
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -51,17 +51,7 @@ def proxy(seaweed: SeaweedFS) -> Iterator[FaultProxy]:
 
 
 def start(seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, *extra: str) -> SidecarProcess:
-    return SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={proxy.endpoint}",
-            "--s3-path-style=true",
-            "--probe-max-interval=0.5",
-            *extra,
-        ],
-        env=seaweed.env,
-    ).start()
+    return s3_sidecar(bucket, proxy.endpoint, seaweed.env, "--probe-max-interval=0.5", *extra)
 
 
 def no_retries(address: str, **kwargs: Any) -> ArchiveClient:

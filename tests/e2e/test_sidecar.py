@@ -19,7 +19,7 @@ from msgarchive import ArchiveClient, InvalidMessage
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
 from tests.seaweed import SeaweedFS, keys_in
-from tests.sidecar import SidecarProcess, run_to_exit
+from tests.sidecar import SidecarProcess, run_to_exit, s3_sidecar
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -43,16 +43,7 @@ def lz4_decompress(blob: bytes, workdir: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def sidecar(seaweed: SeaweedFS, bucket: str) -> Iterator[SidecarProcess]:
-    process = SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={seaweed.endpoint}",
-            "--s3-path-style=true",
-            "--s3-sse=AES256",
-        ],
-        env=seaweed.env,
-    ).start()
+    process = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, "--s3-sse=AES256")
     try:
         yield process
     finally:
