@@ -1,0 +1,50 @@
+"""Logs: stdlib loggers (grpc, botocore) come out in the same JSON shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from msgarchive_server.logs import configure_logging
+
+
+@pytest.fixture
+def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
+    """capsys, with logging reset afterwards. Tests configure logging themselves:
+    the handler binds sys.stdout, which capsys replaces only for the test's body."""
+    yield capsys
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_stdlib_loggers_share_the_json_renderer(json_logs: pytest.CaptureFixture[str]) -> None:
+    configure_logging("info", "json")
+    structlog.contextvars.bind_contextvars(request_id="r-42")
+    structlog.get_logger("msgarchive.test").info("from structlog", attempts=2)
+    logging.getLogger("grpc._server").warning("from grpc")
+    logging.getLogger("botocore.retryhandler").warning("from botocore")
+    structlog.contextvars.clear_contextvars()
+    got = lines(json_logs)
+    assert [(g["logger"], g["event"], g["level"]) for g in got] == [
+        ("msgarchive.test", "from structlog", "info"),
+        ("grpc._server", "from grpc", "warning"),
+        ("botocore.retryhandler", "from botocore", "warning"),
+    ]
+    assert all(g["request_id"] == "r-42" for g in got)  # merged into every line
+    assert all("timestamp" in g for g in got)
+
+
+def test_botocore_debug_is_held_back(json_logs: pytest.CaptureFixture[str]) -> None:
+    configure_logging("debug", "json")
+    logging.getLogger("botocore.endpoint").debug("Sending http request: <body bytes>")
+    logging.getLogger("msgarchive.x").debug("ours at debug")
+    got = lines(json_logs)
+    assert [g["event"] for g in got] == ["ours at debug"]
