@@ -68,6 +68,9 @@ class FaultProxy:
         self.delay = 1.0
         self.applied: Counter[Fault] = Counter()
         self.writes = 0
+        # Writes being relayed now, and the most there ever were at once.
+        self.concurrent_writes = 0
+        self.max_concurrent_writes = 0
         self._queue: list[Fault] = []
         self._rates: dict[Fault, float] = {}
         self._random = random.Random(seed)  # noqa: S311 (fault rates, not secrets)
@@ -136,6 +139,15 @@ class FaultProxy:
                 self.applied[fault] += 1
             return fault
 
+    def write_started(self) -> None:
+        with self._lock:
+            self.concurrent_writes += 1
+            self.max_concurrent_writes = max(self.max_concurrent_writes, self.concurrent_writes)
+
+    def write_ended(self) -> None:
+        with self._lock:
+            self.concurrent_writes -= 1
+
     def track(self, conn: socket.socket, alive: bool) -> None:
         with self._lock:
             if alive:
@@ -171,10 +183,15 @@ class _RelayHandler(BaseHTTPRequestHandler):
         """Quiet: the tests count faults instead."""
 
     def do_GET(self) -> None:
+        if self.command == "PUT":
+            self.owner.write_started()
         try:
             self._relay()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the sidecar hung up (a deadline passed)
+        finally:
+            if self.command == "PUT":
+                self.owner.write_ended()
 
     do_PUT = do_HEAD = do_POST = do_DELETE = do_GET  # noqa: N815
 

@@ -4,7 +4,7 @@ The client library senders import. It talks to the msgarchive sidecar over
 gRPC and never needs AWS credentials or boto3.
 """
 
-from msgarchive.client import ArchiveClient, AsyncArchiveClient
+from msgarchive.client import ArchiveClient, AsyncArchiveClient, StreamResult
 from msgarchive.errors import (
     ArchiveFailed,
     ArchiveUnavailable,
@@ -65,6 +65,7 @@ __all__ = [
     "PushMessage",
     "RateLimited",
     "SmsMessage",
+    "StreamResult",
     "Unauthenticated",
     "ViewMessageRequest",
     "ViewMessageResponse",

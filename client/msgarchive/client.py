@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,7 +25,7 @@ import grpc
 import grpc.aio
 from google.protobuf.message import Message
 
-from msgarchive.errors import from_rpc_error
+from msgarchive.errors import MsgArchiveError, from_archive_error, from_rpc_error
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 
@@ -66,6 +67,36 @@ def channel_options(extra: ChannelOptions = ()) -> list[tuple[str, object]]:
     }
     options.update(extra)
     return list(options.items())
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """One message's outcome on a stream: its ack, or why it was not archived."""
+
+    request_id: str
+    ack: pb.ArchiveResponse | None = None
+    error: MsgArchiveError | None = None
+
+    @property
+    def archived(self) -> bool:
+        return self.ack is not None
+
+
+def stream_requests(requests: Iterable[pb.ArchiveRequest]) -> Iterator[pb.ArchiveStreamRequest]:
+    """Stream messages, each with a request_id (its index, when it has none)."""
+    for index, request in enumerate(requests):
+        if not request.request_id:
+            named = pb.ArchiveRequest()
+            named.CopyFrom(request)
+            named.request_id = str(index)
+            request = named
+        yield pb.ArchiveStreamRequest(archive=request)
+
+
+def stream_result(response: pb.ArchiveStreamResponse) -> StreamResult:
+    if response.HasField("ack"):
+        return StreamResult(response.request_id, ack=response.ack)
+    return StreamResult(response.request_id, error=from_archive_error(response.error))
 
 
 def authorization(api_key: str, account_id: str = "") -> str:
@@ -124,6 +155,30 @@ class ArchiveClient(_ClientBase):
         """Archive one message; return the ack once its copy is stored."""
         response: pb.ArchiveResponse = self._call(self._stub.Archive, request, timeout, metadata)
         return response
+
+    def archive_many(
+        self,
+        requests: Iterable[pb.ArchiveRequest],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> Iterator[StreamResult]:
+        """Archive many messages on one ArchiveStream, pipelined.
+
+        Yields one result per message as it completes (not in order), matched
+        by `request_id` (a message without one gets its index). Send a message
+        only once its result has an ack. `timeout` bounds the whole stream (none
+        by default). Raises `MsgArchiveError` if the stream itself fails: the
+        messages without a result were then not archived.
+        """
+        responses = self._stub.ArchiveStream(
+            stream_requests(requests), timeout=timeout, metadata=self._metadata(metadata)
+        )
+        try:
+            for response in responses:
+                yield stream_result(response)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
 
     def view_message(
         self,
@@ -231,6 +286,23 @@ class AsyncArchiveClient(_ClientBase):
             self._stub.Archive, request, timeout, metadata
         )
         return response
+
+    async def archive_many(
+        self,
+        requests: Iterable[pb.ArchiveRequest],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> AsyncIterator[StreamResult]:
+        """Archive many messages on one ArchiveStream; as `ArchiveClient.archive_many`."""
+        call = self._stub.ArchiveStream(
+            stream_requests(requests), timeout=timeout, metadata=self._metadata(metadata)
+        )
+        try:
+            async for response in call:
+                yield stream_result(response)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from None
 
     async def view_message(
         self,

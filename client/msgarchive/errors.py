@@ -9,7 +9,7 @@ these errors means the message was **not** archived and must not be sent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, message
@@ -184,6 +184,43 @@ def from_rpc_error(error: _RpcErrorLike) -> MsgArchiveError:
             break
     kind = _ERROR_CLASSES.get(code, MsgArchiveError)
     return kind(text, code=code, reason=reason, metadata=metadata, details=details)
+
+
+def from_archive_error(error: Any) -> MsgArchiveError:
+    """The typed error for one message's error on an ArchiveStream."""
+    code = (
+        grpc.StatusCode[error.code]
+        if error.code in grpc.StatusCode.__members__
+        else (grpc.StatusCode.UNKNOWN)
+    )
+    details: list[message.Message] = [
+        error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
+        )
+    ]
+    if error.field_violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=v.field, description=v.description
+                    )
+                    for v in error.field_violations
+                ]
+            )
+        )
+    if error.retry_delay_ms:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(error.retry_delay_ms)
+        details.append(retry)
+    kind = _ERROR_CLASSES.get(code, MsgArchiveError)
+    return kind(
+        error.message or code.name,
+        code=code,
+        reason=error.reason,
+        metadata=dict(error.metadata),
+        details=details,
+    )
 
 
 def _status_details(trailing: object) -> list[any_pb2.Any]:

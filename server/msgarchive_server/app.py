@@ -98,7 +98,13 @@ class Sidecar:
         for tenant in self.tenants:
             self.metrics.store_available.labels(tenant.store.bucket).set(1)
         access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
-        servicer = ArchiveServicer(access, self.metrics, InFlightLimit(settings.max_in_flight))
+        servicer = ArchiveServicer(
+            access,
+            self.metrics,
+            InFlightLimit(settings.max_in_flight),
+            stream_window=settings.stream_window,
+        )
+        self.servicer = servicer
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
             interceptors=[RequestLogInterceptor()],
@@ -171,6 +177,7 @@ class Sidecar:
         for tenant in self.tenants:
             tenant.circuit.stop()
         stopped.wait()
+        self.servicer.stream_pool.shutdown(wait=True, cancel_futures=False)
         self.metrics.close()
         for tenant in self.tenants:
             tenant.store.close()

@@ -241,6 +241,14 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "stream_window",
+        "MSGARCHIVE_STREAM_WINDOW",
+        "64",
+        "archives one ArchiveStream runs at once; past it the sidecar stops reading",
+        _positive_int,
+        "N",
+    ),
+    Option(
         "threads",
         "MSGARCHIVE_THREADS",
         "64",
@@ -305,6 +313,7 @@ class Settings:
     read_rate_limit: int = 1000
     view_tolerance: float = 300.0
     max_in_flight: int = 48
+    stream_window: int = 64
     threads: int = 64
     grace_period: float = 10.0
     log_level: str = "info"

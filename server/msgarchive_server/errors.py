@@ -16,6 +16,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from msgarchive.errors import ERROR_DOMAIN
+from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation
 from msgarchive_server.access import RateLimited
 from msgarchive_server.accounts import AuthError
@@ -105,6 +106,36 @@ def archive_unavailable(err: ArchiveUnavailable) -> grpc.Status:
         "ARCHIVE_UNAVAILABLE",
         metadata,
     )
+
+
+def invalid_stream_request(problem: str) -> grpc.Status:
+    return invalid_message([FieldViolation("archive.request_id", problem)])
+
+
+def archive_error(status: grpc.Status) -> pb.ArchiveError:
+    """A status as a stream answer's ArchiveError: code, reason, and the details."""
+    error = pb.ArchiveError(code=grpc.StatusCode(status.code).name, message=status.details)
+    for key, value in status.trailing_metadata or ():
+        if key != "grpc-status-details-bin":
+            continue
+        for packed in status_pb2.Status.FromString(value).details:
+            if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                packed.Unpack(info)
+                error.reason = info.reason
+                error.metadata.update(info.metadata)
+            elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                packed.Unpack(bad)
+                error.field_violations.extend(
+                    pb.FieldViolation(field=v.field, description=v.description)
+                    for v in bad.field_violations
+                )
+            elif packed.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                retry = error_details_pb2.RetryInfo()
+                packed.Unpack(retry)
+                error.retry_delay_ms = retry.retry_delay.ToMilliseconds()
+    return error
 
 
 def overloaded(limit: int) -> grpc.Status:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -33,6 +33,8 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
+        if handler is not None and handler.stream_stream is not None:
+            return self._logged_stream(handler, handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
         method: str = handler_call_details.method
@@ -63,6 +65,47 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
                 structlog.contextvars.clear_contextvars()
 
         return grpc.unary_unary_rpc_method_handler(
+            logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _logged_stream(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """One summary line per stream, with how many answers it sent."""
+        method: str = details.method
+        header_id = _request_id(details)
+        inner = handler.stream_stream
+        assert inner is not None
+
+        def logged(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(
+                request_id=header_id or uuid.uuid4().hex, method=method
+            )
+            start = time.perf_counter()
+            code, answers = grpc.StatusCode.OK, 0
+            try:
+                for answer in inner(requests, context):
+                    answers += 1
+                    yield answer
+            except GeneratorExit:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+                raise
+            finally:
+                log.info(
+                    "rpc",
+                    code=code.name,
+                    answers=answers,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                )
+                structlog.contextvars.clear_contextvars()
+
+        return grpc.stream_stream_rpc_method_handler(
             logged,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,

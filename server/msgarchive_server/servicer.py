@@ -7,7 +7,8 @@ call's one summary log line, and never message content.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent import futures
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,6 +33,7 @@ from msgarchive_server.errors import READ_ERRORS, internal_error, overloaded, st
 from msgarchive_server.metrics import Metrics
 from msgarchive_server.reads import Copy, ListQuery, Reader, ViewQuery
 from msgarchive_server.stores import ObjectSummary
+from msgarchive_server.streams import archive_stream
 
 log = structlog.get_logger("msgarchive.archive")
 
@@ -96,29 +98,72 @@ class Outcome:
     store_error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is archiving, as the call's metadata and peer say."""
+
+    authorization: str
+    local: bool
+    deadline: float | None
+
+    @classmethod
+    def of(cls, context: grpc.ServicerContext) -> Caller:
+        return cls(authorization_of(context), is_local_peer(context.peer()), deadline_of(context))
+
+
 class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
-    def __init__(self, access: Access, metrics: Metrics, in_flight: InFlightLimit) -> None:
+    def __init__(
+        self,
+        access: Access,
+        metrics: Metrics,
+        in_flight: InFlightLimit,
+        stream_window: int = 64,
+    ) -> None:
         self.access = access
         self.metrics = metrics
         self.in_flight = in_flight
+        self.stream_window = stream_window
+        # Stream messages are archived here, never more than the in-flight bound.
+        self.stream_pool = futures.ThreadPoolExecutor(
+            max_workers=in_flight.limit, thread_name_prefix="stream"
+        )
 
     # --- Archive -------------------------------------------------------------
 
     def Archive(  # noqa: N802 (the RPC's name)
         self, request: pb.ArchiveRequest, context: grpc.ServicerContext
     ) -> pb.ArchiveResponse:
-        channel = request.WhichOneof("message") or "none"
-        structlog.contextvars.bind_contextvars(channel=channel)
+        structlog.contextvars.bind_contextvars(channel=request.WhichOneof("message"))
         if not self.in_flight.try_enter():
             self.metrics.rejected.inc()
             structlog.contextvars.bind_contextvars(reason="OVERLOADED")
             context.abort_with_status(overloaded(self.in_flight.limit))
+        try:
+            answer = self._archive_counted(request, Caller.of(context))
+        finally:
+            self.in_flight.leave()
+        if isinstance(answer, pb.ArchiveResponse):
+            return answer
+        # Outside any handler: abort raises, and must not be caught.
+        context.abort_with_status(answer)
+        raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+    def ArchiveStream(  # noqa: N802
+        self, requests: Iterator[pb.ArchiveStreamRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ArchiveStreamResponse]:
+        return archive_stream(self, requests, Caller.of(context), context)
+
+    def _archive_counted(
+        self, request: pb.ArchiveRequest, caller: Caller
+    ) -> pb.ArchiveResponse | grpc.Status:
+        """Archive one message (a place in flight already taken), with its metrics
+        and log fields."""
+        channel = request.WhichOneof("message") or "none"
         self.metrics.in_flight.inc()
         started = time.perf_counter()
         try:
-            answer, outcome = self._archive(request, context)
+            answer, outcome = self._archive(request, caller)
         finally:
-            self.in_flight.leave()
             self.metrics.in_flight.dec()
         self.metrics.archive_seconds.labels(channel, outcome.name).observe(
             time.perf_counter() - started
@@ -126,18 +171,14 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
         if outcome.reason:
             self.metrics.failures.labels(outcome.reason, outcome.store_error or "-").inc()
             structlog.contextvars.bind_contextvars(reason=outcome.reason)
-        if isinstance(answer, pb.ArchiveResponse):
-            return answer
-        # Outside any handler: abort raises, and must not be caught.
-        context.abort_with_status(answer)
-        raise AssertionError("abort_with_status returned")  # pragma: no cover
+        return answer
 
     def _archive(
-        self, request: pb.ArchiveRequest, context: grpc.ServicerContext
+        self, request: pb.ArchiveRequest, caller: Caller
     ) -> tuple[pb.ArchiveResponse | grpc.Status, Outcome]:
         try:
             tenant = self.access.archive_tenant(
-                request.account_id, authorization_of(context), is_local_peer(context.peer())
+                request.account_id, caller.authorization, caller.local
             )
             if tenant is None:
                 raise InvalidRequest(
@@ -146,7 +187,7 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
                         FieldViolation("account_id", "is not a configured account"),
                     ]
                 )
-            ack = tenant.archiver.archive(request, deadline_of(context))
+            ack = tenant.archiver.archive(request, caller.deadline)
         except InvalidRequest as err:
             structlog.contextvars.bind_contextvars(invalid_fields=[v.field for v in err.violations])
             return status_for(err), Outcome("invalid", "INVALID_MESSAGE")

@@ -23,6 +23,7 @@ README = (REPO / "README.md").read_text()
 SH_BLOCKS = re.findall(r"```sh\n(.*?)```", README, flags=re.DOTALL)
 EXAMPLES = [block for block in SH_BLOCKS if block.startswith("buf curl")]
 ARCHIVE_EXAMPLES = [e for e in EXAMPLES if "/Archive " in e and "/ViewMessage" not in e]
+assert any("/ArchiveStream " in e for e in EXAMPLES)
 INLINE_BUF_CURL = re.findall(r"`(buf curl [^`]+)`", README)
 API_KEY = "ma_readme_example_key"
 
@@ -75,9 +76,14 @@ def test_the_readme_has_an_archive_example_per_channel_and_every_read() -> None:
 def test_examples_run_as_written(index: int, sidecar: SidecarProcess) -> None:
     for archive in ARCHIVE_EXAMPLES:  # the copies the read examples ask for
         run(archive, sidecar)
-    answer = run(EXAMPLES[index], sidecar)[-1]
-    example = EXAMPLES[index]
-    if "/ViewMessage " in example or "/GetArchivedMessage " in example:
+    answers = run(EXAMPLES[index], sidecar)
+    answer, example = answers[-1], EXAMPLES[index]
+    if "/ArchiveStream " in example:
+        assert sorted(a["requestId"] for a in answers) == ["m-1", "m-2"]
+        for streamed in answers:
+            ack = streamed["ack"]
+            assert (Path(ack["bucket"]) / ack["key"]).is_file()
+    elif "/ViewMessage " in example or "/GetArchivedMessage " in example:
         copy = json.loads(answer["archivedJson"])
         assert copy["message_id"] == answer["messageDetails"]["messageId"]
     elif "/ListArchivedMessages " in example:

@@ -49,6 +49,11 @@ class ArchiveServiceStub:
                 request_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveRequest.SerializeToString,
                 response_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveResponse.FromString,
                 _registered_method=True)
+        self.ArchiveStream = channel.stream_stream(
+                '/msgarchive.v1.ArchiveService/ArchiveStream',
+                request_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveStreamRequest.SerializeToString,
+                response_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveStreamResponse.FromString,
+                _registered_method=True)
         self.ViewMessage = channel.unary_unary(
                 '/msgarchive.v1.ArchiveService/ViewMessage',
                 request_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ViewMessageRequest.SerializeToString,
@@ -111,6 +116,25 @@ class ArchiveServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ArchiveStream(self, request_iterator, context):
+        """ArchiveStream archives many messages pipelined on one stream: the sender
+        streams requests, each with its own `archive.request_id`, and receives one
+        answer per request, an ack or that message's error, matched by request_id
+        and possibly out of order. Messages on a stream are archived concurrently,
+        up to the sidecar's window; past it, the sidecar stops reading until an
+        answer is sent, so gRPC flow control holds the sender back. One message's
+        failure does not end the stream: only the stream itself failing does
+        (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT for a missing or
+        repeated request_id, or the caller's deadline).
+
+        Each answer's error has the status code and ErrorInfo reason that Archive
+        would have returned for that message; the same rules decide what is safe
+        to retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ViewMessage(self, request, context):
         """ViewMessage finds the copy a recipient got from a campaign near a send
         time, as the reference view API does: the copy under the recipient's
@@ -163,6 +187,11 @@ def add_ArchiveServiceServicer_to_server(servicer, server):
                     servicer.Archive,
                     request_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveRequest.FromString,
                     response_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveResponse.SerializeToString,
+            ),
+            'ArchiveStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ArchiveStream,
+                    request_deserializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveStreamRequest.FromString,
+                    response_serializer=msgarchive_dot_v1_dot_archive__service__pb2.ArchiveStreamResponse.SerializeToString,
             ),
             'ViewMessage': grpc.unary_unary_rpc_method_handler(
                     servicer.ViewMessage,
@@ -217,6 +246,33 @@ class ArchiveService:
             '/msgarchive.v1.ArchiveService/Archive',
             msgarchive_dot_v1_dot_archive__service__pb2.ArchiveRequest.SerializeToString,
             msgarchive_dot_v1_dot_archive__service__pb2.ArchiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ArchiveStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/msgarchive.v1.ArchiveService/ArchiveStream',
+            msgarchive_dot_v1_dot_archive__service__pb2.ArchiveStreamRequest.SerializeToString,
+            msgarchive_dot_v1_dot_archive__service__pb2.ArchiveStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -71,6 +71,21 @@ class ArchiveServiceStub:
       the account's API key, or with another account's.
     - INTERNAL: an unexpected server fault. Do not send the message.
     """
+    ArchiveStream: _grpc.StreamStreamMultiCallable[_archive_service_pb2.ArchiveStreamRequest, _archive_service_pb2.ArchiveStreamResponse]
+    """ArchiveStream archives many messages pipelined on one stream: the sender
+    streams requests, each with its own `archive.request_id`, and receives one
+    answer per request, an ack or that message's error, matched by request_id
+    and possibly out of order. Messages on a stream are archived concurrently,
+    up to the sidecar's window; past it, the sidecar stops reading until an
+    answer is sent, so gRPC flow control holds the sender back. One message's
+    failure does not end the stream: only the stream itself failing does
+    (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT for a missing or
+    repeated request_id, or the caller's deadline).
+
+    Each answer's error has the status code and ErrorInfo reason that Archive
+    would have returned for that message; the same rules decide what is safe
+    to retry.
+    """
     ViewMessage: _grpc.UnaryUnaryMultiCallable[_archive_service_pb2.ViewMessageRequest, _archive_service_pb2.ViewMessageResponse]
     """ViewMessage finds the copy a recipient got from a campaign near a send
     time, as the reference view API does: the copy under the recipient's
@@ -147,6 +162,21 @@ class ArchiveServiceAsyncStub(ArchiveServiceStub):
     - UNAUTHENTICATED, PERMISSION_DENIED: a caller beyond this host without
       the account's API key, or with another account's.
     - INTERNAL: an unexpected server fault. Do not send the message.
+    """
+    ArchiveStream: _aio.StreamStreamMultiCallable[_archive_service_pb2.ArchiveStreamRequest, _archive_service_pb2.ArchiveStreamResponse]  # type: ignore[assignment]
+    """ArchiveStream archives many messages pipelined on one stream: the sender
+    streams requests, each with its own `archive.request_id`, and receives one
+    answer per request, an ack or that message's error, matched by request_id
+    and possibly out of order. Messages on a stream are archived concurrently,
+    up to the sidecar's window; past it, the sidecar stops reading until an
+    answer is sent, so gRPC flow control holds the sender back. One message's
+    failure does not end the stream: only the stream itself failing does
+    (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT for a missing or
+    repeated request_id, or the caller's deadline).
+
+    Each answer's error has the status code and ErrorInfo reason that Archive
+    would have returned for that message; the same rules decide what is safe
+    to retry.
     """
     ViewMessage: _aio.UnaryUnaryMultiCallable[_archive_service_pb2.ViewMessageRequest, _archive_service_pb2.ViewMessageResponse]  # type: ignore[assignment]
     """ViewMessage finds the copy a recipient got from a campaign near a send
@@ -227,6 +257,27 @@ class ArchiveServiceServicer(metaclass=_abc_1.ABCMeta):
         - UNAUTHENTICATED, PERMISSION_DENIED: a caller beyond this host without
           the account's API key, or with another account's.
         - INTERNAL: an unexpected server fault. Do not send the message.
+        """
+
+    @_abc_1.abstractmethod
+    def ArchiveStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_archive_service_pb2.ArchiveStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_archive_service_pb2.ArchiveStreamResponse], _abc.AsyncIterator[_archive_service_pb2.ArchiveStreamResponse]]:
+        """ArchiveStream archives many messages pipelined on one stream: the sender
+        streams requests, each with its own `archive.request_id`, and receives one
+        answer per request, an ack or that message's error, matched by request_id
+        and possibly out of order. Messages on a stream are archived concurrently,
+        up to the sidecar's window; past it, the sidecar stops reading until an
+        answer is sent, so gRPC flow control holds the sender back. One message's
+        failure does not end the stream: only the stream itself failing does
+        (UNAUTHENTICATED, PERMISSION_DENIED, INVALID_ARGUMENT for a missing or
+        repeated request_id, or the caller's deadline).
+
+        Each answer's error has the status code and ErrorInfo reason that Archive
+        would have returned for that message; the same rules decide what is safe
+        to retry.
         """
 
     @_abc_1.abstractmethod

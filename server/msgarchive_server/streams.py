@@ -1,0 +1,151 @@
+"""ArchiveStream: many archives pipelined on one stream, concurrently up to a window.
+
+A reader thread takes each request, waits for a place in the stream's window
+and in the sidecar's in-flight bound, and hands the message to the shared
+stream pool. While either is full it stops reading, so gRPC flow control
+holds the sender back instead of buffering without limit. Every request gets
+exactly one answer, an ack or that message's error, in completion order.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import grpc
+import structlog
+
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.errors import archive_error, internal_error, invalid_stream_request
+
+if TYPE_CHECKING:
+    from msgarchive_server.servicer import ArchiveServicer, Caller
+
+log = structlog.get_logger("msgarchive.stream")
+
+# How often a waiting reader checks that the stream is still open.
+_WAIT_SLICE = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    response: pb.ArchiveStreamResponse
+    holds_place: bool  # it took a window place, to give back once sent
+
+
+def archive_stream(
+    servicer: ArchiveServicer,
+    requests: Iterator[pb.ArchiveStreamRequest],
+    caller: Caller,
+    context: grpc.ServicerContext,
+) -> Iterator[pb.ArchiveStreamResponse]:
+    window = threading.Semaphore(servicer.stream_window)
+    answers: queue.Queue[_Answer | None] = queue.Queue()  # None: reading has ended
+    pending: set[str] = set()
+    lock = threading.Lock()
+    read = [0]
+
+    def wait_for(take: threading.Semaphore | None) -> bool:
+        """Take a window place (`take`) or an in-flight place; False if the call ended."""
+        while context.is_active():
+            got = (
+                take.acquire(timeout=_WAIT_SLICE)
+                if take is not None
+                else servicer.in_flight.enter(_WAIT_SLICE)
+            )
+            if got:
+                return True
+        return False
+
+    def archive_one(request_id: str, archive: pb.ArchiveRequest) -> None:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, method="ArchiveStream", channel=archive.WhichOneof("message")
+        )
+        started = time.perf_counter()
+        try:
+            answer = servicer._archive_counted(archive, caller)
+        except Exception:
+            log.exception("stream archive crashed")
+            answer = internal_error()
+        finally:
+            servicer.in_flight.leave()
+        response = _response(request_id, answer)
+        log.info(
+            "archive",
+            code=response.error.code if response.HasField("error") else "OK",
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        structlog.contextvars.clear_contextvars()
+        answers.put(_Answer(response, holds_place=True))
+
+    def unread() -> None:
+        """The call ended before this request could start: it will not be answered."""
+        with lock:
+            read[0] -= 1
+
+    def reader() -> None:
+        try:
+            for message in requests:
+                request_id = message.archive.request_id
+                with lock:
+                    read[0] += 1
+                    problem = _request_id_problem(request_id, pending)
+                    if problem is None:
+                        pending.add(request_id)
+                if problem is not None:
+                    refused = _response(request_id, invalid_stream_request(problem))
+                    answers.put(_Answer(refused, holds_place=False))
+                    continue
+                if not wait_for(window):
+                    unread()
+                    return
+                if not wait_for(None):
+                    window.release()
+                    unread()
+                    return
+                servicer.stream_pool.submit(archive_one, request_id, message.archive)
+        except grpc.RpcError:
+            pass  # the caller went away; what was read is still answered
+        finally:
+            answers.put(None)
+
+    threading.Thread(target=reader, name="stream-reader", daemon=True).start()
+    done, answered = False, 0
+    while not done or answered < read[0]:
+        try:
+            answer = answers.get(timeout=_WAIT_SLICE)
+        except queue.Empty:
+            if not context.is_active():
+                return  # cancelled or past its deadline: nobody is listening
+            continue
+        if answer is None:
+            done = True
+            continue
+        answered += 1
+        if answer.holds_place:
+            with lock:
+                pending.discard(answer.response.request_id)
+            window.release()
+        yield answer.response
+
+
+def _request_id_problem(request_id: str, pending: set[str]) -> str | None:
+    if not request_id:
+        return "is required on a stream: answers are matched to requests by it"
+    if request_id in pending:
+        return "is already in flight on this stream"
+    return None
+
+
+def _response(
+    request_id: str, answer: pb.ArchiveResponse | grpc.Status
+) -> pb.ArchiveStreamResponse:
+    if isinstance(answer, pb.ArchiveResponse):
+        answer.request_id = request_id
+        return pb.ArchiveStreamResponse(request_id=request_id, ack=answer)
+    return pb.ArchiveStreamResponse(request_id=request_id, error=archive_error(answer))
