@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 PROTO_FILES := $(wildcard protos/msgarchive/v1/*.proto)
 
-.PHONY: help run test lint protos check-protos tools clean
+.PHONY: help run test lint protos check-protos tools bench clean
 
 help:
 	@echo "make run           start the sidecar on 127.0.0.1:50051, storing under ./archive"
@@ -20,6 +20,7 @@ help:
 	@echo "make lint          ruff, mypy, buf lint, hadolint"
 	@echo "make protos        regenerate client/msgarchive/v1 from protos/"
 	@echo "make check-protos  fail if regenerating changes anything"
+	@echo "make bench         the sidecar against direct boto3 puts, on SeaweedFS (BENCH_ARGS=...)"
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -56,6 +57,9 @@ lint: tools
 
 test: tools lint check-protos
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
