@@ -7,13 +7,45 @@ callers log ids, codes and sizes only.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import queue
 import sys
 from typing import Any
 
 import structlog
 
 _NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+_listener: logging.handlers.QueueListener | None = None
+
+
+class _OrderedQueueHandler(logging.handlers.QueueHandler):
+    """Hands records over as they are, for structlog's ProcessorFormatter to
+    render in the listener. A stdlib record (grpc, botocore) takes the caller's
+    context variables along, since the listener thread has none of its own."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if not isinstance(record.msg, dict):
+            record.msgarchive_context = structlog.contextvars.get_contextvars()
+        return record
+
+
+def _merge_record_context(
+    logger: object, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """merge_contextvars for stdlib records: the caller's context, carried along."""
+    record = event_dict.get("_record")
+    context: dict[str, Any] = getattr(record, "msgarchive_context", {})
+    return {**context, **event_dict}
+
+
+def flush_logs() -> None:
+    """Write out every record queued so far (at shutdown)."""
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+        _listener = None
 
 
 def configure_logging(level: str = "info", log_format: str = "auto") -> None:
@@ -41,18 +73,29 @@ def configure_logging(level: str = "info", log_format: str = "auto") -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[_merge_record_context, *shared[1:]],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(formatter)
+    # Request threads only enqueue records; one listener thread formats and
+    # writes them, so logging costs a call no lock wait and no I/O.
+    output = logging.StreamHandler(sys.stdout)
+    output.setFormatter(formatter)
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    global _listener
+    if _listener is not None:
+        _listener.stop()
+    _listener = logging.handlers.QueueListener(records, output)
+    _listener.start()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_OrderedQueueHandler(records)]
     root.setLevel(level.upper())
     # botocore logs request bodies at DEBUG: keep it at WARNING whatever the level.
     for name in _NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+atexit.register(flush_logs)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from msgarchive_server.logs import configure_logging
+from msgarchive_server.logs import configure_logging, flush_logs
 
 
 @pytest.fixture
@@ -17,11 +17,13 @@ def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixt
     """capsys, with logging reset afterwards. Tests configure logging themselves:
     the handler binds sys.stdout, which capsys replaces only for the test's body."""
     yield capsys
+    flush_logs()
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    flush_logs()  # records are written by a listener thread
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
