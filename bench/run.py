@@ -44,16 +44,16 @@ if TYPE_CHECKING:
 CONCURRENCY = 16
 BASE_1 = "boto3 put, 1 thread"
 BASE_N = f"boto3 put, {CONCURRENCY} threads"
-# name, baseline, sidecar flags, unary concurrency (0: one ArchiveStream)
+# name, baseline, sidecar flags, unary concurrency or (negative) a stream's window
 PLANS = [
     ("Archive, concurrency 1", BASE_1, [], 1),
     (f"Archive, concurrency {CONCURRENCY}", BASE_N, [], CONCURRENCY),
-    ("ArchiveStream, window 16", BASE_N, ["--stream-window=16"], 0),
+    ("ArchiveStream, window 16", BASE_N, ["--stream-window=16"], -16),
     (
         "ArchiveStream, window 64",
         BASE_N,
         ["--stream-window=64", "--max-in-flight=64", "--threads=80"],
-        0,
+        -64,
     ),
 ]
 
@@ -151,8 +151,13 @@ def run_baseline(
     return result
 
 
-def run_unary(name: str, baseline: str, sidecar: SidecarProcess, batch: list[pb.ArchiveRequest],
-              concurrency: int) -> Result:  # fmt: skip
+def run_unary(
+    name: str,
+    baseline: str,
+    sidecar: SidecarProcess,
+    batch: list[pb.ArchiveRequest],
+    concurrency: int,
+) -> Result:
     pid = sidecar.process.pid if sidecar.process else 0
     failures = 0
     lock = threading.Lock()
@@ -181,13 +186,22 @@ def run_unary(name: str, baseline: str, sidecar: SidecarProcess, batch: list[pb.
     return Result(name, baseline, seconds, latencies, cpu, rss_bytes(pid), failures=failures)
 
 
-def run_stream(name: str, baseline: str, sidecar: SidecarProcess,
-               batch: list[pb.ArchiveRequest]) -> Result:  # fmt: skip
+def run_stream(
+    name: str,
+    baseline: str,
+    sidecar: SidecarProcess,
+    batch: list[pb.ArchiveRequest],
+    window: int,
+) -> Result:
+    """One stream, the sender keeping `window` messages outstanding (as a pipelining
+    sender would), so latency is a message's time in flight, not in a queue."""
     pid = sidecar.process.pid if sidecar.process else 0
     sent_at: dict[str, float] = {}
+    outstanding = threading.Semaphore(window)
 
     def paced() -> Iterator[pb.ArchiveRequest]:
         for request in batch:
+            outstanding.acquire()
             sent_at[request.request_id] = time.perf_counter()
             yield request
 
@@ -197,10 +211,11 @@ def run_stream(name: str, baseline: str, sidecar: SidecarProcess,
         latencies, failures = [], 0
         for result in client.archive_many(paced()):
             latencies.append(time.perf_counter() - sent_at[result.request_id])
+            outstanding.release()
             failures += 0 if result.archived else 1
         seconds = time.perf_counter() - started
-    return Result(name, baseline, seconds, latencies, cpu_seconds(pid) - cpu0, rss_bytes(pid),
-                  failures=failures)  # fmt: skip
+    cpu = cpu_seconds(pid) - cpu0
+    return Result(name, baseline, seconds, latencies, cpu, rss_bytes(pid), failures=failures)
 
 
 def rss_growth(seaweed: SeaweedFS, total: int) -> tuple[int, int]:
@@ -279,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                 bucket = seaweed.new_bucket()
                 sidecar = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, *flags)
                 try:
-                    if concurrency:
+                    if concurrency > 0:
                         result = run_unary(name, base, sidecar, batch, concurrency)
                     else:
-                        result = run_stream(name, base, sidecar, batch)
+                        result = run_stream(name, base, sidecar, batch, -concurrency)
                 finally:
                     sidecar.kill()
                 # The warm-up message is stored too, under a key of its own.

@@ -75,9 +75,12 @@ def archive_stream(
         finally:
             servicer.in_flight.leave()
         response = _response(request_id, answer)
-        log.info(
+        # The stream has its own summary line; a message gets one when it
+        # failed (warning), or at debug level when it was archived.
+        failed = response.HasField("error")
+        (log.warning if failed else log.debug)(
             "archive",
-            code=response.error.code if response.HasField("error") else "OK",
+            code=response.error.code if failed else "OK",
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
         )
         structlog.contextvars.clear_contextvars()
