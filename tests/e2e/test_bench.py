@@ -1,0 +1,36 @@
+"""A short run of `make bench`, so the benchmark cannot rot (figures are not judged here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_benchmark_runs_and_loses_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--messages", "120", "--rss-messages", "200"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for row in (
+        "| boto3 put, 1 thread |",
+        "| boto3 put, 16 threads |",
+        "| Archive, concurrency 1 |",
+        "| Archive, concurrency 16 |",
+        "| ArchiveStream, window 16 |",
+        "| ArchiveStream, window 64 |",
+    ):
+        assert row in done.stdout
+    assert "Sidecar RSS after 20 archives" in done.stdout
+    assert "Every message of every run was acknowledged and is in the store." in done.stdout
