@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -30,6 +31,7 @@ from msgarchive_server.retry import RetriesExhausted, RetryPolicy, opens_circuit
 from msgarchive_server.servicer import ArchiveServicer
 from msgarchive_server.stores import Store
 from msgarchive_server.stores.local import LocalStore
+from msgarchive_server.workers import WORKER_ENV, supervise
 
 log = structlog.get_logger("msgarchive.server")
 
@@ -105,12 +107,15 @@ class Sidecar:
             stream_window=settings.stream_window,
         )
         self.servicer = servicer
+        # A --workers worker shares its port with its siblings; otherwise no
+        # one may share it (gRPC would allow it by default on Linux).
+        reuse_port = WORKER_ENV in os.environ
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
             interceptors=[RequestLogInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes + _HEADROOM),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
             ],
         )
         pb_grpc.add_ArchiveServiceServicer_to_server(servicer, self.server)
@@ -119,7 +124,7 @@ class Sidecar:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
         self._set_health(serving=False)
-        probe_listen(settings.listen)
+        probe_listen(settings.listen, reuse_port)
         try:
             credentials = server_credentials(settings)
             if credentials is None:
@@ -254,7 +259,7 @@ def check_store(sidecar: Sidecar, settings: Settings) -> None:
                 raise StartupError(f"store {tenant.store.bucket}: {err.error}") from None
 
 
-def probe_listen(address: str) -> None:
+def probe_listen(address: str, reuse_port: bool = False) -> None:
     """Raise StartupError naming why `address` cannot be listened on.
 
     gRPC's own bind failure only says "Failed to bind"; this says why (address
@@ -274,14 +279,18 @@ def probe_listen(address: str) -> None:
         family, kind, proto, _, sockaddr = infos[0]
         with socket.socket(family, kind, proto) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(sockaddr)
     except OSError as err:
         reason = err.strerror or str(err)
         raise StartupError(f"--listen {address}: cannot listen: {reason}") from None
 
 
-def serve(settings: Settings) -> None:
-    """Run the sidecar until SIGTERM or SIGINT, then drain and return."""
+def serve(settings: Settings) -> int:
+    """Run the sidecar until SIGTERM or SIGINT, then drain; the exit code."""
+    if settings.workers > 1:
+        return supervise(settings)
     sidecar = build_server(settings)
     check_store(sidecar, settings)
     store = sidecar.store
@@ -301,6 +310,7 @@ def serve(settings: Settings) -> None:
         bucket=store.bucket,
         prefix=store.prefix,
         accounts=len(sidecar.accounts.accounts),
+        pid=os.getpid(),
         tls="mtls" if settings.tls_client_ca else "tls" if settings.tls_cert else "off",
         metrics_port=sidecar.metrics_port or None,
         archiving_available=sidecar.archiving_available,
@@ -309,3 +319,4 @@ def serve(settings: Settings) -> None:
     log.info("draining", grace_seconds=settings.grace_period)
     sidecar.stop(settings.grace_period)
     log.info("stopped")
+    return 0

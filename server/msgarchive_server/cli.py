@@ -121,15 +121,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from msgarchive_server.app import StartupError, serve
     from msgarchive_server.logs import configure_logging
+    from msgarchive_server.workers import WORKER_ENV
 
     try:
         settings = Settings.load(args, os.environ)
-        configure_logging(settings.log_level, settings.log_format)
-        serve(settings)
+        worker = os.environ.get(WORKER_ENV)
+        configure_logging(
+            settings.log_level, settings.log_format, {"worker": int(worker)} if worker else None
+        )
+        return serve(settings)
     except (ConfigError, StartupError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

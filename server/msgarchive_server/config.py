@@ -233,6 +233,14 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "workers",
+        "MSGARCHIVE_WORKERS",
+        "1",
+        "processes sharing the TCP port (SO_REUSEPORT), to use more cores",
+        _positive_int,
+        "N",
+    ),
+    Option(
         "max_in_flight",
         "MSGARCHIVE_MAX_IN_FLIGHT",
         "48",
@@ -312,6 +320,7 @@ class Settings:
     probe_max_interval: float = 30.0
     read_rate_limit: int = 1000
     view_tolerance: float = 300.0
+    workers: int = 1
     max_in_flight: int = 48
     stream_window: int = 64
     threads: int = 64
@@ -334,6 +343,8 @@ class Settings:
                 f"--max-in-flight {self.max_in_flight} must be below --threads {self.threads}, "
                 "so reads and health checks always get a thread"
             )
+        if self.workers > 1 and (self.listen.startswith("unix:") or self.listen.endswith(":0")):
+            raise ConfigError("--workers needs a TCP address with a fixed port to share")
         if self.metrics_listen is not None and not re.fullmatch(
             r"\[?[^\s\]]*\]?:[0-9]{1,5}", self.metrics_listen
         ):

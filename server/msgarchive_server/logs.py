@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -48,11 +49,22 @@ def flush_logs() -> None:
         _listener = None
 
 
-def configure_logging(level: str = "info", log_format: str = "auto") -> None:
-    """Route structlog and stdlib logging to stdout in one format."""
+def configure_logging(
+    level: str = "info", log_format: str = "auto", fields: Mapping[str, Any] | None = None
+) -> None:
+    """Route structlog and stdlib logging to stdout in one format; `fields` go
+    on every line (a --workers worker's index)."""
     as_json = log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
+    constant = dict(fields or {})
+
+    def add_fields(
+        logger: object, method: str, event_dict: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        return {**constant, **event_dict}
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        add_fields,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -61,8 +61,12 @@ class Metrics:
             buckets=_BYTES_BUCKETS,
             registry=r,
         )
+        # The gauges' modes say how --workers' processes add up.
         self.in_flight = Gauge(
-            "msgarchive_archives_in_flight", "Archive calls being served now.", registry=r
+            "msgarchive_archives_in_flight",
+            "Archive calls being served now.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "msgarchive_archives_rejected",
@@ -74,6 +78,7 @@ class Metrics:
             "1 while the store takes writes, 0 while its circuit is open.",
             ["bucket"],
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.reads = Counter(
             "msgarchive_reads", "Read calls, by RPC and status code.", ["rpc", "code"], registry=r

@@ -1,0 +1,79 @@
+"""--workers: processes sharing one port, with health and metrics that add up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from msgarchive import ArchiveClient
+from tests import samples
+from tests.sidecar import SidecarProcess, run_to_exit
+
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_workers(tmp_path: Path, workers: int = 2) -> tuple[SidecarProcess, int]:
+    metrics = free_port()
+    sidecar = SidecarProcess(
+        [
+            f"--workers={workers}",
+            f"--listen=127.0.0.1:{free_port()}",
+            f"--metrics-listen=127.0.0.1:{metrics}",
+            f"--store={tmp_path / 'archive'}",
+        ]
+    ).start()
+    deadline = time.monotonic() + 30
+    while sum(line.get("event") == "serving" for line in sidecar.lines) < workers:
+        assert time.monotonic() < deadline, "the workers did not all start"
+        time.sleep(0.05)
+    return sidecar, metrics
+
+
+def test_workers_share_the_port_and_their_metrics_add_up(tmp_path: Path) -> None:
+    sidecar, metrics_port = start_workers(tmp_path)
+    try:
+        for n in range(40):  # a connection each: the kernel spreads them
+            with ArchiveClient(sidecar.address) as client:
+                client.archive(samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n))
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            text = reply.read().decode()
+    finally:
+        assert sidecar.stop() == 0
+    served_by = {
+        line["worker"]
+        for line in sidecar.lines
+        if line.get("event") == "rpc" and line.get("method", "").endswith("/Archive")
+    }
+    assert served_by == {0, 1}
+    assert 'msgarchive_archive_duration_seconds_count{channel="sms",outcome="ok"} 40.0' in text
+    assert "msgarchive_archives_in_flight 0.0" in text
+    assert len(list((tmp_path / "archive").rglob("*.json.lz4"))) == 40
+    stopped = [line for line in sidecar.lines if line.get("event") == "stopped"]
+    assert len(stopped) == 2  # each worker drained
+
+
+def test_a_dead_worker_stops_the_whole(tmp_path: Path) -> None:
+    sidecar, _ = start_workers(tmp_path)
+    pids = [line["pid"] for line in sidecar.lines if line.get("event") == "serving"]
+    os.kill(pids[0], signal.SIGKILL)
+    assert sidecar.wait(30) == 1
+    assert any(line.get("event", "").startswith("a worker stopped") for line in sidecar.lines)
+
+
+def test_workers_need_a_fixed_tcp_port() -> None:
+    code, stderr = run_to_exit(["--workers=2", "--listen=127.0.0.1:0"])
+    assert code == 2
+    assert "--workers needs a TCP address with a fixed port" in stderr
