@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.faults import FaultProxy
 from tests.seaweed import SeaweedFS
 
 if TYPE_CHECKING:
@@ -34,3 +35,13 @@ def bucket(seaweed: SeaweedFS) -> str:
 def s3(seaweed: SeaweedFS) -> S3Client:
     """A plain boto3 client of the test SeaweedFS, for reading copies back."""
     return seaweed.client()
+
+
+@pytest.fixture
+def proxy(seaweed: SeaweedFS) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the test SeaweedFS; no faults until asked."""
+    running = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1])).start()
+    try:
+        yield running
+    finally:
+        running.stop()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,15 +38,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def proxy(seaweed: SeaweedFS) -> Iterator[FaultProxy]:
-    running = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1])).start()
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 def start(seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, *extra: str) -> SidecarProcess:

@@ -27,15 +27,6 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def proxy(seaweed: SeaweedFS) -> Iterator[FaultProxy]:
-    running = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1])).start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture
 def sidecar(seaweed: SeaweedFS, bucket: str, proxy: FaultProxy) -> Iterator[SidecarProcess]:
     process = s3_sidecar(bucket, proxy.endpoint, seaweed.env, "--stream-window=4")
     try:
