@@ -83,14 +83,7 @@ class InvalidMessage(MsgArchiveError):
     @classmethod
     def from_violations(cls, violations: Iterable[FieldViolation]) -> InvalidMessage:
         found = list(violations)
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description
-                )
-                for v in found
-            ]
-        )
+        bad = bad_request(found)
         info = error_details_pb2.ErrorInfo(reason="INVALID_MESSAGE", domain=ERROR_DOMAIN)
         summary = "; ".join(f"{v.field} {v.description}" for v in found)
         return cls(
@@ -99,6 +92,16 @@ class InvalidMessage(MsgArchiveError):
             reason=info.reason,
             details=(info, bad),
         )
+
+
+def bad_request(violations: Iterable[FieldViolation]) -> error_details_pb2.BadRequest:
+    """The google.rpc.BadRequest detail naming each bad field."""
+    return error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in violations
+        ]
+    )
 
 
 class ArchiveFailed(MsgArchiveError):

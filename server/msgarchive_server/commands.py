@@ -109,24 +109,25 @@ def cat(args: argparse.Namespace) -> int:
 
 
 def _read_s3(url: str, endpoint_url: str | None) -> bytes:
-    import boto3
-    import botocore.config
-    from botocore.exceptions import BotoCoreError, ClientError
+    """The object at s3://BUCKET/KEY, read with the sidecar's own S3 store."""
+    from msgarchive_server.stores import NoSuchObject, StoreError
+    from msgarchive_server.stores.s3 import S3Options, S3Store
 
     parts = urlsplit(url)
     key = parts.path.lstrip("/")
     if not parts.netloc or not key:
         raise ValueError("expected s3://BUCKET/KEY")
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint_url,
-        config=botocore.config.Config(s3={"addressing_style": "path" if endpoint_url else "auto"}),
+    store = S3Store(
+        S3Options(bucket=parts.netloc, endpoint_url=endpoint_url, path_style=bool(endpoint_url))
     )
     try:
-        data: bytes = client.get_object(Bucket=parts.netloc, Key=key)["Body"].read()
-    except (BotoCoreError, ClientError) as err:
+        return store.get(key).body
+    except NoSuchObject:
+        raise ValueError("no such object") from None
+    except StoreError as err:
         raise ValueError(str(err)) from None
-    return data
+    finally:
+        store.close()
 
 
 def api_key(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from google.protobuf import any_pb2, duration_pb2, message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from msgarchive.errors import ERROR_DOMAIN
+from msgarchive.errors import ERROR_DOMAIN, bad_request
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation
 from msgarchive_server.access import RateLimited
@@ -154,15 +154,6 @@ def deadline_too_short() -> grpc.Status:
         code_pb2.DEADLINE_EXCEEDED,
         "the deadline left no time to store the copy; nothing was written",
         "DEADLINE_TOO_SHORT",
-    )
-
-
-def bad_request(violations: list[FieldViolation]) -> error_details_pb2.BadRequest:
-    return error_details_pb2.BadRequest(
-        field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in violations
-        ]
     )
 
 
