@@ -48,6 +48,14 @@ def normalize_email(address: str) -> str:
     return address.strip().lower()
 
 
+# What a campaign id must be: it is a folder of the key.
+CAMPAIGN_ID_RULE = "must be 1 to 128 characters of A-Z a-z 0-9 _ -"
+
+
+def is_campaign_id(value: str) -> bool:
+    return CAMPAIGN_ID_PATTERN.fullmatch(value) is not None
+
+
 def is_email(address: str) -> bool:
     return EMAIL_PATTERN.fullmatch(address.strip()) is not None
 
@@ -116,10 +124,8 @@ def _check_context(request: pb.ArchiveRequest, found: list[FieldViolation]) -> N
         _check_id(found, field, getattr(request, field), required=False)
     if not request.campaign_id:
         found.append(FieldViolation("campaign_id", "is required"))
-    elif not CAMPAIGN_ID_PATTERN.fullmatch(request.campaign_id):
-        found.append(
-            FieldViolation("campaign_id", "must be 1 to 128 characters of A-Z a-z 0-9 _ -")
-        )
+    elif not is_campaign_id(request.campaign_id):
+        found.append(FieldViolation("campaign_id", CAMPAIGN_ID_RULE))
     if not request.campaign_name.strip():
         found.append(FieldViolation("campaign_name", "is required"))
     given = [f for f in JOURNEY_FIELDS if getattr(request, f)]

@@ -17,9 +17,10 @@ from typing import Any
 
 from msgarchive.keys import CHANNEL_FOLDERS, KEY_ROOT, KEY_SUFFIX, user_hash
 from msgarchive.validation import (
-    CAMPAIGN_ID_PATTERN,
+    CAMPAIGN_ID_RULE,
     PHONE_PATTERN,
     FieldViolation,
+    is_campaign_id,
     is_email,
     normalize_email,
     normalize_phone,
@@ -166,8 +167,8 @@ class Reader:
             found.append(FieldViolation("parts.channel", "is required"))
         if not YYYYMM.fullmatch(yyyymm):
             found.append(FieldViolation("parts.yyyymm", "must be a month written yyyymm"))
-        if not CAMPAIGN_ID_PATTERN.fullmatch(campaign_id):
-            found.append(FieldViolation("parts.campaign_id", "must be 1 to 128 of A-Z a-z 0-9 _ -"))
+        if not is_campaign_id(campaign_id):
+            found.append(FieldViolation("parts.campaign_id", CAMPAIGN_ID_RULE))
         if not recipient.strip():
             found.append(FieldViolation("parts.recipient", "is required"))
         if not MESSAGE_ID.fullmatch(message_id):
@@ -231,8 +232,8 @@ class Reader:
             found.append(FieldViolation("channel", "is required"))
         if not YYYYMM.fullmatch(query.yyyymm):
             found.append(FieldViolation("yyyymm", "must be a month written yyyymm"))
-        if query.campaign_id and not CAMPAIGN_ID_PATTERN.fullmatch(query.campaign_id):
-            found.append(FieldViolation("campaign_id", "must be 1 to 128 of A-Z a-z 0-9 _ -"))
+        if query.campaign_id and not is_campaign_id(query.campaign_id):
+            found.append(FieldViolation("campaign_id", CAMPAIGN_ID_RULE))
         if query.recipient and not query.campaign_id:
             found.append(FieldViolation("recipient", "needs campaign_id"))
         if not 0 <= query.page_size <= MAX_PAGE_SIZE:
@@ -346,8 +347,8 @@ def _check_view(query: ViewQuery) -> tuple[str, str]:
         )
     if not query.user_id.strip():
         found.append(FieldViolation("user_id", "is required"))
-    if not CAMPAIGN_ID_PATTERN.fullmatch(query.campaign_id):
-        found.append(FieldViolation("campaign_id", "must be 1 to 128 of A-Z a-z 0-9 _ -"))
+    if not is_campaign_id(query.campaign_id):
+        found.append(FieldViolation("campaign_id", CAMPAIGN_ID_RULE))
     if query.sent_epoch_time <= 0:
         found.append(FieldViolation("sent_epoch_time", "is required: epoch seconds, positive"))
     if found:
