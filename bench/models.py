@@ -28,8 +28,8 @@ import grpc.aio
 from msgarchive import ArchiveClient
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
-from msgarchive_server.archive import Archiver
-from msgarchive_server.servicer import to_response
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.edge.response import to_response
 from msgarchive_server.stores.s3 import S3Options, S3Store
 from tests.seaweed import SeaweedFS
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from msgarchive import ArchiveClient
 from msgarchive.keys import location
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.payloads import compress, render
+from msgarchive_server.domain.payloads import compress, render
 from tests import samples
 from tests.seaweed import SeaweedFS, keys_in
 from tests.sidecar import SidecarProcess, s3_sidecar

@@ -75,6 +75,7 @@ class FaultProxy:
         self._rates: dict[Fault, float] = {}
         self._random = random.Random(seed)  # noqa: S311 (fault rates, not secrets)
         self._lock = threading.Lock()
+        self._writing = threading.Condition(self._lock)
         self._server: ThreadingHTTPServer | None = None
         self._connections: set[socket.socket] = set()
 
@@ -143,6 +144,12 @@ class FaultProxy:
         with self._lock:
             self.concurrent_writes += 1
             self.max_concurrent_writes = max(self.max_concurrent_writes, self.concurrent_writes)
+            self._writing.notify_all()
+
+    def wait_for_write(self, timeout: float = 30.0) -> bool:
+        """Wait until a write is passing through the proxy; False if none came in time."""
+        with self._writing:
+            return self._writing.wait_for(lambda: self.concurrent_writes > 0, timeout)
 
     def write_ended(self) -> None:
         with self._lock:

@@ -153,7 +153,9 @@ class ArchiveClient(_ClientBase):
         self, request: pb.ArchiveRequest, *, timeout: float | None = None, metadata: Metadata = ()
     ) -> pb.ArchiveResponse:
         """Archive one message; return the ack once its copy is stored."""
-        response: pb.ArchiveResponse = self._call(self._stub.Archive, request, timeout, metadata)
+        response: pb.ArchiveResponse = self._call(
+            self._stub.Archive, request, timeout, metadata, archiving=True
+        )
         return response
 
     def archive_many(
@@ -178,7 +180,7 @@ class ArchiveClient(_ClientBase):
             for response in responses:
                 yield stream_result(response)
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err, archiving=True) from None
 
     def view_message(
         self,
@@ -233,14 +235,20 @@ class ArchiveClient(_ClientBase):
             page_request.page_token = page.next_page_token
 
     def _call(
-        self, method: Any, request: Message, timeout: float | None, metadata: Metadata
+        self,
+        method: Any,
+        request: Message,
+        timeout: float | None,
+        metadata: Metadata,
+        *,
+        archiving: bool = False,
     ) -> Any:
         try:
             return method(
                 request, timeout=timeout or self.timeout, metadata=self._metadata(metadata)
             )
         except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err, archiving=archiving) from None
 
     def close(self) -> None:
         self._channel.close()
@@ -283,7 +291,7 @@ class AsyncArchiveClient(_ClientBase):
     ) -> pb.ArchiveResponse:
         """Archive one message; return the ack once its copy is stored."""
         response: pb.ArchiveResponse = await self._call(
-            self._stub.Archive, request, timeout, metadata
+            self._stub.Archive, request, timeout, metadata, archiving=True
         )
         return response
 
@@ -302,7 +310,7 @@ class AsyncArchiveClient(_ClientBase):
             async for response in call:
                 yield stream_result(response)
         except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err, archiving=True) from None
 
     async def view_message(
         self,
@@ -343,15 +351,35 @@ class AsyncArchiveClient(_ClientBase):
         )
         return response
 
+    async def iter_archived_messages(
+        self, request: pb.ListArchivedMessagesRequest, *, timeout: float | None = None
+    ) -> AsyncIterator[pb.ArchivedMessageSummary]:
+        """Every copy under a prefix, page after page."""
+        page_request = pb.ListArchivedMessagesRequest()
+        page_request.CopyFrom(request)
+        while True:
+            page = await self.list_archived_messages(page_request, timeout=timeout)
+            for summary in page.messages:
+                yield summary
+            if not page.next_page_token:
+                return
+            page_request.page_token = page.next_page_token
+
     async def _call(
-        self, method: Any, request: Message, timeout: float | None, metadata: Metadata
+        self,
+        method: Any,
+        request: Message,
+        timeout: float | None,
+        metadata: Metadata,
+        *,
+        archiving: bool = False,
     ) -> Any:
         try:
             return await method(
                 request, timeout=timeout or self.timeout, metadata=self._metadata(metadata)
             )
         except grpc.aio.AioRpcError as err:
-            raise from_rpc_error(err) from None
+            raise from_rpc_error(err, archiving=archiving) from None
 
     async def close(self) -> None:
         await self._channel.close()

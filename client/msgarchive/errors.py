@@ -9,14 +9,13 @@ these errors means the message was **not** archived and must not be sent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, message
 from google.rpc import error_details_pb2, status_pb2
 
-if TYPE_CHECKING:
-    from msgarchive.validation import FieldViolation
+from msgarchive.validation import FieldViolation, summarize
 
 ERROR_DOMAIN = "msgarchive.v1"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
@@ -69,7 +68,7 @@ class MsgArchiveError(Exception):
         return None
 
 
-class InvalidMessage(MsgArchiveError):
+class InvalidArgument(MsgArchiveError):
     """INVALID_ARGUMENT: the request is malformed; nothing was written."""
 
     @property
@@ -80,21 +79,34 @@ class InvalidMessage(MsgArchiveError):
             return []
         return [(v.field, v.description) for v in bad.field_violations]
 
+
+class InvalidMessage(InvalidArgument):
+    """INVALID_MESSAGE: the message breaks the archive contract; nothing was written."""
+
     @classmethod
     def from_violations(cls, violations: Iterable[FieldViolation]) -> InvalidMessage:
         found = list(violations)
-        bad = bad_request(found)
         info = error_details_pb2.ErrorInfo(reason="INVALID_MESSAGE", domain=ERROR_DOMAIN)
-        summary = "; ".join(f"{v.field} {v.description}" for v in found)
         return cls(
-            f"invalid message: {summary}",
+            f"invalid message: {summarize(found)}",
             code=grpc.StatusCode.INVALID_ARGUMENT,
             reason=info.reason,
-            details=(info, bad),
+            details=(info, bad_request(found)),
         )
 
 
-def bad_request(violations: Iterable[FieldViolation]) -> error_details_pb2.BadRequest:
+class InvalidLookup(InvalidArgument):
+    """INVALID_LOOKUP: a read request is malformed, or its event is unsupported."""
+
+
+class _Violation(Protocol):
+    @property
+    def field(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
+def bad_request(violations: Iterable[_Violation]) -> error_details_pb2.BadRequest:
     """The google.rpc.BadRequest detail naming each bad field."""
     return error_details_pb2.BadRequest(
         field_violations=[
@@ -104,8 +116,12 @@ def bad_request(violations: Iterable[FieldViolation]) -> error_details_pb2.BadRe
     )
 
 
-class ArchiveFailed(MsgArchiveError):
-    """UNAVAILABLE: the copy was not stored (store failure, or sidecar unreachable).
+class Unavailable(MsgArchiveError):
+    """UNAVAILABLE: the sidecar, or its store, did not answer. Safe to retry."""
+
+
+class ArchiveFailed(Unavailable):
+    """The copy was not stored (store failure, or the sidecar was unreachable).
 
     Safe to retry. When the sidecar gave up after its own retries the reason is
     ``FAILED_TO_ARCHIVE``; the sender marks such a message "Failed to Archive
@@ -118,12 +134,16 @@ class ArchiveFailed(MsgArchiveError):
         return int(value) if value and value.isdigit() else None
 
 
+class StoreUnavailable(Unavailable):
+    """STORE_UNAVAILABLE: the store did not answer a read. Safe to retry."""
+
+
 class ArchiveUnavailable(MsgArchiveError):
     """FAILED_PRECONDITION: archiving cannot work (credentials, bucket)."""
 
 
-class RateLimited(MsgArchiveError):
-    """RESOURCE_EXHAUSTED: too many requests; retry after `retry_delay` seconds."""
+class ResourceExhausted(MsgArchiveError):
+    """RESOURCE_EXHAUSTED: retry after `retry_delay` seconds."""
 
     @property
     def retry_delay(self) -> float | None:
@@ -132,6 +152,14 @@ class RateLimited(MsgArchiveError):
             return None
         delay: float = info.retry_delay.ToTimedelta().total_seconds()
         return delay
+
+
+class RateLimited(ResourceExhausted):
+    """RATE_LIMITED: over the account's read rate limit."""
+
+
+class Overloaded(ResourceExhausted):
+    """OVERLOADED: the sidecar serves as many archives as it takes; nothing was written."""
 
 
 class DeadlineExceeded(MsgArchiveError):
@@ -154,17 +182,52 @@ class DataLoss(MsgArchiveError):
     """DATA_LOSS: the stored copy is damaged (metadata `key` names it)."""
 
 
-_ERROR_CLASSES: dict[grpc.StatusCode, type[MsgArchiveError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidMessage,
-    grpc.StatusCode.UNAVAILABLE: ArchiveFailed,
+class InternalError(MsgArchiveError):
+    """INTERNAL: a fault in the sidecar; the copy may not be stored."""
+
+
+# The typed error of each ErrorReason the sidecar sends (error_reason.proto).
+ERROR_CLASSES: dict[str, type[MsgArchiveError]] = {
+    "INVALID_MESSAGE": InvalidMessage,
+    "FAILED_TO_ARCHIVE": ArchiveFailed,
+    "ARCHIVE_UNAVAILABLE": ArchiveUnavailable,
+    "INTERNAL_ERROR": InternalError,
+    "DEADLINE_TOO_SHORT": DeadlineExceeded,
+    "INVALID_LOOKUP": InvalidLookup,
+    "COPY_NOT_FOUND": NotFound,
+    "COPY_DAMAGED": DataLoss,
+    "CREDENTIALS_MISSING": Unauthenticated,
+    "WRONG_ACCOUNT": PermissionDenied,
+    "RATE_LIMITED": RateLimited,
+    "STORE_UNAVAILABLE": StoreUnavailable,
+    "OVERLOADED": Overloaded,
+}
+# Errors without a msgarchive reason (the sidecar was not reached, the call
+# timed out in transit), by status code.
+_BY_CODE: dict[grpc.StatusCode, type[MsgArchiveError]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
+    grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.FAILED_PRECONDITION: ArchiveUnavailable,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: RateLimited,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.NOT_FOUND: NotFound,
     grpc.StatusCode.DATA_LOSS: DataLoss,
+    grpc.StatusCode.INTERNAL: InternalError,
 }
+
+
+def error_class(code: grpc.StatusCode, reason: str, *, archiving: bool) -> type[MsgArchiveError]:
+    """The typed error for a status: by its reason, else by its code.
+
+    An archive call that failed without a reason (the sidecar was unreachable)
+    is `ArchiveFailed`: the copy was not stored, and retrying is safe.
+    """
+    kind = ERROR_CLASSES.get(reason) or _BY_CODE.get(code, MsgArchiveError)
+    if archiving and kind is Unavailable:
+        return ArchiveFailed
+    return kind
 
 
 class _RpcErrorLike(Protocol):
@@ -175,7 +238,7 @@ class _RpcErrorLike(Protocol):
     def trailing_metadata(self) -> object: ...
 
 
-def from_rpc_error(error: _RpcErrorLike) -> MsgArchiveError:
+def from_rpc_error(error: _RpcErrorLike, *, archiving: bool = False) -> MsgArchiveError:
     """The typed error for a failed call, with its google.rpc details unpacked."""
     code = error.code()
     text = error.details() or code.name
@@ -185,38 +248,25 @@ def from_rpc_error(error: _RpcErrorLike) -> MsgArchiveError:
         if isinstance(item, error_details_pb2.ErrorInfo):
             reason, metadata = item.reason, dict(item.metadata)
             break
-    kind = _ERROR_CLASSES.get(code, MsgArchiveError)
+    kind = error_class(code, reason, archiving=archiving)
     return kind(text, code=code, reason=reason, metadata=metadata, details=details)
 
 
 def from_archive_error(error: Any) -> MsgArchiveError:
-    """The typed error for one message's error on an ArchiveStream."""
-    code = (
-        grpc.StatusCode[error.code]
-        if error.code in grpc.StatusCode.__members__
-        else (grpc.StatusCode.UNKNOWN)
-    )
+    """The typed error for one message's error on an ArchiveStream (a `pb.ArchiveError`)."""
+    code = grpc.StatusCode.__members__.get(error.code, grpc.StatusCode.UNKNOWN)
     details: list[message.Message] = [
         error_details_pb2.ErrorInfo(
             reason=error.reason, domain=ERROR_DOMAIN, metadata=dict(error.metadata)
         )
     ]
     if error.field_violations:
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=v.field, description=v.description
-                    )
-                    for v in error.field_violations
-                ]
-            )
-        )
+        details.append(bad_request(error.field_violations))
     if error.retry_delay_ms:
         retry = error_details_pb2.RetryInfo()
         retry.retry_delay.FromMilliseconds(error.retry_delay_ms)
         details.append(retry)
-    kind = _ERROR_CLASSES.get(code, MsgArchiveError)
+    kind = error_class(code, error.reason, archiving=True)
     return kind(
         error.message or code.name,
         code=code,

@@ -1,17 +1,22 @@
-"""Where a message's copy lives: its message id, user hash and key.
+"""The key layout: where a message's copy lives, in one place.
 
-This is the bit-exact contract (DESIGN §1), shared by the sidecar and by
-senders, who can compute a copy's key offline with `locate()`:
+The bit-exact contract of the archive (the README's "The archived copy"),
+shared by the sidecar and by senders, who can compute a copy's key offline
+with `locate()`:
 
-    sent_messages/<Channel>/<yyyymm>/<campaign_id>/<user_hash>/<message_id>.json.lz4
+    [prefix/]sent_messages/<Channel>/<yyyymm>/<campaign_id>/<user_hash>/<message_id>.json.lz4
 
-The functions below expect a valid request (see `msgarchive.validation`);
-`locate()` checks first and raises `InvalidMessage` for one that is not.
+This module owns the channel names (the request's oneof field, the key's
+folder, the API's `Channel` enum), building a key or a listing prefix, and
+parsing a key; nothing else spells them out. The request functions expect a
+valid request (see `msgarchive.validation`); `locate()` checks first and
+raises `InvalidMessage` for one that is not.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import NamedTuple
 
 from msgarchive.errors import InvalidMessage
@@ -21,8 +26,68 @@ from msgarchive.validation import normalize_email, normalize_phone, violations
 KEY_ROOT = "sent_messages"
 KEY_SUFFIX = ".json.lz4"
 
-# The oneof field name of each channel, and its folder in the key.
-CHANNEL_FOLDERS = {"push": "Push", "email": "Email", "sms": "Sms", "whatsapp": "WhatsApp"}
+
+class ChannelSpec(NamedTuple):
+    """One channel's names."""
+
+    name: str  # the ArchiveRequest oneof field, and the name used everywhere else
+    folder: str  # its folder in the key
+    enum: pb.Channel.ValueType  # the API's Channel value
+
+
+CHANNELS = (
+    ChannelSpec("push", "Push", pb.CHANNEL_PUSH),
+    ChannelSpec("email", "Email", pb.CHANNEL_EMAIL),
+    ChannelSpec("sms", "Sms", pb.CHANNEL_SMS),
+    ChannelSpec("whatsapp", "WhatsApp", pb.CHANNEL_WHATSAPP),
+)
+CHANNEL_NAMES = tuple(spec.name for spec in CHANNELS)
+_BY_NAME = {spec.name: spec for spec in CHANNELS}
+_BY_FOLDER = {spec.folder: spec for spec in CHANNELS}
+_BY_ENUM = {spec.enum: spec for spec in CHANNELS}
+
+
+def channel_named(name: str) -> ChannelSpec:
+    """The channel called `name` (one of `CHANNEL_NAMES`); KeyError for any other."""
+    return _BY_NAME[name]
+
+
+def channel_of_enum(value: int) -> ChannelSpec | None:
+    """The channel of an API `Channel` value; None for CHANNEL_UNSPECIFIED or unknown."""
+    return _BY_ENUM.get(pb.Channel.ValueType(value))
+
+
+class KeyParts(NamedTuple):
+    """A copy's key, taken apart."""
+
+    prefix: str  # "" or ending in "/"
+    channel: str
+    yyyymm: str
+    campaign_id: str
+    user_hash: str
+    message_id: str
+
+    @property
+    def key(self) -> str:
+        return archive_key(
+            self.channel,
+            self.yyyymm,
+            self.campaign_id,
+            self.user_hash,
+            self.message_id,
+            self.prefix,
+        )
+
+
+# Strict where the sidecar relies on it (the channel folder, the 64-hex message
+# id and the suffix); any single path segment in between.
+_KEY = re.compile(
+    r"(?P<prefix>(?:.*/)?)"
+    + re.escape(KEY_ROOT)
+    + r"/(?P<folder>[^/]+)/(?P<yyyymm>[^/]+)/(?P<campaign_id>[^/]+)/(?P<user_hash>[^/]+)"
+    + r"/(?P<message_id>[0-9a-f]{64})"
+    + re.escape(KEY_SUFFIX)
+)
 
 
 class ArchiveLocation(NamedTuple):
@@ -104,8 +169,45 @@ def archive_key(
     channel: str, yyyymm: str, campaign_id: str, hashed_user: str, msg_id: str, prefix: str = ""
 ) -> str:
     """The key of a copy, below an optional prefix (``""`` or ending in ``/``)."""
-    folder = CHANNEL_FOLDERS[channel]
+    folder = _BY_NAME[channel].folder
     return f"{prefix}{KEY_ROOT}/{folder}/{yyyymm}/{campaign_id}/{hashed_user}/{msg_id}{KEY_SUFFIX}"
+
+
+def key_prefix(
+    prefix: str = "",
+    channel: str | None = None,
+    yyyymm: str | None = None,
+    campaign_id: str | None = None,
+    hashed_user: str | None = None,
+) -> str:
+    """The prefix that every copy's key below the given parts starts with, ending in
+    ``/``. Parts are taken in order up to the first missing one."""
+    parts = [KEY_ROOT]
+    if channel is not None:
+        parts.append(_BY_NAME[channel].folder)
+        for part in (yyyymm, campaign_id, hashed_user):
+            if part is None:
+                break
+            parts.append(part)
+    return prefix + "/".join(parts) + "/"
+
+
+def parse_key(key: str) -> KeyParts | None:
+    """The parts of a copy's key, or None if `key` is not one."""
+    found = _KEY.fullmatch(key)
+    if found is None:
+        return None
+    spec = _BY_FOLDER.get(found["folder"])
+    if spec is None:
+        return None
+    return KeyParts(
+        found["prefix"],
+        spec.name,
+        found["yyyymm"],
+        found["campaign_id"],
+        found["user_hash"],
+        found["message_id"],
+    )
 
 
 def normalize_prefix(prefix: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import re
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from msgarchive.v1 import archive_service_pb2 as pb
@@ -35,6 +36,11 @@ class FieldViolation(NamedTuple):
 
     field: str
     description: str
+
+
+def summarize(found: Iterable[FieldViolation]) -> str:
+    """The violations in one line, for a status message: ``field problem; ...``."""
+    return "; ".join(f"{v.field} {v.description}" for v in found)
 
 
 def normalize_phone(number: str) -> str:

@@ -2,6 +2,6 @@
 
 import sys
 
-from msgarchive_server.cli import main
+from msgarchive_server.process.cli import main
 
 sys.exit(main())

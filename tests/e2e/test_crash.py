@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -13,7 +12,7 @@ import pytest
 
 from msgarchive import ArchiveClient, MsgArchiveError
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.payloads import decompress
+from msgarchive_server.domain.payloads import decompress
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS
@@ -25,19 +24,21 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 WORKERS = 8
+ACKED_BEFORE_KILL = 200
+WAIT = 120.0  # generous: a busy machine is slow, not stuck
 
 
 def test_kill_9_under_load_loses_no_acked_copy(
-    seaweed: SeaweedFS, bucket: str, s3: S3Client
+    seaweed: SeaweedFS, bucket: str, s3: S3Client, proxy: FaultProxy
 ) -> None:
     # Some writes are slowed, so calls are in flight when the sidecar dies.
-    proxy = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1])).start()
     proxy.delay = 0.3
     proxy.set_rates({Fault.DELAY: 0.2})
     sidecar = s3_sidecar(bucket, proxy.endpoint, seaweed.env)
     acked: list[pb.ArchiveResponse] = []
     errors: list[tuple[pb.ArchiveRequest, MsgArchiveError]] = []
     stop = threading.Event()
+    enough = threading.Event()  # ACKED_BEFORE_KILL acks are in
     counter = iter(range(1_000_000))
     lock = threading.Lock()
 
@@ -48,23 +49,25 @@ def test_kill_9_under_load_loses_no_acked_copy(
                 n = next(counter)
             request = samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n)
             try:
-                ack = client.archive(request, timeout=5)
+                ack = client.archive(request, timeout=30)
             except MsgArchiveError as err:
                 errors.append((request, err))
                 return
             acked.append(ack)
+            if len(acked) >= ACKED_BEFORE_KILL:
+                enough.set()
 
     client = ArchiveClient(sidecar.address, options=[("grpc.enable_retries", 0)])
     threads = [threading.Thread(target=load, args=(client,)) for _ in range(WORKERS)]
     try:
         for thread in threads:
             thread.start()
-        while len(acked) < 200:
-            time.sleep(0.01)
+        assert enough.wait(WAIT), f"only {len(acked)} acks, errors: {errors[:1]}"
         assert sidecar.stop(signal.SIGKILL) == -signal.SIGKILL
         acked_before_kill = len(acked)
         for thread in threads:
-            thread.join(10)  # each worker ends at its first error
+            thread.join(WAIT)  # each worker ends at its first error
+            assert not thread.is_alive()
     finally:
         stop.set()
         client.close()
@@ -84,5 +87,4 @@ def test_kill_9_under_load_loses_no_acked_copy(
             retried = [again.archive(request) for request, _ in errors]
     finally:
         assert restarted.stop() == 0
-        proxy.stop()
     assert all(ack.key for ack in retried)

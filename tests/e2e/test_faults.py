@@ -26,7 +26,7 @@ from msgarchive import (
     MsgArchiveError,
 )
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.payloads import decompress
+from msgarchive_server.domain.payloads import decompress
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in
@@ -252,7 +252,7 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(rig: Rig) -> None:
         assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
         worker = threading.Thread(target=archive_slowly)
         worker.start()
-        time.sleep(0.5)  # the call is in flight, held up in the store
+        assert rig.proxy.wait_for_write()  # the call is in flight, held up in the store
         assert rig.sidecar.process is not None
         rig.sidecar.process.send_signal(signal.SIGTERM)
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING

@@ -24,11 +24,11 @@ from msgarchive import (
     InvalidMessage,
     MsgArchiveError,
     NotFound,
-    RateLimited,
+    Overloaded,
     Unauthenticated,
 )
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.accounts import key_digest
+from msgarchive_server.domain.accounts import key_digest
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS
@@ -392,7 +392,7 @@ def test_the_in_flight_bound_trips_under_a_burst_and_recovers(
         assert refused
         assert len(acked) >= 2
         for err in refused:
-            assert isinstance(err, RateLimited)
+            assert isinstance(err, Overloaded)
             assert err.reason == "OVERLOADED"
             assert err.retry_delay == pytest.approx(0.05)
         proxy.clear()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from msgarchive_server.accounts import key_digest
+from msgarchive_server.domain.accounts import key_digest
 from tests.sidecar import SidecarProcess
 
 pytestmark = pytest.mark.e2e

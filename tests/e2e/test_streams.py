@@ -14,7 +14,7 @@ import pytest
 
 from msgarchive import ArchiveClient, ArchiveFailed, AsyncArchiveClient, InvalidMessage
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.payloads import decompress
+from msgarchive_server.domain.payloads import decompress
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -11,9 +12,16 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from msgarchive import ArchiveClient, AsyncArchiveClient, InvalidMessage
-from msgarchive_server.app import Sidecar, build_server
-from msgarchive_server.config import Settings
+from msgarchive import (
+    ArchiveClient,
+    ArchiveFailed,
+    AsyncArchiveClient,
+    InvalidMessage,
+    StoreUnavailable,
+)
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.process.app import Sidecar, build_server
+from msgarchive_server.process.config import Settings
 from msgarchive_server.stores.s3 import S3Options, S3Store
 from tests import samples
 from tests.seaweed import SeaweedFS, keys_in
@@ -94,3 +102,35 @@ def test_over_size_message_is_invalid_argument_not_transport_error(
     assert field == "sms"
     assert "over the limit of 65536" in description
     assert keys_in(s3, bucket) == []
+
+
+def test_reads_during_a_store_outage_are_store_unavailable(
+    seaweed: SeaweedFS, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in seaweed.env.items():  # credentials through the AWS chain
+        monkeypatch.setenv(name, value)
+    # A real S3 store whose endpoint answers nothing: a port nobody listens on.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    store = S3Store(
+        S3Options(bucket=bucket, endpoint_url=endpoint, path_style=True, connect_timeout=1)
+    )
+    running = build_server(Settings(listen="127.0.0.1:0", threads=8, max_in_flight=4), store)
+    running.start()
+    key = samples.expected_key("sms")
+    try:
+        with ArchiveClient(f"127.0.0.1:{running.port}", timeout=30) as client:
+            with pytest.raises(StoreUnavailable) as raised:
+                client.get_archived_message(pb.GetArchivedMessageRequest(key=key))
+            assert raised.value.reason == "STORE_UNAVAILABLE"
+            assert raised.value.metadata["store_error"] == "EndpointConnectionError"
+            with pytest.raises(StoreUnavailable):
+                client.list_archived_messages(
+                    pb.ListArchivedMessagesRequest(channel=pb.CHANNEL_SMS, yyyymm="202409")
+                )
+            with pytest.raises(ArchiveFailed) as failed:  # and archiving fails closed
+                client.archive(samples.sms_request())
+            assert failed.value.reason == "FAILED_TO_ARCHIVE"
+    finally:
+        running.stop(grace=1)

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from msgarchive_server.archive import ArchiveFailed, Archiver, InvalidRequest
-from msgarchive_server.payloads import compress, decompress
-from msgarchive_server.retry import RetryPolicy
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.errors import BadMessage, NotArchived
+from msgarchive_server.domain.payloads import compress, decompress
+from msgarchive_server.domain.retry import RetryPolicy
 from msgarchive_server.stores import ErrorKind, StoreError
 from tests import samples
 from tests.unit.fakes import FakeStore, throttled, transient
@@ -45,10 +46,10 @@ def test_transient_errors_are_retried_and_counted() -> None:
 
 def test_three_retries_then_failure_and_nothing_acked() -> None:
     store = FakeStore([transient() for _ in range(4)] + [])
-    with pytest.raises(ArchiveFailed) as raised:
+    with pytest.raises(NotArchived) as raised:
         archiver(store).archive(samples.sms_request())
     assert raised.value.attempts == 4
-    assert raised.value.error.code == "InternalError"
+    assert raised.value.store_error == "InternalError"
     assert store.calls == 4
     assert store.objects == {}
 
@@ -62,7 +63,7 @@ def test_throttling_does_not_use_up_the_retries() -> None:
 @pytest.mark.parametrize("kind", [ErrorKind.FATAL, ErrorKind.REJECTED])
 def test_errors_retrying_cannot_cure_fail_at_once(kind: ErrorKind) -> None:
     store = FakeStore([StoreError("NoSuchBucket", kind)])
-    with pytest.raises(ArchiveFailed) as raised:
+    with pytest.raises(NotArchived) as raised:
         archiver(store).archive(samples.sms_request())
     assert raised.value.attempts == 1
     assert store.calls == 1
@@ -73,7 +74,7 @@ def test_no_retry_sleeps_past_the_deadline() -> None:
     store = FakeStore([transient()] * 4)
     pipeline = Archiver(store, retry=slow)
     started = time.monotonic()
-    with pytest.raises(ArchiveFailed) as raised:
+    with pytest.raises(NotArchived) as raised:
         pipeline.archive(samples.sms_request(), deadline=started + 0.2)
     # A backoff of up to 5 s could not end before the deadline: it stopped early.
     assert time.monotonic() - started < 5.0
@@ -82,7 +83,7 @@ def test_no_retry_sleeps_past_the_deadline() -> None:
 
 def test_invalid_request_writes_nothing() -> None:
     store = FakeStore()
-    with pytest.raises(InvalidRequest) as raised:
+    with pytest.raises(BadMessage) as raised:
         archiver(store).archive(samples.sms_request(batch_id="20241341"))
     assert [v.field for v in raised.value.violations] == ["batch_id"]
     assert store.calls == 0
@@ -92,7 +93,7 @@ def test_over_size_copy_is_refused_naming_the_channel() -> None:
     store = FakeStore()
     request = samples.sms_request()
     request.sms.body = "x" * 2000
-    with pytest.raises(InvalidRequest) as raised:
+    with pytest.raises(BadMessage) as raised:
         archiver(store, max_message_bytes=1000).archive(request)
     (violation,) = raised.value.violations
     assert violation.field == "sms"
@@ -116,9 +117,9 @@ def test_unsound_existing_copy_fails_closed() -> None:
     store = FakeStore()
     key = samples.expected_key("sms")
     store.objects[key] = compress(b'{"message_id":"someone-else","sent_at":1}')
-    with pytest.raises(ArchiveFailed) as raised:
+    with pytest.raises(NotArchived) as raised:
         archiver(store).archive(samples.sms_request())
-    assert raised.value.error.code == "ExistingCopyUnreadable"
+    assert raised.value.store_error == "ExistingCopyUnreadable"
     store.objects[key] = b"not lz4 at all"
-    with pytest.raises(ArchiveFailed):
+    with pytest.raises(NotArchived):
         archiver(store).archive(samples.sms_request())

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from msgarchive_server.archive import ArchiveFailed, Archiver, ArchiveUnavailable, DeadlineTooClose
-from msgarchive_server.circuit import StoreCircuit
-from msgarchive_server.retry import RetriesExhausted, RetryPolicy, opens_circuit
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.circuit import StoreCircuit
+from msgarchive_server.domain.errors import NotArchived, NoTimeToStore, StoreUnusable
+from msgarchive_server.domain.retry import RetriesExhausted, RetryPolicy, opens_circuit
 from msgarchive_server.stores import ErrorKind, StoreError
 from tests import samples
 from tests.unit.fakes import FakeStore, transient
@@ -24,11 +25,13 @@ class ProbedStore(FakeStore):
     def __init__(self) -> None:
         super().__init__()
         self.healthy = threading.Event()
+        self.probed = threading.Semaphore(0)  # released once per probe
         self.probes = 0
         self.reconnects = 0
 
     def probe(self) -> None:
         self.probes += 1
+        self.probed.release()
         if not self.healthy.is_set():
             raise StoreError("NoSuchBucket", ErrorKind.FATAL)
 
@@ -39,21 +42,27 @@ class ProbedStore(FakeStore):
 def test_circuit_opens_probes_with_reconnects_and_closes() -> None:
     store = ProbedStore()
     changes: list[bool] = []
-    circuit = StoreCircuit(store, changes.append, first_delay=0.01, max_delay=0.02)
+    closed = threading.Event()
+
+    def on_change(serving: bool) -> None:
+        changes.append(serving)
+        if serving:
+            closed.set()
+
+    circuit = StoreCircuit(store, on_change, first_delay=0.01, max_delay=0.02)
     circuit.trip(StoreError("NoSuchBucket", ErrorKind.FATAL))
     assert circuit.is_open
     assert circuit.reason == "NoSuchBucket"
     circuit.trip(StoreError("InvalidAccessKeyId", ErrorKind.FATAL))  # already open: no-op
     assert changes == [False]
-    time.sleep(0.1)
-    assert store.probes >= 2
-    assert store.reconnects == store.probes
+    for _ in range(2):  # it keeps probing while the store refuses
+        assert store.probed.acquire(timeout=30)
+    assert circuit.is_open
     store.healthy.set()
-    deadline = time.monotonic() + 5
-    while circuit.is_open:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    assert closed.wait(30)
+    assert not circuit.is_open
     assert changes == [False, True]
+    assert store.reconnects == store.probes >= 3  # a reconnect before every probe
     circuit.stop()
 
 
@@ -61,7 +70,7 @@ def test_archives_fail_fast_while_open_without_touching_the_store() -> None:
     store = ProbedStore()
     circuit = StoreCircuit(store, first_delay=10)
     circuit.trip(StoreError("NoSuchBucket", ErrorKind.FATAL))
-    with pytest.raises(ArchiveUnavailable) as raised:
+    with pytest.raises(StoreUnusable) as raised:
         Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
     assert (raised.value.store_error, raised.value.attempts) == ("NoSuchBucket", 0)
     assert store.calls == 0
@@ -71,7 +80,7 @@ def test_archives_fail_fast_while_open_without_touching_the_store() -> None:
 def test_access_denied_on_every_attempt_trips_the_circuit() -> None:
     store = FakeStore([DENIED] * 4)
     circuit = StoreCircuit(store, first_delay=10)
-    with pytest.raises(ArchiveUnavailable) as raised:
+    with pytest.raises(StoreUnusable) as raised:
         Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
     assert raised.value.attempts == 4
     assert circuit.reason == "AccessDenied"
@@ -97,7 +106,7 @@ def test_a_deadline_nearer_than_one_attempt_starts_none() -> None:
     store = FakeStore()
     archiver = Archiver(store, retry=FAST)
     archiver.attempt_estimate = 0.5
-    with pytest.raises(DeadlineTooClose):
+    with pytest.raises(NoTimeToStore):
         archiver.archive(samples.sms_request(), deadline=time.monotonic() + 0.1)
     assert store.calls == 0
     archiver.archive(samples.sms_request(), deadline=time.monotonic() + 5)
@@ -108,6 +117,6 @@ def test_a_deadline_nearer_than_one_attempt_starts_none() -> None:
 def test_transient_failures_do_not_trip_the_circuit() -> None:
     store = FakeStore([transient()] * 4)
     circuit = StoreCircuit(store, first_delay=10)
-    with pytest.raises(ArchiveFailed, match="InternalError"):
+    with pytest.raises(NotArchived, match="InternalError"):
         Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
     assert not circuit.is_open

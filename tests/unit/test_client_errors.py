@@ -1,16 +1,72 @@
-"""The client turns a failed call into a typed error with its details unpacked."""
+"""One error catalogue: every reason the server sends, and the client's typed error for it.
+
+The expectations below are written out from error_reason.proto's comments,
+not taken from the code under test: each reason's status code and the client
+class a sender catches.
+"""
 
 from __future__ import annotations
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
 
 from msgarchive import errors
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive.v1.error_reason_pb2 import ErrorReason
 from msgarchive.validation import FieldViolation
-from msgarchive_server.archive import ArchiveFailed as PipelineFailed
-from msgarchive_server.errors import failed_to_archive, invalid_message, make_status
-from msgarchive_server.stores import ErrorKind, StoreError
+from msgarchive_server.domain.errors import (
+    BadLookup,
+    BadMessage,
+    DamagedCopy,
+    DomainError,
+    InFlightFull,
+    InternalFault,
+    MissingCredentials,
+    NoSuchCopy,
+    NotArchived,
+    NoTimeToStore,
+    OverRateLimit,
+    StoreNotAnswering,
+    StoreUnusable,
+    WrongAccount,
+    catalogue,
+)
+from msgarchive_server.edge.status import to_archive_error, to_status
+
+S = grpc.StatusCode
+# reason -> (status code, the client's typed error)
+EXPECTED: dict[str, tuple[grpc.StatusCode, type[errors.MsgArchiveError]]] = {
+    "INVALID_MESSAGE": (S.INVALID_ARGUMENT, errors.InvalidMessage),
+    "FAILED_TO_ARCHIVE": (S.UNAVAILABLE, errors.ArchiveFailed),
+    "ARCHIVE_UNAVAILABLE": (S.FAILED_PRECONDITION, errors.ArchiveUnavailable),
+    "INTERNAL_ERROR": (S.INTERNAL, errors.InternalError),
+    "DEADLINE_TOO_SHORT": (S.DEADLINE_EXCEEDED, errors.DeadlineExceeded),
+    "INVALID_LOOKUP": (S.INVALID_ARGUMENT, errors.InvalidLookup),
+    "COPY_NOT_FOUND": (S.NOT_FOUND, errors.NotFound),
+    "COPY_DAMAGED": (S.DATA_LOSS, errors.DataLoss),
+    "CREDENTIALS_MISSING": (S.UNAUTHENTICATED, errors.Unauthenticated),
+    "WRONG_ACCOUNT": (S.PERMISSION_DENIED, errors.PermissionDenied),
+    "RATE_LIMITED": (S.RESOURCE_EXHAUSTED, errors.RateLimited),
+    "STORE_UNAVAILABLE": (S.UNAVAILABLE, errors.StoreUnavailable),
+    "OVERLOADED": (S.RESOURCE_EXHAUSTED, errors.Overloaded),
+}
+
+# One of each error the server raises.
+SAMPLES: list[DomainError] = [
+    BadMessage([FieldViolation("sms.to", "must be a phone number"), FieldViolation("x", "y")]),
+    NotArchived("SlowDown", 4),
+    StoreUnusable("InvalidAccessKeyId", 1),
+    InternalFault(),
+    NoTimeToStore(),
+    BadLookup([FieldViolation("event_name", "is not a supported event")], "unsupported"),
+    NoSuchCopy(),
+    DamagedCopy("sent_messages/Sms/k.json.lz4", "it is not valid JSON"),
+    MissingCredentials("unknown API key"),
+    WrongAccount("the API key belongs to another account"),
+    OverRateLimit("acme", 2.5),
+    StoreNotAnswering("InternalError"),
+    InFlightFull(48),
+]
 
 
 class FailedCall:
@@ -29,35 +85,55 @@ class FailedCall:
         return self.status.trailing_metadata
 
 
-def test_invalid_message_carries_field_violations() -> None:
-    status = invalid_message([FieldViolation("sms.to", "must be a phone number")])
-    error = errors.from_rpc_error(FailedCall(status))
-    assert isinstance(error, errors.InvalidMessage)
-    assert error.code is grpc.StatusCode.INVALID_ARGUMENT
-    assert error.reason == "INVALID_MESSAGE"
-    assert error.field_violations == [("sms.to", "must be a phone number")]
-    assert str(error).startswith("INVALID_ARGUMENT INVALID_MESSAGE: invalid message: sms.to")
-
-
-def test_failed_to_archive_carries_attempts_and_store_error() -> None:
-    failure = PipelineFailed("sms", StoreError("SlowDown", ErrorKind.THROTTLED), 4)
-    error = errors.from_rpc_error(FailedCall(failed_to_archive(failure)))
-    assert isinstance(error, errors.ArchiveFailed)
-    assert error.reason == "FAILED_TO_ARCHIVE"
-    assert error.attempts == 4
-    assert error.metadata["store_error"] == "SlowDown"
-
-
-def test_retry_info_is_read() -> None:
-    from google.rpc import code_pb2, error_details_pb2
-
-    retry = error_details_pb2.RetryInfo(
-        retry_delay=duration_pb2.Duration(seconds=2, nanos=500_000_000)
+def test_every_reason_has_exactly_one_server_error_and_a_client_class() -> None:
+    reasons = [value.name for value in ErrorReason.DESCRIPTOR.values if value.number != 0]
+    assert sorted(kind.reason for kind in catalogue()) == sorted(
+        ErrorReason.Value(name) for name in reasons
     )
-    status = make_status(code_pb2.RESOURCE_EXHAUSTED, "slow down", "RATE_LIMITED", extra=[retry])
-    error = errors.from_rpc_error(FailedCall(status))
-    assert isinstance(error, errors.RateLimited)
-    assert error.retry_delay == pytest.approx(2.5)
+    assert sorted(EXPECTED) == sorted(reasons) == sorted(errors.ERROR_CLASSES)
+    assert sorted(type(sample).__name__ for sample in SAMPLES) == sorted(
+        kind.__name__ for kind in catalogue()
+    )
+
+
+def assert_is_the_client_error_of(got: errors.MsgArchiveError, error: DomainError) -> None:
+    code, kind = EXPECTED[error.reason_name]
+    assert type(got) is kind
+    assert (got.code, got.reason, got.message) == (code, error.reason_name, error.message)
+    assert got.metadata == error.metadata
+    if isinstance(got, errors.InvalidArgument):
+        assert got.field_violations == [(v.field, v.description) for v in error.violations]
+    if isinstance(got, errors.ResourceExhausted):
+        assert got.retry_delay == pytest.approx(error.retry_after)
+
+
+@pytest.mark.parametrize("error", SAMPLES, ids=lambda e: e.reason_name)
+def test_the_client_maps_each_status_to_its_typed_error(error: DomainError) -> None:
+    status = to_status(error)
+    assert status.code is EXPECTED[error.reason_name][0]
+    assert_is_the_client_error_of(errors.from_rpc_error(FailedCall(status)), error)
+
+
+@pytest.mark.parametrize("error", SAMPLES, ids=lambda e: e.reason_name)
+def test_a_stream_message_error_maps_the_same(error: DomainError) -> None:
+    answer = to_archive_error(error)
+    assert answer.code == EXPECTED[error.reason_name][0].name
+    wire = pb.ArchiveError.FromString(answer.SerializeToString())
+    assert_is_the_client_error_of(errors.from_archive_error(wire), error)
+
+
+def test_status_messages_say_what_happened() -> None:
+    failed = errors.from_rpc_error(FailedCall(to_status(NotArchived("SlowDown", 4))))
+    assert isinstance(failed, errors.ArchiveFailed)
+    assert failed.attempts == 4
+    assert str(failed) == (
+        "UNAVAILABLE FAILED_TO_ARCHIVE: the copy was not stored: SlowDown after 4 attempt(s); "
+        "do not send the message"
+    )
+    invalid = errors.from_rpc_error(FailedCall(to_status(SAMPLES[0])))
+    assert str(invalid) == (
+        "INVALID_ARGUMENT INVALID_MESSAGE: invalid message: sms.to must be a phone number; x y"
+    )
 
 
 class BareCall:
@@ -74,11 +150,24 @@ class BareCall:
 
 
 def test_transport_failure_is_still_typed() -> None:
-    error = errors.from_rpc_error(BareCall())
-    assert isinstance(error, errors.ArchiveFailed)
-    assert error.reason == ""
-    assert error.attempts is None
-    assert error.details == ()
+    archiving = errors.from_rpc_error(BareCall(), archiving=True)
+    assert type(archiving) is errors.ArchiveFailed  # the copy was not stored
+    assert (archiving.reason, archiving.attempts, archiving.details) == ("", None, ())
+    reading = errors.from_rpc_error(BareCall())
+    assert type(reading) is errors.Unavailable  # a read: nothing was archived or not
+    assert isinstance(archiving, errors.Unavailable)
+
+
+def test_invalid_message_built_offline_matches_the_servers() -> None:
+    found = [FieldViolation("sms.to", "must be a phone number"), FieldViolation("x", "y")]
+    offline = errors.InvalidMessage.from_violations(found)
+    served = errors.from_rpc_error(FailedCall(to_status(BadMessage(found))))
+    assert (offline.code, offline.reason, offline.message, offline.field_violations) == (
+        served.code,
+        served.reason,
+        served.message,
+        served.field_violations,  # type: ignore[attr-defined]
+    )
 
 
 def test_channel_options_given_by_the_caller_win() -> None:

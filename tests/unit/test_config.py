@@ -6,15 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from msgarchive_server.cli import main
-from msgarchive_server.config import (
-    OPTIONS,
-    ConfigError,
-    S3Location,
-    Settings,
-    parse_settings,
-    store_location,
-)
+from msgarchive_server.process.cli import main
+from msgarchive_server.process.config import OPTIONS, ConfigError, Settings, parse_settings
+from msgarchive_server.stores.location import S3Location, store_location
 
 
 def test_zero_config_is_local_store_on_loopback() -> None:

@@ -7,7 +7,16 @@ import re
 import pytest
 
 from msgarchive import InvalidMessage, locate
-from msgarchive.keys import message_id_parts
+from msgarchive.keys import (
+    CHANNEL_NAMES,
+    KeyParts,
+    archive_key,
+    channel_named,
+    channel_of_enum,
+    key_prefix,
+    message_id_parts,
+    parse_key,
+)
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
 
@@ -22,8 +31,56 @@ KEY_SHAPE = re.compile(
 )
 
 
-def test_reference_example_has_the_key_shape() -> None:
-    assert KEY_SHAPE.fullmatch(REFERENCE_EXAMPLE)
+def test_the_reference_example_parses_into_its_parts_and_back() -> None:
+    parts = parse_key(REFERENCE_EXAMPLE)
+    assert parts == KeyParts(
+        prefix="",
+        channel="whatsapp",
+        yyyymm="202409",
+        campaign_id="1725435360",
+        user_hash="6e6d748a7cc752fbe4f72c777cc50a74",
+        message_id="49482d489b871510eeff7db9a8ab443248ad1ea596e5108e02d16ab5b2ea47db",
+    )
+    assert parts.key == REFERENCE_EXAMPLE
+    assert parse_key("tenant/a/" + REFERENCE_EXAMPLE) == parts._replace(prefix="tenant/a/")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        REFERENCE_EXAMPLE.replace("/WhatsApp/", "/Whatsapp/"),  # folders are exact
+        REFERENCE_EXAMPLE.removesuffix(".lz4"),
+        REFERENCE_EXAMPLE.replace("49482d48", "49482D48"),  # ids are lowercase hex
+        REFERENCE_EXAMPLE.replace("/1725435360/", "/"),  # a part missing
+        "sent_messages/Sms/notes.txt",
+        "",
+    ],
+)
+def test_parse_key_refuses_what_is_not_a_copys_key(key: str) -> None:
+    assert parse_key(key) is None
+
+
+def test_listing_prefixes_take_the_parts_in_order() -> None:
+    assert key_prefix() == "sent_messages/"
+    assert key_prefix("t/", "sms") == "t/sent_messages/Sms/"
+    assert key_prefix("", "whatsapp", "202409", "c-1") == "sent_messages/WhatsApp/202409/c-1/"
+    assert key_prefix("", "push", "202409", None, "ab") == "sent_messages/Push/202409/"
+    full = key_prefix("", "email", "202409", "c", "ab")
+    assert archive_key("email", "202409", "c", "ab", "0" * 64).startswith(full)
+
+
+def test_channel_names_agree_with_the_api() -> None:
+    assert CHANNEL_NAMES == ("push", "email", "sms", "whatsapp")
+    assert [channel_named(n).enum for n in CHANNEL_NAMES] == [
+        pb.CHANNEL_PUSH,
+        pb.CHANNEL_EMAIL,
+        pb.CHANNEL_SMS,
+        pb.CHANNEL_WHATSAPP,
+    ]
+    assert channel_of_enum(pb.CHANNEL_UNSPECIFIED) is None
+    assert [f.name for f in pb.ArchiveRequest.DESCRIPTOR.oneofs_by_name["message"].fields] == list(
+        CHANNEL_NAMES
+    )
 
 
 @pytest.mark.parametrize("channel", list(samples.REQUESTS))

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from msgarchive_server.logs import configure_logging, flush_logs
+from msgarchive_server.telemetry.logs import configure_logging, flush_logs
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_client_depends_on_grpc_and_protobuf_only() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = sorted(dep.split(">")[0].split("=")[0] for dep in project["dependencies"])
-    assert names == ["grpcio", "grpcio-status", "protobuf"]
+    # grpcio's own packages (which need nothing but grpcio and protobuf) and protobuf.
+    assert names == ["grpcio", "grpcio-health-checking", "grpcio-status", "protobuf"]
     assert any(dep.startswith("boto3") for dep in project["optional-dependencies"]["server"])
 
 

@@ -8,7 +8,7 @@ import lz4.frame
 import pytest
 
 from msgarchive.keys import message_id
-from msgarchive_server.payloads import compress, decompress, id_value, render
+from msgarchive_server.domain.payloads import compress, decompress, id_value, render
 from tests import samples
 
 SENT_AT = 1722443282999

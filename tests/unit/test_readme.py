@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msgarchive_server.config import OPTIONS
+from msgarchive_server.process.config import OPTIONS
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
@@ -23,7 +23,7 @@ def test_the_readme_starts_with_the_two_commands() -> None:
 
 
 def test_every_metric_is_in_the_readme() -> None:
-    from msgarchive_server.metrics import Metrics
+    from msgarchive_server.telemetry.metrics import Metrics
 
     for family in Metrics().registry.collect():
         name = family.name + ("_total" if family.type == "counter" else "")

@@ -10,19 +10,23 @@ import json
 import pytest
 
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server import describe
-from msgarchive_server.archive import Archiver
-from msgarchive_server.payloads import compress
-from msgarchive_server.reads import (
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.errors import (
+    BadLookup,
+    DamagedCopy,
+    NoSuchCopy,
+    StoreNotAnswering,
+    WrongAccount,
+)
+from msgarchive_server.domain.payloads import compress
+from msgarchive_server.domain.reads import (
     SUPPORTED_EVENTS,
-    CopyDamaged,
-    CopyNotFound,
-    InvalidLookup,
     ListQuery,
-    OutsideAccount,
     Reader,
     ViewQuery,
 )
+from msgarchive_server.edge import describe
+from msgarchive_server.stores import ErrorKind, ListPage, StoredObject, StoreError
 from tests import samples
 from tests.unit.fakes import FakeStore
 
@@ -67,10 +71,10 @@ def test_view_finds_the_copy_nearest_the_send_time() -> None:
 
 def test_view_outside_the_tolerance_is_not_found() -> None:
     store = FakeStore()
-    archive_at(store, sms(1), T0 + 301)
-    with pytest.raises(CopyNotFound):
+    key = archive_at(store, sms(1), T0 + 301)
+    with pytest.raises(NoSuchCopy):
         Reader(store, tolerance_seconds=300).view(sms_view(T0))
-    assert Reader(store, tolerance_seconds=302).view(sms_view(T0))
+    assert Reader(store, tolerance_seconds=302).view(sms_view(T0)).key == key
 
 
 def test_view_judges_by_sent_at_not_by_the_store_clock() -> None:
@@ -91,14 +95,14 @@ def test_view_looks_in_the_previous_month_near_its_start() -> None:
 def test_view_for_other_recipients_or_campaigns_finds_nothing() -> None:
     store = FakeStore()
     archive_at(store, sms(1), T0)
-    with pytest.raises(CopyNotFound):
+    with pytest.raises(NoSuchCopy):
         Reader(store).view(sms_view(T0, user_id="+1 555 555 0000"))
-    with pytest.raises(CopyNotFound):
+    with pytest.raises(NoSuchCopy):
         Reader(store).view(sms_view(T0, campaign_id="777"))
 
 
 def test_unsupported_event_lists_the_supported_ones() -> None:
-    with pytest.raises(InvalidLookup) as raised:
+    with pytest.raises(BadLookup) as raised:
         Reader(FakeStore()).view(sms_view(T0, event_name="SMS Clicked"))
     message = str(raised.value)
     assert message.startswith("This event is unsupported to view message copy.")
@@ -121,7 +125,7 @@ def test_unsupported_event_lists_the_supported_ones() -> None:
     ],
 )
 def test_view_fields_must_agree(overrides: dict[str, object], fields: list[str]) -> None:
-    with pytest.raises(InvalidLookup) as raised:
+    with pytest.raises(BadLookup) as raised:
         Reader(FakeStore()).view(sms_view(T0, **overrides))
     assert [v.field for v in raised.value.violations] == fields
 
@@ -155,11 +159,11 @@ def test_get_by_key_and_by_parts() -> None:
 
 def test_get_refuses_keys_outside_the_account_and_malformed_keys() -> None:
     reader = Reader(FakeStore())
-    with pytest.raises(OutsideAccount):
+    with pytest.raises(WrongAccount):
         reader.get("other-tenant/sent_messages/Sms/202409/1/aa/bb.json.lz4")
-    with pytest.raises(InvalidLookup):
+    with pytest.raises(BadLookup):
         reader.get("sent_messages/Sms/202409/1/aa/not-an-id.json.lz4")
-    with pytest.raises(CopyNotFound):
+    with pytest.raises(NoSuchCopy):
         reader.get(samples.expected_key("sms"))
 
 
@@ -176,7 +180,7 @@ def test_damaged_copies_are_data_loss(body: bytes, why: str) -> None:
     store = FakeStore()
     key = samples.expected_key("sms")
     store.objects[key] = body
-    with pytest.raises(CopyDamaged) as raised:
+    with pytest.raises(DamagedCopy) as raised:
         Reader(store).get(key)
     assert why in str(raised.value)
     assert raised.value.key == key
@@ -212,7 +216,7 @@ def test_list_newest_first_and_time_range() -> None:
     listed = [k for p in page_through(Reader(store), query) for k in p]
     assert listed == list(reversed(keys))
     ranged = ListQuery(
-        "sms", "202409", sent_after_ms=(T0 + 3) * 1000, sent_before_ms=(T0 + 6) * 1000
+        "sms", "202409", stored_after_ms=(T0 + 3) * 1000, stored_before_ms=(T0 + 6) * 1000
     )
     assert [i.key for i in Reader(store).list(ranged).items] == sorted(keys[3:6])
 
@@ -230,10 +234,10 @@ def test_a_page_token_belongs_to_its_query() -> None:
     reader = Reader(store)
     token = reader.list(ListQuery("sms", "202409", page_size=2)).next_page_token
     assert token
-    with pytest.raises(InvalidLookup) as raised:
+    with pytest.raises(BadLookup) as raised:
         reader.list(ListQuery("sms", "202409", "1722529032", page_size=2, page_token=token))
     assert raised.value.violations[0].field == "page_token"
-    with pytest.raises(InvalidLookup):
+    with pytest.raises(BadLookup):
         reader.list(ListQuery("sms", "202409", page_token="garbage!"))
 
 
@@ -244,11 +248,11 @@ def test_a_page_token_belongs_to_its_query() -> None:
         (ListQuery("sms", "202413"), "yyyymm"),
         (ListQuery("sms", "202409", recipient="155500000"), "recipient"),
         (ListQuery("sms", "202409", page_size=1001), "page_size"),
-        (ListQuery("sms", "202409", sent_after_ms=5, sent_before_ms=5), "sent_before_ms"),
+        (ListQuery("sms", "202409", stored_after_ms=5, stored_before_ms=5), "stored_before_ms"),
     ],
 )
 def test_bad_list_queries(query: ListQuery, field: str) -> None:
-    with pytest.raises(InvalidLookup) as raised:
+    with pytest.raises(BadLookup) as raised:
         Reader(FakeStore()).list(query)
     assert [v.field for v in raised.value.violations] == [field]
 
@@ -318,12 +322,34 @@ def test_details_and_content_of_email_and_sms() -> None:
 
 
 def test_newest_first_refuses_prefixes_too_big_to_sort(monkeypatch: pytest.MonkeyPatch) -> None:
-    from msgarchive_server import reads
+    from msgarchive_server.domain import reads
 
     monkeypatch.setattr(reads, "MAX_SORTED", 4)
     store = FakeStore()
     fill(store, 5)
-    with pytest.raises(InvalidLookup) as raised:
+    with pytest.raises(BadLookup) as raised:
         Reader(store).list(ListQuery("sms", "202409", newest_first=True))
     assert raised.value.violations[0].field == "order"
     assert len(Reader(store).list(ListQuery("sms", "202409")).items) == 5  # by key: fine
+
+
+class FailingStore(FakeStore):
+    """A store that does not answer reads."""
+
+    def get(self, key: str) -> StoredObject:
+        raise StoreError("InternalError", ErrorKind.TRANSIENT)
+
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
+        raise StoreError("RequestTimeout", ErrorKind.TRANSIENT)
+
+
+def test_a_store_that_does_not_answer_is_store_not_answering() -> None:
+    key = samples.expected_key("sms")
+    reader = Reader(FailingStore())
+    with pytest.raises(StoreNotAnswering) as raised:
+        reader.get(key)
+    assert raised.value.metadata == {"store_error": "InternalError"}
+    with pytest.raises(StoreNotAnswering):
+        reader.view(sms_view(T0))
+    with pytest.raises(StoreNotAnswering):
+        reader.list(ListQuery("sms", "202409"))

@@ -845,8 +845,8 @@ class ListArchivedMessagesRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
-    SENT_AFTER_MS_FIELD_NUMBER: _builtins.int
-    SENT_BEFORE_MS_FIELD_NUMBER: _builtins.int
+    STORED_AFTER_MS_FIELD_NUMBER: _builtins.int
+    STORED_BEFORE_MS_FIELD_NUMBER: _builtins.int
     channel: Global___Channel.ValueType
     """The channel. Required."""
     yyyymm: _builtins.str
@@ -861,10 +861,13 @@ class ListArchivedMessagesRequest(_message.Message):
     """The next_page_token of the previous page; empty for the first page."""
     order: Global___ListOrder.ValueType
     """The order."""
-    sent_after_ms: _builtins.int
-    """Only copies written at or after this time, epoch milliseconds."""
-    sent_before_ms: _builtins.int
-    """Only copies written before this time, epoch milliseconds."""
+    stored_after_ms: _builtins.int
+    """Only copies the store wrote at or after this time, epoch milliseconds
+    (the summaries' `stored_at_ms`; S3 keeps whole seconds). A copy's own
+    `sent_at` is taken just before its write.
+    """
+    stored_before_ms: _builtins.int
+    """Only copies the store wrote before this time, epoch milliseconds."""
     def __init__(
         self,
         *,
@@ -875,12 +878,12 @@ class ListArchivedMessagesRequest(_message.Message):
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         order: Global___ListOrder.ValueType = ...,
-        sent_after_ms: _builtins.int = ...,
-        sent_before_ms: _builtins.int = ...,
+        stored_after_ms: _builtins.int = ...,
+        stored_before_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "channel", b"channel", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "recipient", b"recipient", "sent_after_ms", b"sent_after_ms", "sent_before_ms", b"sent_before_ms", "yyyymm", b"yyyymm"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "channel", b"channel", "order", b"order", "page_size", b"page_size", "page_token", b"page_token", "recipient", b"recipient", "stored_after_ms", b"stored_after_ms", "stored_before_ms", b"stored_before_ms", "yyyymm", b"yyyymm"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -50,8 +50,8 @@ class NoSuchObject(Exception):
 class ErrorKind(enum.Enum):
     """How the pipeline treats a store error."""
 
-    # A transient fault (5xx, timeout, reset, BadDigest, AccessDenied as the
-    # reference FAQ asks): retry.
+    # A transient fault (5xx, timeout, reset, BadDigest, and AccessDenied, as
+    # the reference archive document's FAQ asks): retry.
     TRANSIENT = "transient"
     # The store asks us to slow down (SlowDown, 503, 429): back off and retry.
     THROTTLED = "throttled"

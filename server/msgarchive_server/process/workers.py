@@ -24,7 +24,7 @@ import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from msgarchive_server.config import OPTIONS, Settings
+from msgarchive_server.process.config import OPTIONS, Settings
 
 log = structlog.get_logger("msgarchive.workers")
 

@@ -24,7 +24,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from msgarchive_server.config import ConfigError, S3Location, store_location
+from msgarchive_server.domain.errors import MissingCredentials, WrongAccount
+from msgarchive_server.stores.location import BadLocation, S3Location, store_location
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.@-]{1,256}")
@@ -37,13 +38,8 @@ class Account:
     key_digests: tuple[str, ...]
 
 
-class AuthError(Exception):
-    """Credentials are missing, unknown (UNAUTHENTICATED) or another account's
-    (PERMISSION_DENIED, with `wrong_account`). Never carries the key."""
-
-    def __init__(self, message: str, *, wrong_account: bool = False) -> None:
-        super().__init__(message)
-        self.wrong_account = wrong_account
+class AccountsFileError(Exception):
+    """The accounts file is unreadable or invalid; one line naming what is wrong."""
 
 
 def key_digest(api_key: str) -> str:
@@ -73,16 +69,16 @@ class Accounts:
 
     @classmethod
     def load(cls, path: Path) -> Accounts:
-        """Read and check an accounts file; ConfigError names what is wrong."""
+        """Read and check an accounts file; AccountsFileError names what is wrong."""
         try:
             data = tomllib.loads(path.read_text())
         except OSError as err:
-            raise ConfigError(f"--accounts {path}: {err.strerror}") from None
+            raise AccountsFileError(f"--accounts {path}: {err.strerror}") from None
         except tomllib.TOMLDecodeError as err:
-            raise ConfigError(f"--accounts {path}: not valid TOML: {err}") from None
+            raise AccountsFileError(f"--accounts {path}: not valid TOML: {err}") from None
         table = data.get("accounts")
         if not isinstance(table, dict) or not table:
-            raise ConfigError(f"--accounts {path}: no [accounts.<id>] tables")
+            raise AccountsFileError(f"--accounts {path}: no [accounts.<id>] tables")
         accounts = {}
         for account_id, entry in table.items():
             accounts[account_id] = _account(path, account_id, entry)
@@ -90,7 +86,8 @@ class Accounts:
         return cls(accounts)
 
     def authenticate(self, authorization: str) -> str:
-        """The account an `authorization` header proves, or AuthError.
+        """The account an `authorization` header proves; else MissingCredentials, or
+        WrongAccount when the key is another account's than the one claimed.
 
         `Basic base64(account_id:api_key)` or `Bearer api_key`.
         """
@@ -100,45 +97,49 @@ class Accounts:
             try:
                 decoded = base64.b64decode(credential.strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
-                raise AuthError("malformed Basic credentials") from None
+                raise MissingCredentials("malformed Basic credentials") from None
             claimed, colon, key = decoded.partition(":")
             if not colon:
-                raise AuthError("Basic credentials must be account_id:api_key")
+                raise MissingCredentials("Basic credentials must be account_id:api_key")
         elif scheme.lower() == "bearer":
             key = credential.strip()
         else:
-            raise AuthError("use Basic (account_id:api_key) or Bearer (api_key) credentials")
+            raise MissingCredentials(
+                "use Basic (account_id:api_key) or Bearer (api_key) credentials"
+            )
         if not self.has_keys:
-            raise AuthError("no API keys are configured")
+            raise MissingCredentials("no API keys are configured")
         digest = key_digest(key)
         # Compare against every digest, with no early exit.
         owners = [acc for acc, d in self._digests if hmac.compare_digest(d, digest)]
         if not owners:
-            raise AuthError("unknown API key")
+            raise MissingCredentials("unknown API key")
         owner = owners[0]
         if claimed and claimed != owner:
-            raise AuthError("the API key belongs to another account", wrong_account=True)
+            raise WrongAccount("the API key belongs to another account")
         return owner
 
 
 def _account(path: Path, account_id: str, entry: object) -> Account:
     where = f"--accounts {path}: account {account_id!r}"
     if not _ACCOUNT_ID.fullmatch(account_id):
-        raise ConfigError(f"{where}: the id may use A-Z a-z 0-9 _ . @ - only")
+        raise AccountsFileError(f"{where}: the id may use A-Z a-z 0-9 _ . @ - only")
     if not isinstance(entry, dict) or not isinstance(entry.get("store"), str):
-        raise ConfigError(f'{where}: needs store = "s3://BUCKET[/PREFIX]" or a directory')
+        raise AccountsFileError(f'{where}: needs store = "s3://BUCKET[/PREFIX]" or a directory')
     try:
         store_location(entry["store"])
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
+    except BadLocation as err:
+        raise AccountsFileError(f"{where}: store {entry['store']}: {err}") from None
     digests = entry.get("api_key_sha256", [])
     if not isinstance(digests, list) or not all(
         isinstance(d, str) and _HEX_DIGEST.fullmatch(d) for d in digests
     ):
-        raise ConfigError(f"{where}: api_key_sha256 must be a list of 64 lowercase hex digits")
+        raise AccountsFileError(
+            f"{where}: api_key_sha256 must be a list of 64 lowercase hex digits"
+        )
     unknown = set(entry) - {"store", "api_key_sha256"}
     if unknown:
-        raise ConfigError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
+        raise AccountsFileError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
     return Account(account_id, entry["store"], tuple(digests))
 
 
@@ -154,7 +155,7 @@ def _check_isolated(path: Path, accounts: list[Account]) -> None:
     for i, (first, a) in enumerate(places):
         for second, b in places[i + 1 :]:
             if a.startswith(b) or b.startswith(a):
-                raise ConfigError(
+                raise AccountsFileError(
                     f"--accounts {path}: accounts {first!r} and {second!r} share a store "
                     "location; give each its own bucket or prefix"
                 )
@@ -162,5 +163,5 @@ def _check_isolated(path: Path, accounts: list[Account]) -> None:
     for account in accounts:
         for digest in account.key_digests:
             if digest in seen:
-                raise ConfigError(f"--accounts {path}: one API key is listed twice")
+                raise AccountsFileError(f"--accounts {path}: one API key is listed twice")
             seen.add(digest)

@@ -1,4 +1,7 @@
-"""The store retry policy (reference FAQ, DESIGN §3), expressed with tenacity.
+"""The store retry policy, expressed with tenacity.
+
+The reference archive document's FAQ asks for up to 3 retries of store errors
+with exponential backoff; the README's "Errors" section says the rest:
 
 - Transient store errors (5xx, timeouts, resets, BadDigest, AccessDenied) are
   retried up to `max_retries` times, with exponential backoff and full jitter.
@@ -22,6 +25,7 @@ from typing import TypeVar
 
 import tenacity
 
+from msgarchive_server.domain.errors import NoTimeToStore
 from msgarchive_server.stores import ErrorKind, StoreError
 
 T = TypeVar("T")
@@ -35,10 +39,6 @@ class RetryPolicy:
     max_throttled: int = 10
     base_delay: float = 0.05
     max_delay: float = 2.0
-
-
-class DeadlineTooClose(Exception):
-    """No attempt was made: the caller's deadline is nearer than one attempt."""
 
 
 class RetriesExhausted(Exception):
@@ -99,10 +99,10 @@ def with_retries(
     `deadline` is a `time.monotonic()` instant, or None for no deadline;
     `estimate` is how long one attempt is expected to take, in seconds.
     Raises `RetriesExhausted` carrying the last StoreError, or
-    `DeadlineTooClose` when no attempt could finish in time.
+    `NoTimeToStore` when no attempt could finish in time.
     """
     if deadline is not None and time.monotonic() + estimate >= deadline:
-        raise DeadlineTooClose
+        raise NoTimeToStore
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(
             lambda e: isinstance(e, StoreError) and e.kind in RETRIED_KINDS

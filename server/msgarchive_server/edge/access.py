@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from msgarchive_server.accounts import Accounts, AuthError
-from msgarchive_server.archive import Archiver
-from msgarchive_server.circuit import StoreCircuit
-from msgarchive_server.ratelimit import RateLimiter
-from msgarchive_server.reads import Reader
+from msgarchive_server.domain.accounts import Accounts
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.circuit import StoreCircuit
+from msgarchive_server.domain.errors import MissingCredentials, OverRateLimit, WrongAccount
+from msgarchive_server.domain.ratelimit import RateLimiter
+from msgarchive_server.domain.reads import Reader
 from msgarchive_server.stores import Store
 
 OPEN_ACCOUNT = "-"  # the rate-limit bucket of unauthenticated local reads
@@ -31,12 +32,6 @@ class Tenant:
     circuit: StoreCircuit
     archiver: Archiver
     reader: Reader
-
-
-class RateLimited(Exception):
-    def __init__(self, account: str, retry_after: float) -> None:
-        super().__init__(f"over the read rate limit of account {account}")
-        self.retry_after = retry_after
 
 
 class Access:
@@ -55,31 +50,36 @@ class Access:
     def archive_tenant(self, account_id: str, authorization: str, local: bool) -> Tenant | None:
         """The tenant that archives for `account_id`, None for an unknown account.
 
-        Raises AuthError when the caller may not archive for it.
+        Raises MissingCredentials or WrongAccount when the caller may not archive for it.
         """
         if authorization:
             if self.accounts.authenticate(authorization) != account_id:
-                raise AuthError("the API key belongs to another account", wrong_account=True)
+                raise WrongAccount("the API key belongs to another account")
         elif not local:
-            raise AuthError("archiving from beyond this host needs the account's API key")
+            raise MissingCredentials("archiving from beyond this host needs the account's API key")
         return self.tenants.get(account_id, self.default)
 
     def read_tenant(self, authorization: str, local: bool) -> tuple[str, Tenant]:
-        """The caller's account and tenant for a read, after auth and rate limit."""
+        """The caller's account and tenant for a read, after auth and rate limit.
+
+        Raises MissingCredentials, WrongAccount or OverRateLimit.
+        """
         if authorization or self.accounts.has_keys:
             if not authorization:
-                raise AuthError("reads need credentials: Basic account_id:api_key, or Bearer")
+                raise MissingCredentials(
+                    "reads need credentials: Basic account_id:api_key, or Bearer"
+                )
             account = self.accounts.authenticate(authorization)
             tenant = self.tenants[account]
         elif not local:
-            raise AuthError("reads from beyond this host need API keys to be configured")
+            raise MissingCredentials("reads from beyond this host need API keys to be configured")
         elif self.default is None:
-            raise AuthError("reads need an account's API key")
+            raise MissingCredentials("reads need an account's API key")
         else:
             account, tenant = OPEN_ACCOUNT, self.default
         wait = self.limiter.acquire(account)
         if wait:
-            raise RateLimited(account, wait)
+            raise OverRateLimit(account, wait)
         return account, tenant
 
 

@@ -2,7 +2,7 @@
 
 Plain Python, no gRPC. Every copy returned has been checked: it decompresses,
 parses as a JSON object, and its `message_id` matches its key; otherwise the
-read fails with `CopyDamaged`, never a garbled answer.
+read fails with `DamagedCopy`, never a garbled answer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from msgarchive.keys import CHANNEL_FOLDERS, KEY_ROOT, KEY_SUFFIX, user_hash
+from msgarchive.keys import (
+    CHANNEL_NAMES,
+    KeyParts,
+    archive_key,
+    key_prefix,
+    parse_key,
+    user_hash,
+)
 from msgarchive.validation import (
     CAMPAIGN_ID_RULE,
     PHONE_PATTERN,
@@ -25,19 +32,33 @@ from msgarchive.validation import (
     normalize_email,
     normalize_phone,
 )
-from msgarchive_server.payloads import decompress
-from msgarchive_server.stores import NoSuchObject, ObjectSummary, Store, StoredObject
+from msgarchive_server.domain.errors import (
+    BadLookup,
+    DamagedCopy,
+    NoSuchCopy,
+    StoreNotAnswering,
+    WrongAccount,
+)
+from msgarchive_server.domain.payloads import decompress
+from msgarchive_server.stores import (
+    ListPage,
+    NoSuchObject,
+    ObjectSummary,
+    Store,
+    StoredObject,
+    StoreError,
+)
 
-# event name -> (campaign channel, the platforms that agree with it)
+# event name -> (channel, the platforms that agree with it, as the view API
+# writes them: upper case)
 SUPPORTED_EVENTS: dict[str, tuple[str, frozenset[str]]] = {
-    "Email Sent": ("EMAIL", frozenset({"", "EMAIL"})),
-    "SMS Sent": ("SMS", frozenset({"", "SMS"})),
-    "WhatsApp Sent": ("WHATSAPP", frozenset({"", "WHATSAPP"})),
-    "Notification Sent iOS": ("PUSH", frozenset({"IOS"})),
-    "Notification Received Android": ("PUSH", frozenset({"ANDROID"})),
-    "Notification Received Web": ("PUSH", frozenset({"WEB"})),
+    "Email Sent": ("email", frozenset({"", "EMAIL"})),
+    "SMS Sent": ("sms", frozenset({"", "SMS"})),
+    "WhatsApp Sent": ("whatsapp", frozenset({"", "WHATSAPP"})),
+    "Notification Sent iOS": ("push", frozenset({"IOS"})),
+    "Notification Received Android": ("push", frozenset({"ANDROID"})),
+    "Notification Received Web": ("push", frozenset({"WEB"})),
 }
-CHANNEL_NAMES = {"PUSH": "push", "EMAIL": "email", "SMS": "sms", "WHATSAPP": "whatsapp"}
 MESSAGE_ID = re.compile(r"[0-9a-f]{64}")
 YYYYMM = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
 
@@ -54,32 +75,12 @@ MAX_CANDIDATES = 20
 PREVIOUS_MONTH_WINDOW_S = 24 * 3600
 
 
-class InvalidLookup(Exception):
-    """The lookup is malformed; `violations` names the fields."""
-
-    def __init__(self, violations: list[FieldViolation], message: str = "") -> None:
-        summary = "; ".join(f"{v.field} {v.description}" for v in violations)
-        super().__init__(message or f"invalid lookup: {summary}")
-        self.violations = violations
-
-
-class CopyNotFound(Exception):
-    """No copy matches."""
-
-
-class CopyDamaged(Exception):
-    """A stored copy is unreadable or not the copy its key names."""
-
-    def __init__(self, key: str, why: str) -> None:
-        super().__init__(f"the copy at {key} is damaged: {why}")
-        self.key = key
-
-
 @dataclass(frozen=True, slots=True)
 class Copy:
     """A copy read back and checked."""
 
     key: str
+    parts: KeyParts
     bucket: str
     stored: StoredObject
     json_text: str
@@ -108,8 +109,8 @@ class ListQuery:
     page_size: int = 0
     page_token: str = ""
     newest_first: bool = False
-    sent_after_ms: int = 0
-    sent_before_ms: int = 0
+    stored_after_ms: int = 0
+    stored_before_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -124,46 +125,52 @@ def recipient_hash(channel: str, recipient: str, field_name: str) -> str:
         return user_hash(recipient)
     if channel == "email":
         if not is_email(recipient):
-            raise InvalidLookup([FieldViolation(field_name, "must be an email address")])
+            raise BadLookup([FieldViolation(field_name, "must be an email address")])
         return user_hash(normalize_email(recipient))
     digits = normalize_phone(recipient)
     if not PHONE_PATTERN.fullmatch(digits):
-        raise InvalidLookup(
+        raise BadLookup(
             [FieldViolation(field_name, "must be a phone number with country code: 8 to 15 digits")]
         )
     return user_hash(digits)
 
 
 class Reader:
-    """Reads one store's copies (one account's, when accounts are configured)."""
+    """Reads one store's copies (one account's, when accounts are configured).
+
+    Every method raises a `DomainError`: `BadLookup`, `NoSuchCopy`,
+    `DamagedCopy`, `WrongAccount`, or `StoreNotAnswering` when the store fails.
+    """
 
     def __init__(self, store: Store, tolerance_seconds: float = 300.0) -> None:
         self.store = store
         self.tolerance_ms = int(tolerance_seconds * 1000)
-        self.root = f"{store.prefix}{KEY_ROOT}/"
+        self.root = key_prefix(store.prefix)
 
     # --- get ---------------------------------------------------------------
 
     def get(self, key: str) -> Copy:
-        """The copy at a full key. Raises OutsideAccount for keys of another prefix."""
+        """The copy at a full key. Raises WrongAccount for keys of another prefix."""
         if not key.startswith(self.root):
-            raise OutsideAccount(key)
-        message_id = _message_id_of(key, self.root)
-        if message_id is None:
-            raise InvalidLookup(
+            raise WrongAccount("the key is outside this account's copies")
+        parts = parse_key(key)
+        if parts is None or parts.prefix != self.store.prefix:
+            raise BadLookup(
                 [FieldViolation("key", "is not a copy's key (sent_messages/.../<id>.json.lz4)")]
             )
         try:
             stored = self.store.get(key)
         except NoSuchObject:
-            raise CopyNotFound(key) from None
-        return self._checked(key, stored, message_id)
+            raise NoSuchCopy from None
+        except StoreError as err:
+            raise StoreNotAnswering(err.code) from None
+        return self._checked(parts, stored)
 
     def get_by_parts(
         self, channel: str, yyyymm: str, campaign_id: str, recipient: str, message_id: str
     ) -> Copy:
         found: list[FieldViolation] = []
-        if channel not in CHANNEL_FOLDERS:
+        if channel not in CHANNEL_NAMES:
             found.append(FieldViolation("parts.channel", "is required"))
         if not YYYYMM.fullmatch(yyyymm):
             found.append(FieldViolation("parts.yyyymm", "must be a month written yyyymm"))
@@ -174,11 +181,10 @@ class Reader:
         if not MESSAGE_ID.fullmatch(message_id):
             found.append(FieldViolation("parts.message_id", "must be 64 lowercase hex digits"))
         if found:
-            raise InvalidLookup(found)
+            raise BadLookup(found)
         hashed = recipient_hash(channel, recipient, "parts.recipient")
-        folder = CHANNEL_FOLDERS[channel]
         return self.get(
-            f"{self.root}{folder}/{yyyymm}/{campaign_id}/{hashed}/{message_id}{KEY_SUFFIX}"
+            archive_key(channel, yyyymm, campaign_id, hashed, message_id, self.store.prefix)
         )
 
     # --- view --------------------------------------------------------------
@@ -189,20 +195,20 @@ class Reader:
         sent_ms = query.sent_epoch_time * 1000
         candidates: list[ObjectSummary] = []
         for yyyymm in self._months_around(query.sent_epoch_time):
-            prefix = f"{self.root}{CHANNEL_FOLDERS[channel]}/{yyyymm}/{query.campaign_id}/{hashed}/"
-            candidates += self.store.list(prefix, limit=MAX_SORTED).items
+            prefix = key_prefix(self.store.prefix, channel, yyyymm, query.campaign_id, hashed)
+            candidates += self._list(prefix, limit=MAX_SORTED).items
         candidates.sort(key=lambda c: abs(c.stored_at_ms - sent_ms))
         best: tuple[int, Copy] | None = None
         for summary in candidates[:MAX_CANDIDATES]:
             copy = self.get(summary.key)
             sent_at = copy.fields.get("sent_at")
             if not isinstance(sent_at, int):
-                raise CopyDamaged(summary.key, "sent_at is not a number")
+                raise DamagedCopy(summary.key, "sent_at is not a number")
             distance = abs(sent_at - sent_ms)
             if distance <= self.tolerance_ms and (best is None or distance < best[0]):
                 best = (distance, copy)
         if best is None:
-            raise CopyNotFound(query.campaign_id)
+            raise NoSuchCopy
         return best[1]
 
     def _months_around(self, epoch_seconds: int) -> list[str]:
@@ -228,7 +234,7 @@ class Reader:
 
     def _list_prefix(self, query: ListQuery) -> str:
         found: list[FieldViolation] = []
-        if query.channel not in CHANNEL_FOLDERS:
+        if query.channel not in CHANNEL_NAMES:
             found.append(FieldViolation("channel", "is required"))
         if not YYYYMM.fullmatch(query.yyyymm):
             found.append(FieldViolation("yyyymm", "must be a month written yyyymm"))
@@ -238,16 +244,16 @@ class Reader:
             found.append(FieldViolation("recipient", "needs campaign_id"))
         if not 0 <= query.page_size <= MAX_PAGE_SIZE:
             found.append(FieldViolation("page_size", f"must be 0 to {MAX_PAGE_SIZE}"))
-        if query.sent_before_ms and query.sent_after_ms >= query.sent_before_ms:
-            found.append(FieldViolation("sent_before_ms", "must be after sent_after_ms"))
+        if query.stored_before_ms and query.stored_after_ms >= query.stored_before_ms:
+            found.append(FieldViolation("stored_before_ms", "must be after stored_after_ms"))
         if found:
-            raise InvalidLookup(found)
-        prefix = f"{self.root}{CHANNEL_FOLDERS[query.channel]}/{query.yyyymm}/"
-        if query.campaign_id:
-            prefix += f"{query.campaign_id}/"
-        if query.recipient:
-            prefix += recipient_hash(query.channel, query.recipient, "recipient") + "/"
-        return prefix
+            raise BadLookup(found)
+        hashed = (
+            recipient_hash(query.channel, query.recipient, "recipient") if query.recipient else None
+        )
+        return key_prefix(
+            self.store.prefix, query.channel, query.yyyymm, query.campaign_id or None, hashed
+        )
 
     def _list_by_key(
         self, prefix: str, query: ListQuery, size: int, fingerprint: str, cursor: Any
@@ -255,7 +261,7 @@ class Reader:
         result = ListResult()
         after = str(cursor or "")
         while True:
-            page = self.store.list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
+            page = self._list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
             for index, item in enumerate(page.items):
                 if not _in_range(item, query):
                     continue
@@ -274,10 +280,10 @@ class Reader:
         everything: list[ObjectSummary] = []
         after = ""
         while True:
-            page = self.store.list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
+            page = self._list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
             everything += [item for item in page.items if _in_range(item, query)]
             if len(everything) > MAX_SORTED:
-                raise InvalidLookup(
+                raise BadLookup(
                     [
                         FieldViolation(
                             "order",
@@ -299,45 +305,47 @@ class Reader:
             result.next_page_token = _make_token(fingerprint, [last.stored_at_ms, last.key])
         return result
 
-    # --- checking ------------------------------------------------------------
+    # --- the store and checking ----------------------------------------------
 
-    def _checked(self, key: str, stored: StoredObject, message_id: str) -> Copy:
+    def _list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
+        try:
+            return self.store.list(prefix, start_after=start_after, limit=limit)
+        except StoreError as err:
+            raise StoreNotAnswering(err.code) from None
+
+    def _checked(self, parts: KeyParts, stored: StoredObject) -> Copy:
+        key = parts.key
         try:
             text = decompress(stored.body).decode()
         except (RuntimeError, UnicodeDecodeError):
-            raise CopyDamaged(key, "it does not decompress as LZ4 JSON text") from None
+            raise DamagedCopy(key, "it does not decompress as LZ4 JSON text") from None
         try:
             fields = json.loads(text)
         except ValueError:
-            raise CopyDamaged(key, "it is not valid JSON") from None
+            raise DamagedCopy(key, "it is not valid JSON") from None
         if not isinstance(fields, dict):
-            raise CopyDamaged(key, "it is not a JSON object")
-        if fields.get("message_id") != message_id:
-            raise CopyDamaged(key, "its message_id does not match its key")
-        return Copy(key, self.store.bucket, stored, text, fields)
-
-
-class OutsideAccount(Exception):
-    """A key outside the calling account's copies."""
+            raise DamagedCopy(key, "it is not a JSON object")
+        if fields.get("message_id") != parts.message_id:
+            raise DamagedCopy(key, "its message_id does not match its key")
+        return Copy(key, parts, self.store.bucket, stored, text, fields)
 
 
 def _check_view(query: ViewQuery) -> tuple[str, str]:
     """The channel and recipient hash of a valid view query."""
     if query.event_name not in SUPPORTED_EVENTS:
         supported = ", ".join(f"'{e}'" for e in SUPPORTED_EVENTS)
-        raise InvalidLookup(
+        raise BadLookup(
             [FieldViolation("event_name", "is not a supported event")],
             "This event is unsupported to view message copy. "
             f"The supported events are [{supported}]",
         )
     found: list[FieldViolation] = []
-    channel_name = query.campaign_channel.strip().upper()
     platform = query.platform.strip().upper()
-    expected_channel, platforms = SUPPORTED_EVENTS[query.event_name]
-    if channel_name != expected_channel:
+    channel, platforms = SUPPORTED_EVENTS[query.event_name]
+    if query.campaign_channel.strip().lower() != channel:
         found.append(
             FieldViolation(
-                "campaign_channel", f"must be {expected_channel} for the event {query.event_name!r}"
+                "campaign_channel", f"must be {channel.upper()} for the event {query.event_name!r}"
             )
         )
     if platform not in platforms:
@@ -352,20 +360,8 @@ def _check_view(query: ViewQuery) -> tuple[str, str]:
     if query.sent_epoch_time <= 0:
         found.append(FieldViolation("sent_epoch_time", "is required: epoch seconds, positive"))
     if found:
-        raise InvalidLookup(found)
-    channel = CHANNEL_NAMES[expected_channel]
+        raise BadLookup(found)
     return channel, recipient_hash(channel, query.user_id, "user_id")
-
-
-def _message_id_of(key: str, root: str) -> str | None:
-    parts = key[len(root) :].split("/")
-    if len(parts) != 5 or parts[0] not in CHANNEL_FOLDERS.values():
-        return None
-    name = parts[4]
-    if not name.endswith(KEY_SUFFIX):
-        return None
-    message_id = name.removesuffix(KEY_SUFFIX)
-    return message_id if MESSAGE_ID.fullmatch(message_id) else None
 
 
 def _yyyymm(epoch_seconds: int) -> str:
@@ -373,13 +369,13 @@ def _yyyymm(epoch_seconds: int) -> str:
 
 
 def _in_range(item: ObjectSummary, query: ListQuery) -> bool:
-    if query.sent_after_ms and item.stored_at_ms < query.sent_after_ms:
+    if query.stored_after_ms and item.stored_at_ms < query.stored_after_ms:
         return False
-    return not (query.sent_before_ms and item.stored_at_ms >= query.sent_before_ms)
+    return not (query.stored_before_ms and item.stored_at_ms >= query.stored_before_ms)
 
 
 def _fingerprint(prefix: str, query: ListQuery) -> str:
-    basis = f"{prefix}|{query.newest_first}|{query.sent_after_ms}|{query.sent_before_ms}"
+    basis = f"{prefix}|{query.newest_first}|{query.stored_after_ms}|{query.stored_before_ms}"
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
 
 
@@ -396,7 +392,7 @@ def _read_token(token: str, fingerprint: str) -> Any:
     except ValueError:
         ok = False
     if not ok:
-        raise InvalidLookup([FieldViolation("page_token", "does not belong to this query")])
+        raise BadLookup([FieldViolation("page_token", "does not belong to this query")])
     return data["c"]
 
 

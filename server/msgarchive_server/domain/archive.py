@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from msgarchive.keys import location
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation, violations
-from msgarchive_server import retry
-from msgarchive_server.circuit import StoreCircuit
-from msgarchive_server.metrics import Metrics
-from msgarchive_server.payloads import compress, decompress, render
-from msgarchive_server.retry import RetriesExhausted, RetryPolicy, with_retries
-from msgarchive_server.stores import ErrorKind, PutResult, Store, StoreError
+from msgarchive_server.domain.circuit import StoreCircuit
+from msgarchive_server.domain.errors import BadMessage, NotArchived, StoreUnusable
+from msgarchive_server.domain.payloads import compress, decompress, render
+from msgarchive_server.domain.retry import (
+    RetriesExhausted,
+    RetryPolicy,
+    opens_circuit,
+    with_retries,
+)
+from msgarchive_server.stores import PutResult, Store, StoreError
+from msgarchive_server.telemetry.metrics import Metrics
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -40,42 +45,6 @@ class Ack:
     version_id: str
     already_archived: bool
     stored_bytes: int
-
-
-class InvalidRequest(Exception):
-    """The request breaks the contract; nothing was written."""
-
-    def __init__(self, found: list[FieldViolation]) -> None:
-        super().__init__("; ".join(f"{v.field} {v.description}" for v in found))
-        self.violations = found
-
-
-class ArchiveFailed(Exception):
-    """The store did not confirm the copy; the message must not be sent."""
-
-    def __init__(self, channel: str, error: StoreError, attempts: int) -> None:
-        super().__init__(f"{error.code} after {attempts} attempt(s)")
-        self.channel = channel
-        self.error = error
-        self.attempts = attempts
-
-
-class ArchiveUnavailable(Exception):
-    """Archiving cannot work now (credentials, bucket); nothing was written."""
-
-    def __init__(self, channel: str, store_error: str, attempts: int = 0) -> None:
-        super().__init__(f"archiving is unavailable: {store_error}")
-        self.channel = channel
-        self.store_error = store_error
-        self.attempts = attempts
-
-
-class DeadlineTooClose(Exception):
-    """The caller's deadline left no time for a store attempt; nothing was written."""
-
-    def __init__(self, channel: str) -> None:
-        super().__init__("the deadline is too close for a store attempt")
-        self.channel = channel
 
 
 # The first guess of one store attempt's duration, before any is measured;
@@ -110,17 +79,16 @@ class Archiver:
         """Store `request`'s copy and return the ack.
 
         `deadline` is a `time.monotonic()` instant past which no retry starts.
-        Raises `InvalidRequest`, `ArchiveUnavailable`, `ArchiveFailed` or
-        `DeadlineTooClose`.
+        Raises `BadMessage`, `StoreUnusable`, `NotArchived` or `NoTimeToStore`.
         """
         found = violations(request)
         if found:
-            raise InvalidRequest(found)
+            raise BadMessage(found)
         where = location(request, self.store.prefix)
         sent_at_ms = self._clock_ms()
         body = render(request, message_id=where.message_id, sent_at_ms=sent_at_ms)
         if len(body) > self.max_message_bytes:
-            raise InvalidRequest(
+            raise BadMessage(
                 [
                     FieldViolation(
                         where.channel,
@@ -130,7 +98,7 @@ class Archiver:
                 ]
             )
         if self.circuit is not None and self.circuit.is_open:
-            raise ArchiveUnavailable(where.channel, self.circuit.reason)
+            raise StoreUnusable(self.circuit.reason)
         blob = compress(body)
         md5 = hashlib.md5(blob, usedforsecurity=False).digest()
         try:
@@ -140,19 +108,17 @@ class Archiver:
                 lambda: self._timed_put(where.key, blob, md5),
                 self.attempt_estimate,
             )
-        except retry.DeadlineTooClose:
-            raise DeadlineTooClose(where.channel) from None
         except RetriesExhausted as err:
-            if self.circuit is not None and retry.opens_circuit(err, self.retry):
+            if self.circuit is not None and opens_circuit(err, self.retry):
                 self.circuit.trip(err.error)
-                raise ArchiveUnavailable(where.channel, err.error.code, err.attempts) from None
-            raise ArchiveFailed(where.channel, err.error, err.attempts) from None
+                raise StoreUnusable(err.error.code, err.attempts) from None
+            raise NotArchived(err.error.code, err.attempts) from None
         stored = blob
         if result.existing_copy is not None:
             # A copy was there first (a retried or duplicate archive): ack that
             # copy as it is, once it is shown to be this message's copy.
             stored = result.existing_copy
-            sent_at_ms = _sent_at_of(stored, where.message_id, where.channel, attempts)
+            sent_at_ms = _sent_at_of(stored, where.message_id, attempts)
         elif self.metrics is not None:
             self.metrics.json_bytes.labels(where.channel).observe(len(body))
             self.metrics.stored_bytes.labels(where.channel).observe(len(blob))
@@ -187,8 +153,8 @@ class Archiver:
             self.metrics.store_seconds.labels(result).observe(seconds)
 
 
-def _sent_at_of(copy: bytes, message_id: str, channel: str, attempts: int) -> int:
-    """The `sent_at` of an existing copy; ArchiveFailed if it is not a sound copy."""
+def _sent_at_of(copy: bytes, message_id: str, attempts: int) -> int:
+    """The `sent_at` of an existing copy; NotArchived if it is not a sound copy."""
     try:
         fields = json.loads(decompress(copy))
         sent_at = fields["sent_at"]
@@ -196,7 +162,6 @@ def _sent_at_of(copy: bytes, message_id: str, channel: str, attempts: int) -> in
     except (ValueError, RuntimeError, KeyError, TypeError):
         ok = False
     if not ok:
-        error = StoreError("ExistingCopyUnreadable", ErrorKind.REJECTED, "not this message's copy")
-        raise ArchiveFailed(channel, error, attempts)
+        raise NotArchived("ExistingCopyUnreadable", attempts)
     result: int = sent_at
     return result

@@ -11,15 +11,12 @@ import argparse
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from msgarchive.keys import normalize_prefix
+from msgarchive_server.stores.location import BadLocation, store_location
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_STORE = "./archive"
-BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 SSE_MODES = ("AES256", "aws:kms")
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -292,12 +289,6 @@ OPTIONS: tuple[Option, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class S3Location:
-    bucket: str
-    prefix: str
-
-
-@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the sidecar is configured with."""
 
@@ -329,7 +320,11 @@ class Settings:
     log_format: str = "auto"
 
     def __post_init__(self) -> None:
-        store_location(self.store)
+        try:
+            store_location(self.store)
+        except BadLocation as err:
+            where = f"--store {self.store}" if self.store.strip() else "--store"
+            raise ConfigError(f"{where}: {err}") from None
         if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
             raise ConfigError("--s3-sse-kms-key-id needs --s3-sse aws:kms")
         if not self.listen.strip():
@@ -381,31 +376,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
             metavar=option.metavar,
             help=f"{option.help} [env {option.env}; default {default}]",
         )
-
-
-def store_location(store: str) -> Path | S3Location:
-    """A directory for the local store, or the bucket and prefix for S3."""
-    if "://" not in store:
-        if not store.strip():
-            raise ConfigError("--store: a directory or s3://BUCKET is required")
-        return Path(store)
-    parts = urlsplit(store)
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise ConfigError(f"--store {store}: file URLs name a local path (file:///PATH)")
-        if not parts.path:
-            raise ConfigError(f"--store {store}: missing directory path")
-        return Path(parts.path)
-    if parts.scheme == "s3":
-        if not parts.netloc:
-            raise ConfigError(f"--store {store}: missing bucket name (s3://BUCKET[/PREFIX])")
-        if not BUCKET_NAME.fullmatch(parts.netloc) or ".." in parts.netloc:
-            raise ConfigError(f"--store {store}: {parts.netloc!r} is not a valid bucket name")
-        return S3Location(parts.netloc, normalize_prefix(parts.path))
-    raise ConfigError(
-        f"--store {store}: unknown store URL scheme {parts.scheme!r} "
-        "(use a directory, file://PATH or s3://BUCKET[/PREFIX])"
-    )
 
 
 def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:

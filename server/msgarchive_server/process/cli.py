@@ -1,4 +1,9 @@
-"""The `msgarchive` command: run the sidecar, or ask one whether it is healthy."""
+"""The `msgarchive` command: run the sidecar, ask one whether it is healthy, read copies.
+
+Parsing imports nothing of the sidecar's own dependencies, so the client
+commands (health, view, get, api-key) work where msgarchive is installed
+without its `[server]` extra; serve and cat say in one line to install it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from msgarchive_server.config import DEFAULT_LISTEN, ConfigError, Settings, add_options
+from msgarchive.keys import CHANNEL_NAMES
+from msgarchive_server.process.config import DEFAULT_LISTEN, ConfigError, Settings, add_options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="read one copy by key or by parts (GetArchivedMessage)")
     _client_options(get)
     get.add_argument("--key", help="the copy's full key")
-    get.add_argument("--channel", choices=["push", "email", "sms", "whatsapp"])
+    get.add_argument("--channel", choices=CHANNEL_NAMES)
     get.add_argument("--month", help="yyyymm")
     get.add_argument("--campaign-id")
     get.add_argument("--recipient")
@@ -73,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:
-    from msgarchive_server.commands import add_client_options
+    from msgarchive_server.process.commands import add_client_options
 
     add_client_options(parser)
 
@@ -82,12 +88,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "health":
-            from msgarchive_server.healthcheck import check_health
+            from msgarchive_server.process.healthcheck import check_health
 
             return check_health(args)
         if args.command == "serve":
             return _serve(args)
-        from msgarchive_server import commands
+        from msgarchive_server.process import commands
 
         if (
             args.command == "get"
@@ -119,9 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from msgarchive_server.app import StartupError, serve
-    from msgarchive_server.logs import configure_logging
-    from msgarchive_server.workers import WORKER_ENV
+    from msgarchive_server.process.app import StartupError, serve
+    from msgarchive_server.process.workers import WORKER_ENV
+    from msgarchive_server.telemetry.logs import configure_logging
 
     try:
         settings = Settings.load(args, os.environ)

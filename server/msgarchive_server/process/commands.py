@@ -1,4 +1,9 @@
-"""The `msgarchive` subcommands other than `serve`: view, get, cat, api-key."""
+"""The `msgarchive` subcommands other than `serve`: view, get, cat, api-key.
+
+view, get and api-key need only the client library: they work where
+`msgarchive` is installed without the `[server]` extra. cat reads copies with
+the sidecar's own code (lz4, boto3), imported when it runs.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +17,9 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from msgarchive import ArchiveClient, MsgArchiveError
+from msgarchive.keys import channel_named
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.accounts import new_api_key
-from msgarchive_server.payloads import decompress
-
-CHANNELS = {
-    "push": pb.CHANNEL_PUSH,
-    "email": pb.CHANNEL_EMAIL,
-    "sms": pb.CHANNEL_SMS,
-    "whatsapp": pb.CHANNEL_WHATSAPP,
-}
+from msgarchive_server.domain.accounts import new_api_key
 
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +78,7 @@ def get(args: argparse.Namespace) -> int:
     else:
         request = pb.GetArchivedMessageRequest(
             parts=pb.MessageLocator(
-                channel=CHANNELS[args.channel],
+                channel=channel_named(args.channel).enum,
                 yyyymm=args.month,
                 campaign_id=args.campaign_id,
                 recipient=args.recipient,
@@ -92,6 +90,8 @@ def get(args: argparse.Namespace) -> int:
 
 def cat(args: argparse.Namespace) -> int:
     """Decode an archived .json.lz4 file and print its JSON."""
+    from msgarchive_server.domain.payloads import decompress
+
     source: str = args.source
     try:
         if source.startswith("s3://"):

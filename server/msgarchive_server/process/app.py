@@ -17,21 +17,29 @@ from grpc_reflection.v1alpha import reflection
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
-from msgarchive_server.access import Access, Tenant
-from msgarchive_server.accounts import Accounts
-from msgarchive_server.archive import Archiver
-from msgarchive_server.backpressure import InFlightLimit
-from msgarchive_server.circuit import StoreCircuit
-from msgarchive_server.config import S3Location, Settings, store_location
-from msgarchive_server.interceptors import RequestLogInterceptor
-from msgarchive_server.metrics import Metrics
-from msgarchive_server.ratelimit import RateLimiter
-from msgarchive_server.reads import Reader
-from msgarchive_server.retry import RetriesExhausted, RetryPolicy, opens_circuit, with_retries
-from msgarchive_server.servicer import ArchiveServicer
+from msgarchive_server.domain.accounts import Accounts, AccountsFileError
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.circuit import StoreCircuit
+from msgarchive_server.domain.ratelimit import RateLimiter
+from msgarchive_server.domain.reads import Reader
+from msgarchive_server.domain.retry import (
+    RetriesExhausted,
+    RetryPolicy,
+    opens_circuit,
+    with_retries,
+)
+from msgarchive_server.edge.access import Access, Tenant
+from msgarchive_server.edge.backpressure import InFlightLimit
+from msgarchive_server.edge.calls import ArchiveCalls
+from msgarchive_server.edge.interceptors import RequestLogInterceptor
+from msgarchive_server.edge.servicer import ArchiveServicer
+from msgarchive_server.edge.streams import ArchiveStreams
+from msgarchive_server.process.config import Settings
+from msgarchive_server.process.workers import WORKER_ENV, supervise
 from msgarchive_server.stores import Store
 from msgarchive_server.stores.local import LocalStore
-from msgarchive_server.workers import WORKER_ENV, supervise
+from msgarchive_server.stores.location import S3Location, store_location
+from msgarchive_server.telemetry.metrics import Metrics
 
 log = structlog.get_logger("msgarchive.server")
 
@@ -82,31 +90,23 @@ class Sidecar:
         self.metrics = Metrics()
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.retry = RetryPolicy(max_retries=settings.max_retries)
-        self.accounts = (
-            Accounts.load(Path(settings.accounts)) if settings.accounts else Accounts({})
-        )
-        by_url: dict[str, Tenant] = {}
-        if self.accounts.configured:
-            tenants = {
-                a.account_id: by_url.get(a.store)
-                or by_url.setdefault(a.store, self._tenant(a.store))
-                for a in self.accounts.accounts.values()
-            }
-            default = None
-        else:
-            tenants = {}
-            default = by_url.setdefault(settings.store, self._tenant(settings.store, store))
-        self.tenants = list(by_url.values())
+        try:
+            self.accounts = (
+                Accounts.load(Path(settings.accounts)) if settings.accounts else Accounts({})
+            )
+        except AccountsFileError as err:
+            raise StartupError(str(err)) from None
+        # One tenant per account (accounts never share a store: Accounts.load
+        # checks), or one default tenant for every account without a file.
+        tenants = {a.account_id: self._tenant(a.store) for a in self.accounts.accounts.values()}
+        default = None if tenants else self._tenant(settings.store, store)
+        self.tenants = [default] if default else list(tenants.values())
         for tenant in self.tenants:
             self.metrics.store_available.labels(tenant.store.bucket).set(1)
         access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
-        servicer = ArchiveServicer(
-            access,
-            self.metrics,
-            InFlightLimit(settings.max_in_flight),
-            stream_window=settings.stream_window,
-        )
-        self.servicer = servicer
+        calls = ArchiveCalls(access, self.metrics, InFlightLimit(settings.max_in_flight))
+        self.streams = ArchiveStreams(calls, settings.stream_window)
+        servicer = ArchiveServicer(access, self.metrics, calls, self.streams)
         # A --workers worker shares its port with its siblings; otherwise no
         # one may share it (gRPC would allow it by default on Linux).
         reuse_port = WORKER_ENV in os.environ
@@ -182,7 +182,7 @@ class Sidecar:
         for tenant in self.tenants:
             tenant.circuit.stop()
         stopped.wait()
-        self.servicer.stream_pool.shutdown(wait=True, cancel_futures=False)
+        self.streams.close()
         self.metrics.close()
         for tenant in self.tenants:
             tenant.store.close()
@@ -236,7 +236,7 @@ def build_server(settings: Settings, store: Store | None = None) -> Sidecar:
     return Sidecar(settings, store)
 
 
-def check_store(sidecar: Sidecar, settings: Settings) -> None:
+def check_store(sidecar: Sidecar) -> None:
     """Probe every store at startup, with the archive retry policy.
 
     An unusable local directory stops startup. A remote store that refuses the
@@ -292,7 +292,7 @@ def serve(settings: Settings) -> int:
     if settings.workers > 1:
         return supervise(settings)
     sidecar = build_server(settings)
-    check_store(sidecar, settings)
+    check_store(sidecar)
     store = sidecar.store
     stopping = threading.Event()
 

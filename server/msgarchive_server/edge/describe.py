@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from msgarchive.keys import CHANNEL_FOLDERS
-from msgarchive_server.reads import Copy, sent_time
+from msgarchive_server.domain.reads import Copy, sent_time
 
-_CHANNEL_OF_FOLDER = {folder: channel for channel, folder in CHANNEL_FOLDERS.items()}
 _TITLE_PATHS = (
     ("title",),
     ("notification", "title"),
@@ -35,17 +33,10 @@ _TEXT_PATHS = (
 )
 
 
-def channel_of_key(key: str) -> str:
-    """push, email, sms or whatsapp, from the key's channel folder."""
-    parts = key.split("/")
-    folder = parts[parts.index("sent_messages") + 1]
-    return _CHANNEL_OF_FOLDER[folder]
-
-
 def details(copy: Copy) -> dict[str, Any]:
     """MessageDetails fields of a copy."""
     fields = copy.fields
-    channel = channel_of_key(copy.key)
+    channel = copy.parts.channel
     sent_at = int(fields.get("sent_at", 0))
     return {
         "message_id": str(fields.get("message_id", "")),
@@ -66,7 +57,7 @@ def details(copy: Copy) -> dict[str, Any]:
 def content(copy: Copy) -> dict[str, Any]:
     """MessageContent fields of a copy."""
     fields = copy.fields
-    channel = channel_of_key(copy.key)
+    channel = copy.parts.channel
     if channel == "email":
         return {
             "subject": _text(fields.get("subject")),

@@ -1,6 +1,6 @@
 """The archived copy: one JSON object per message, compressed as an LZ4 frame.
 
-Field names and order follow the contract (DESIGN §1). Ids that are canonical
+Field names and order follow the contract (the README's "The archived copy"). Ids that are canonical
 decimal integers become JSON numbers, as in the reference examples; optional
 fields that are absent are left out, never written as null. The push payload
 is spliced in as the sender's own JSON text, so its numbers are kept exactly

@@ -1,0 +1,121 @@
+"""The unit of work of one archive, shared by Archive and ArchiveStream.
+
+`ArchiveCalls` admits a call under the in-flight bound, archives it into the
+caller's account's store, and counts and logs how it ended. The unary RPC
+refuses at once when the bound is full; a stream waits for a place instead
+(gRPC flow control then holds its sender back). Either way the same `run`
+does the work, so both paths count, log and answer alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive.validation import FieldViolation, violations
+from msgarchive_server.domain.archive import Ack
+from msgarchive_server.domain.errors import (
+    BadMessage,
+    DomainError,
+    InFlightFull,
+    InternalFault,
+    NotArchived,
+    StoreUnusable,
+)
+from msgarchive_server.edge.access import Access
+from msgarchive_server.edge.backpressure import InFlightLimit
+from msgarchive_server.telemetry.metrics import Metrics
+
+log = structlog.get_logger("msgarchive.archive")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is archiving: the call's credentials, whether it is local, its deadline
+    (a `time.monotonic()` instant, or None)."""
+
+    authorization: str
+    local: bool
+    deadline: float | None
+
+
+class ArchiveCalls:
+    def __init__(self, access: Access, metrics: Metrics, in_flight: InFlightLimit) -> None:
+        self.access = access
+        self.metrics = metrics
+        self.in_flight = in_flight
+
+    def admit(self) -> None:
+        """Take an in-flight place now, or raise InFlightFull (counted as rejected)."""
+        if not self.in_flight.try_enter():
+            self.metrics.rejected.inc()
+            raise InFlightFull(self.in_flight.limit)
+
+    def admit_within(self, timeout: float) -> bool:
+        """Take an in-flight place, waiting up to `timeout` seconds; False if none freed."""
+        return self.in_flight.enter(timeout)
+
+    def run(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
+        """Archive an admitted request, giving its place back when done.
+
+        Returns the ack of a stored copy; raises a `DomainError` otherwise
+        (`InternalFault` for anything unexpected). Either way the outcome is
+        counted in the metrics and bound to the call's log line.
+        """
+        channel = request.WhichOneof("message") or "none"
+        self.metrics.in_flight.inc()
+        started = time.perf_counter()
+        try:
+            ack = self._archive(request, caller)
+        except DomainError as err:
+            outcome = err.outcome
+            self._count_failure(err)
+            raise
+        else:
+            outcome = "already_archived" if ack.already_archived else "ok"
+            structlog.contextvars.bind_contextvars(
+                attempts=ack.attempts,
+                message_id=ack.message_id,
+                already_archived=ack.already_archived,
+                stored_bytes=ack.stored_bytes,
+            )
+            return ack
+        finally:
+            self.in_flight.leave()
+            self.metrics.in_flight.dec()
+            self.metrics.archive_seconds.labels(channel, outcome).observe(
+                time.perf_counter() - started
+            )
+
+    def _archive(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
+        try:
+            tenant = self.access.archive_tenant(
+                request.account_id, caller.authorization, caller.local
+            )
+            if tenant is None:
+                raise BadMessage(
+                    [
+                        *violations(request),
+                        FieldViolation("account_id", "is not a configured account"),
+                    ]
+                )
+            return tenant.archiver.archive(request, caller.deadline)
+        except DomainError:
+            raise
+        except Exception:
+            log.exception("archive crashed")
+            raise InternalFault from None
+
+    def _count_failure(self, err: DomainError) -> None:
+        self.metrics.failures.labels(err.reason_name, err.metadata.get("store_error", "-")).inc()
+        fields: dict[str, object] = {"reason": err.reason_name}
+        if isinstance(err, BadMessage):
+            fields["invalid_fields"] = [v.field for v in err.violations]
+        elif isinstance(err, NotArchived | StoreUnusable):
+            fields.update(attempts=err.attempts, store_error=err.store_error)
+        structlog.contextvars.bind_contextvars(**fields)
+        if isinstance(err, NotArchived):
+            log.warning("failed to archive", store_error=err.store_error, attempts=err.attempts)

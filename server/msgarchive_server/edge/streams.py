@@ -1,0 +1,172 @@
+"""ArchiveStream: many archives pipelined on one stream, concurrently up to a window.
+
+A reader thread takes each request, waits for a place in the stream's window
+and in the sidecar's in-flight bound, and hands the message to the shared
+stream pool. While either is full it stops reading, so gRPC flow control
+holds the sender back instead of buffering without limit. Every request gets
+exactly one answer, an ack or that message's error, in completion order.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive.validation import FieldViolation
+from msgarchive_server.domain.errors import BadMessage, DomainError
+from msgarchive_server.edge.calls import ArchiveCalls, Caller
+from msgarchive_server.edge.response import to_response
+from msgarchive_server.edge.status import to_archive_error
+
+log = structlog.get_logger("msgarchive.stream")
+
+# How often a waiting reader checks that the stream is still open.
+_WAIT_SLICE = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    response: pb.ArchiveStreamResponse
+    holds_place: bool  # it took a window place, to give back once sent
+
+
+class ArchiveStreams:
+    """Serves ArchiveStream calls; their messages run on one pool, no larger than
+    the in-flight bound."""
+
+    def __init__(self, calls: ArchiveCalls, window: int) -> None:
+        self.calls = calls
+        self.window = window
+        self.pool = futures.ThreadPoolExecutor(
+            max_workers=calls.in_flight.limit, thread_name_prefix="stream"
+        )
+
+    def close(self) -> None:
+        """Let the messages already handed over finish."""
+        self.pool.shutdown(wait=True, cancel_futures=False)
+
+    def serve(
+        self,
+        requests: Iterator[pb.ArchiveStreamRequest],
+        caller: Caller,
+        is_active: Callable[[], bool],
+    ) -> Iterator[pb.ArchiveStreamResponse]:
+        """The answers to one stream's requests, as they complete.
+
+        `is_active` says whether the call is still open (gRPC's
+        `context.is_active`); once it is not, nothing more is read or sent.
+        """
+        window = threading.Semaphore(self.window)
+        answers: queue.Queue[_Answer | None] = queue.Queue()  # None: reading has ended
+        pending: set[str] = set()
+        lock = threading.Lock()
+        read = [0]
+
+        def wait_for(take: threading.Semaphore | None) -> bool:
+            """Take a window place (`take`) or an in-flight place; False if the call ended."""
+            while is_active():
+                got = (
+                    take.acquire(timeout=_WAIT_SLICE)
+                    if take is not None
+                    else self.calls.admit_within(_WAIT_SLICE)
+                )
+                if got:
+                    return True
+            return False
+
+        def archive_one(request_id: str, archive: pb.ArchiveRequest) -> None:
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(
+                request_id=request_id,
+                method="ArchiveStream",
+                channel=archive.WhichOneof("message"),
+            )
+            started = time.perf_counter()
+            try:
+                ack = self.calls.run(archive, caller)
+            except DomainError as err:
+                response = _refused(request_id, err)
+                # The stream has its own summary line; a message gets one when
+                # it failed (warning), or at debug level when it was archived.
+                log.warning("archive", code=response.error.code, duration_ms=_ms_since(started))
+            else:
+                response = pb.ArchiveStreamResponse(
+                    request_id=request_id, ack=to_response(request_id, ack)
+                )
+                log.debug("archive", code="OK", duration_ms=_ms_since(started))
+            structlog.contextvars.clear_contextvars()
+            answers.put(_Answer(response, holds_place=True))
+
+        def unread() -> None:
+            """The call ended before this request could start: it will not be answered."""
+            with lock:
+                read[0] -= 1
+
+        def reader() -> None:
+            try:
+                for message in requests:
+                    request_id = message.archive.request_id
+                    with lock:
+                        read[0] += 1
+                        problem = _request_id_problem(request_id, pending)
+                        if problem is None:
+                            pending.add(request_id)
+                    if problem is not None:
+                        refused = BadMessage([FieldViolation("archive.request_id", problem)])
+                        answers.put(_Answer(_refused(request_id, refused), holds_place=False))
+                        continue
+                    if not wait_for(window):
+                        unread()
+                        return
+                    if not wait_for(None):
+                        window.release()
+                        unread()
+                        return
+                    self.pool.submit(archive_one, request_id, message.archive)
+            except grpc.RpcError:
+                pass  # the caller went away; what was read is still answered
+            finally:
+                answers.put(None)
+
+        threading.Thread(target=reader, name="stream-reader", daemon=True).start()
+        done, answered = False, 0
+        while not done or answered < read[0]:
+            try:
+                answer = answers.get(timeout=_WAIT_SLICE)
+            except queue.Empty:
+                if not is_active():
+                    return  # cancelled or past its deadline: nobody is listening
+                continue
+            if answer is None:
+                done = True
+                continue
+            answered += 1
+            if answer.holds_place:
+                with lock:
+                    pending.discard(answer.response.request_id)
+                window.release()
+            yield answer.response
+
+
+def _request_id_problem(request_id: str, pending: set[str]) -> str | None:
+    if not request_id:
+        return "is required on a stream: answers are matched to requests by it"
+    if request_id in pending:
+        return "is already in flight on this stream"
+    return None
+
+
+def _refused(request_id: str, err: DomainError) -> pb.ArchiveStreamResponse:
+    return pb.ArchiveStreamResponse(request_id=request_id, error=to_archive_error(err))
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

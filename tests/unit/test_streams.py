@@ -1,0 +1,174 @@
+"""The ArchiveStream path through the public unit of work, with an in-memory store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.domain.accounts import Accounts
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.circuit import StoreCircuit
+from msgarchive_server.domain.errors import InFlightFull
+from msgarchive_server.domain.ratelimit import RateLimiter
+from msgarchive_server.domain.reads import Reader
+from msgarchive_server.edge.access import Access, Tenant
+from msgarchive_server.edge.backpressure import InFlightLimit
+from msgarchive_server.edge.calls import ArchiveCalls, Caller
+from msgarchive_server.edge.streams import ArchiveStreams
+from msgarchive_server.stores import PutResult
+from msgarchive_server.telemetry.metrics import Metrics
+from tests import samples
+from tests.unit.fakes import FakeStore
+
+LOCAL = Caller(authorization="", local=True, deadline=None)
+WAIT = 30.0  # generous: only a broken implementation waits this long
+
+
+class HeldStore(FakeStore):
+    """Each write waits until `release` is set; `entered` counts writes begun."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+
+    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+        self.entered.release()
+        assert self.release.wait(WAIT)
+        return super().put(key, body, md5)
+
+
+def calls_for(store: FakeStore, in_flight: int = 8) -> ArchiveCalls:
+    tenant = Tenant(store, StoreCircuit(store), Archiver(store), Reader(store))
+    access = Access(Accounts({}), {}, tenant, RateLimiter(1000))
+    return ArchiveCalls(access, Metrics(), InFlightLimit(in_flight))
+
+
+def stream_of(*requests: pb.ArchiveRequest) -> Iterator[pb.ArchiveStreamRequest]:
+    for request in requests:
+        yield pb.ArchiveStreamRequest(archive=request)
+
+
+def sms(n: int, request_id: str | None = None) -> pb.ArchiveRequest:
+    request = samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n)
+    request.request_id = str(n) if request_id is None else request_id
+    return request
+
+
+def metric(calls: ArchiveCalls, name: str, **labels: str) -> float:
+    value = calls.metrics.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+def test_every_message_gets_one_answer_matched_by_request_id() -> None:
+    store = FakeStore()
+    calls = calls_for(store)
+    streams = ArchiveStreams(calls, window=4)
+    bad = sms(2)
+    bad.sms.to = "12"
+    try:
+        answers = list(
+            streams.serve(stream_of(sms(0), sms(1), bad, sms(3, "")), LOCAL, lambda: True)
+        )
+    finally:
+        streams.close()
+    by_id = {answer.request_id: answer for answer in answers}
+    assert len(answers) == 4
+    assert sorted(by_id) == ["", "0", "1", "2"]
+    for ok in ("0", "1"):
+        assert by_id[ok].ack.key in store.objects
+        assert by_id[ok].ack.request_id == ok
+    invalid = by_id["2"].error
+    assert (invalid.code, invalid.reason) == ("INVALID_ARGUMENT", "INVALID_MESSAGE")
+    assert [v.field for v in invalid.field_violations] == ["sms.to"]
+    unnamed = by_id[""].error
+    assert [v.field for v in unnamed.field_violations] == ["archive.request_id"]
+    assert len(store.objects) == 2
+    assert (
+        metric(calls, "msgarchive_archive_duration_seconds_count", channel="sms", outcome="ok") == 2
+    )
+    assert (
+        metric(
+            calls, "msgarchive_archive_failures_total", reason="INVALID_MESSAGE", store_error="-"
+        )
+        == 1
+    )
+
+
+def test_a_twin_of_a_message_in_flight_is_refused_and_the_window_holds_the_reader() -> None:
+    store = HeldStore()
+    calls = calls_for(store)
+    streams = ArchiveStreams(calls, window=2)
+    pulled: list[str] = []
+
+    def requests() -> Iterator[pb.ArchiveStreamRequest]:
+        for request in (sms(0, "a"), sms(1, "a"), sms(2, "b"), sms(3, "c"), sms(4, "d")):
+            pulled.append(request.request_id)
+            yield pb.ArchiveStreamRequest(archive=request)
+
+    answers = streams.serve(requests(), LOCAL, lambda: True)
+    try:
+        # "a" is held in the store: its twin is answered at once, before any ack.
+        twin = next(answers)
+        assert twin.request_id == "a"
+        assert [v.field for v in twin.error.field_violations] == ["archive.request_id"]
+        assert store.entered.acquire(timeout=WAIT)  # "a" is being written
+        assert store.entered.acquire(timeout=WAIT)  # and "b": the window (2) is full
+        # Until a place frees, the reader cannot take more than the one it waits with.
+        assert pulled[:4] == ["a", "a", "b", "c"]
+        assert len(pulled) <= 4
+        store.release.set()
+        rest = list(answers)
+    finally:
+        store.release.set()
+        streams.close()
+    assert sorted(answer.request_id for answer in rest) == ["a", "b", "c", "d"]
+    assert all(answer.HasField("ack") for answer in rest)
+    assert pulled == ["a", "a", "b", "c", "d"]
+    assert metric(calls, "msgarchive_archives_in_flight") == 0
+
+
+def test_the_unary_path_is_refused_when_the_bound_is_full() -> None:
+    store = HeldStore()
+    calls = calls_for(store, in_flight=1)
+    calls.admit()
+    worker = threading.Thread(target=calls.run, args=(sms(0), LOCAL))
+    worker.start()
+    try:
+        assert store.entered.acquire(timeout=WAIT)
+        with pytest.raises(InFlightFull) as raised:
+            calls.admit()
+        assert raised.value.retry_after == pytest.approx(0.05)
+        assert metric(calls, "msgarchive_archives_rejected_total") == 1
+        assert metric(calls, "msgarchive_archives_in_flight") == 1
+    finally:
+        store.release.set()
+        worker.join(WAIT)
+    calls.admit()  # the place was given back
+    calls.run(sms(1), LOCAL)
+    assert len(store.objects) == 2
+
+
+def test_a_stream_that_ends_stops_reading_and_answering() -> None:
+    store = HeldStore()
+    calls = calls_for(store, in_flight=1)
+    streams = ArchiveStreams(calls, window=4)
+    active = threading.Event()
+    active.set()
+    answers = streams.serve(stream_of(sms(0), sms(1), sms(2)), LOCAL, active.is_set)
+    finished: list[list[pb.ArchiveStreamResponse]] = []
+    consumer = threading.Thread(target=lambda: finished.append(list(answers)))
+    consumer.start()
+    try:
+        assert store.entered.acquire(timeout=WAIT)  # "0" holds the only in-flight place
+        active.clear()  # the caller cancels
+        consumer.join(WAIT)
+        assert not consumer.is_alive()
+        assert finished == [[]]  # nobody is listening: nothing is sent
+    finally:
+        store.release.set()
+        streams.close()
+    assert len(store.objects) == 1  # what had started finishes; the rest never started
