@@ -117,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     except ModuleNotFoundError as err:
         print(
-            f"msgarchive: error: {err.name} is missing: install the sidecar with "
-            "pip install 'msgarchive[server]'",
+            f"msgarchive: error: {args.command} needs the sidecar's dependencies "
+            f"({err.name} is missing): pip install 'msgarchive[server]'",
             file=sys.stderr,
         )
         return 2

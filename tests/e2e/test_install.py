@@ -1,0 +1,106 @@
+"""Installed as users get it: `python -m build`, then the wheel alone in a clean venv.
+
+Without the `[server]` extra, the client library imports and the `msgarchive`
+command's client commands work against a running sidecar; the server commands
+say in one line which extra to install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from msgarchive import ArchiveClient
+from tests import samples
+from tests.sidecar import SidecarProcess
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+# A copy of the environment without the dev venv on PATH or PYTHONPATH.
+CLEAN_ENV = {
+    k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+}
+
+
+def run(*command: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=CLEAN_ENV,
+    )
+
+
+@pytest.fixture(scope="module")
+def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding the built wheel without extras; its bin directory."""
+    work = tmp_path_factory.mktemp("install")
+    built = run(sys.executable, "-m", "build", "--outdir", work / "dist", REPO)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    (wheel,) = (work / "dist").glob("msgarchive-*.whl")
+    assert list((work / "dist").glob("msgarchive-*.tar.gz")), "no sdist"
+    venv = work / "venv"
+    made = run(sys.executable, "-m", "venv", venv)
+    assert made.returncode == 0, made.stderr
+    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    return venv / "bin"
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    store = tmp_path_factory.mktemp("copies")
+    running = SidecarProcess(["--listen=127.0.0.1:0", f"--store={store}"]).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_the_client_install_has_no_server_dependencies(client_venv: Path) -> None:
+    probe = (
+        "import importlib.util, msgarchive\n"
+        "from msgarchive import ArchiveClient, AsyncArchiveClient, locate\n"
+        "print([m for m in ('boto3', 'lz4', 'structlog', 'tenacity', 'prometheus_client')"
+        " if importlib.util.find_spec(m)])\n"
+    )
+    done = run(client_venv / "python", "-c", probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_client_commands_work_without_the_server_extra(
+    client_venv: Path, sidecar: SidecarProcess
+) -> None:
+    msgarchive = client_venv / "msgarchive"
+    health = run(msgarchive, "health", "--address", sidecar.address)
+    assert (health.returncode, health.stdout.strip()) == (0, "SERVING"), health.stderr
+    with ArchiveClient(sidecar.address) as client:
+        ack = client.archive(samples.sms_request())
+    got = run(msgarchive, "get", "--address", sidecar.address, "--key", ack.key)
+    assert got.returncode == 0, got.stderr
+    answer = json.loads(got.stdout)
+    assert answer["file_info"]["key"] == ack.key
+    assert json.loads(answer["archived_json"])["message_id"] == ack.message_id
+    key = run(msgarchive, "api-key")
+    assert key.returncode == 0, key.stderr
+    assert "api_key_sha256" in key.stdout
+
+
+@pytest.mark.parametrize("command", [["serve"], ["cat", "copy.json.lz4"]])
+def test_server_commands_name_the_extra_in_one_line(client_venv: Path, command: list[str]) -> None:
+    done = run(client_venv / "msgarchive", *command)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"msgarchive: error: {command[0]} needs the sidecar's dependencies")
+    assert "pip install 'msgarchive[server]'" in line
+    assert "Traceback" not in done.stderr
