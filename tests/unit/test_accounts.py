@@ -129,7 +129,7 @@ def test_local_peers(peer: str, local: bool) -> None:
 
 def access(accounts: Accounts, per_minute: int = 1000) -> Access:
     tenants = {name: object() for name in accounts.accounts}
-    default = None if accounts.configured else object()
+    default = None if accounts.accounts else object()
     return Access(accounts, tenants, default, RateLimiter(per_minute))  # type: ignore[arg-type]
 
 

@@ -60,10 +60,6 @@ class Accounts:
         self._digests = [(a.account_id, d) for a in accounts.values() for d in a.key_digests]
 
     @property
-    def configured(self) -> bool:
-        return bool(self.accounts)
-
-    @property
     def has_keys(self) -> bool:
         return bool(self._digests)
 

@@ -35,7 +35,6 @@ DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 class Ack:
     """A stored, verified copy."""
 
-    channel: str
     message_id: str
     bucket: str
     key: str
@@ -123,7 +122,6 @@ class Archiver:
             self.metrics.json_bytes.labels(where.channel).observe(len(body))
             self.metrics.stored_bytes.labels(where.channel).observe(len(blob))
         return Ack(
-            channel=where.channel,
             message_id=where.message_id,
             bucket=self.store.bucket,
             key=where.key,

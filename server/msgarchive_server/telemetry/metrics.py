@@ -7,7 +7,6 @@ ids or message content.
 
 from __future__ import annotations
 
-import threading
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -84,12 +83,11 @@ class Metrics:
             "msgarchive_reads", "Read calls, by RPC and status code.", ["rpc", "code"], registry=r
         )
         self._server: WSGIServer | None = None
-        self._thread: threading.Thread | None = None
 
     def serve(self, address: str) -> int:
         """Serve /metrics on HOST:PORT; the port (OSError if it is taken)."""
         host, _, port = address.rpartition(":")
-        self._server, self._thread = start_http_server(
+        self._server, _ = start_http_server(
             int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
         )
         return int(self._server.server_port)
