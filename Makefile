@@ -11,6 +11,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUF := node_modules/.bin/buf
 PROTO_FILES := $(wildcard protos/msgarchive/v1/*.proto)
+# pytest-xdist workers for `make test`, each with its own SeaweedFS; a file's
+# tests stay on one worker (they share module fixtures).
+TEST_WORKERS ?= 2
 
 .PHONY: help run test lint protos check-protos tools bench clean
 
@@ -56,7 +59,7 @@ lint: tools
 	$(BIN)/hadolint Dockerfile
 
 test: tools lint check-protos
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

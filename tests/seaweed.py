@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -173,14 +174,16 @@ class SeaweedFS:
         return name
 
     def stop(self) -> None:
+        """Stop weed and anything it started. Its data is throwaway, so a slow
+        graceful shutdown (it can take 10 s after a busy run) is cut short."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
         try:
-            self.process.wait(10)
+            self.process.wait(3)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(30)
 
 
 def keys_in(client: S3Client, bucket: str) -> list[str]:
