@@ -41,7 +41,7 @@ def health(address: str) -> str:
     return done.stdout.strip() or done.stderr.strip()
 
 
-def wait_until_serving(address: str, timeout: float = 20.0) -> None:
+def wait_until_serving(address: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while health(address) != "SERVING":
         assert time.monotonic() < deadline, "the sidecar did not recover"

@@ -312,7 +312,8 @@ def test_one_account_never_reads_another_accounts_copies(world: World) -> None:
     assert not any(key.startswith("globex/") for key in listed)
     with world.client("globex") as globex:  # the owner reads it every way
         assert globex.view_message(view).file_info.key == theirs.key
-        assert globex.get_archived_message(pb.GetArchivedMessageRequest(parts=parts))
+        got = globex.get_archived_message(pb.GetArchivedMessageRequest(parts=parts))
+        assert got.file_info.key == theirs.key
         assert theirs.key in [m.key for m in globex.iter_archived_messages(everything)]
 
 
