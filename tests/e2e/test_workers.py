@@ -45,7 +45,10 @@ def test_workers_share_the_port_and_their_metrics_add_up(tmp_path: Path) -> None
     sidecar, metrics_port = start_workers(tmp_path)
     try:
         for n in range(40):  # a connection each: the kernel spreads them
-            with ArchiveClient(sidecar.address) as client:
+            # Its own subchannel pool, or gRPC may hand the new channel the
+            # previous one's connection while that is still open.
+            own_connection = [("grpc.use_local_subchannel_pool", 1)]
+            with ArchiveClient(sidecar.address, options=own_connection) as client:
                 client.archive(samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n))
         url = f"http://127.0.0.1:{metrics_port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as reply:
