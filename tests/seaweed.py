@@ -19,12 +19,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.config
 
-from msgarchive_server.stores.s3 import PROBE_KEY
+from msgarchive_server.stores.s3 import PROBE_KEY, S3Options, S3Store
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -167,6 +167,29 @@ class SeaweedFS:
 
     def client(self) -> S3Client:
         return s3_client(self.endpoint)
+
+    def session(
+        self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY
+    ) -> boto3.session.Session:
+        """A boto3 session holding one identity's credentials, for an S3Store."""
+        return boto3.session.Session(
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=REGION
+        )
+
+    def store(
+        self,
+        bucket: str,
+        *,
+        endpoint: str | None = None,
+        access_key: str = ACCESS_KEY,
+        secret_key: str = SECRET_KEY,
+        **options: Any,
+    ) -> S3Store:
+        """The sidecar's S3 store for `bucket` (at `endpoint`: this SeaweedFS by default)."""
+        settings = S3Options(
+            bucket=bucket, endpoint_url=endpoint or self.endpoint, path_style=True, **options
+        )
+        return S3Store(settings, session=self.session(access_key, secret_key))
 
     def new_bucket(self) -> str:
         name = f"t-{uuid.uuid4().hex[:20]}"

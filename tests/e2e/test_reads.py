@@ -34,7 +34,6 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.accounts import key_digest
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.payloads import decompress
-from msgarchive_server.stores.s3 import S3Options, S3Store
 from tests import samples
 from tests.seaweed import SeaweedFS
 from tests.sidecar import SidecarProcess
@@ -117,7 +116,7 @@ def world(seaweed: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Itera
         built.acks["damaged"] = client.archive(damaged)
     # A copy archived at a month boundary, by the same pipeline with its clock set.
     boundary = samples.sms_request(batch_id="20240930", account_id="acme")
-    store = S3Store(S3Options(bucket=buckets["acme"]), client=seaweed.client())
+    store = seaweed.store(buckets["acme"])
     built.acks["boundary"] = pb.ArchiveResponse(
         key=Archiver(store, clock_ms=lambda: BOUNDARY * 1000).archive(boundary).key
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import threading
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def all_files(root: Path) -> list[str]:
 
 
 def test_put_writes_the_copy_at_its_key_and_nothing_else(tmp_path: Path) -> None:
-    result = LocalStore(tmp_path).put(KEY, BODY, MD5)
+    result = LocalStore(tmp_path).put(KEY, BODY)
     assert not result.already_existed
     assert result.etag == MD5.hex()
     assert (tmp_path / KEY).read_bytes() == BODY
@@ -43,7 +44,7 @@ def test_file_and_every_new_directory_are_fsynced(
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
-    LocalStore(tmp_path).put(KEY, BODY, MD5)
+    LocalStore(tmp_path).put(KEY, BODY)
     final_dir = str((tmp_path / KEY).parent)
     temp_files = [p for p in synced if Path(p).name.startswith(".tmp-")]
     assert len(temp_files) == 1  # the data, before it is published
@@ -55,9 +56,9 @@ def test_file_and_every_new_directory_are_fsynced(
 
 def test_write_once_keeps_the_first_copy(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    store.put(KEY, BODY, MD5)
+    store.put(KEY, BODY)
     other = b"another body"
-    result = store.put(KEY, other, hashlib.md5(other, usedforsecurity=False).digest())
+    result = store.put(KEY, other)
     assert result.already_existed
     assert result.existing_copy == BODY
     assert (tmp_path / KEY).read_bytes() == BODY
@@ -71,7 +72,7 @@ def test_concurrent_writers_of_one_key_publish_exactly_one_copy(tmp_path: Path) 
 
     def write(body: bytes) -> None:
         barrier.wait()
-        result = store.put(KEY, body, hashlib.md5(body, usedforsecurity=False).digest())
+        result = store.put(KEY, body)
         results.append(result.already_existed)
 
     threads = [threading.Thread(target=write, args=(b,)) for b in bodies]
@@ -84,10 +85,19 @@ def test_concurrent_writers_of_one_key_publish_exactly_one_copy(tmp_path: Path) 
     assert all_files(tmp_path) == [KEY]
 
 
-def test_a_body_that_does_not_match_its_checksum_is_not_published(tmp_path: Path) -> None:
-    wrong = hashlib.md5(b"something else", usedforsecurity=False).digest()
+def test_a_file_that_does_not_read_back_as_written_is_not_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_fsync = os.fsync
+
+    def corrupting_fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.pwrite(fd, b"X", 0)  # the disk keeps other bytes than were written
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", corrupting_fsync)
     with pytest.raises(StoreError) as raised:
-        LocalStore(tmp_path).put(KEY, BODY, wrong)
+        LocalStore(tmp_path).put(KEY, BODY)
     assert raised.value.code == "BadDigest"
     assert all_files(tmp_path) == []
 
@@ -100,7 +110,7 @@ def test_a_failure_before_publishing_leaves_no_copy(
 
     monkeypatch.setattr(os, "link", failing_link)
     with pytest.raises(StoreError) as raised:
-        LocalStore(tmp_path).put(KEY, BODY, MD5)
+        LocalStore(tmp_path).put(KEY, BODY)
     assert raised.value.code == "EIO"
     assert raised.value.kind is ErrorKind.TRANSIENT
     assert all_files(tmp_path) == []
@@ -117,6 +127,6 @@ def test_an_unusable_directory_is_fatal(tmp_path: Path) -> None:
 
 def test_a_key_cannot_escape_the_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as raised:
-        LocalStore(tmp_path / "root").put("../outside.json.lz4", BODY, MD5)
+        LocalStore(tmp_path / "root").put("../outside.json.lz4", BODY)
     assert raised.value.kind is ErrorKind.REJECTED
     assert not (tmp_path / "outside.json.lz4").exists()

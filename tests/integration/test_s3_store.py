@@ -1,15 +1,16 @@
-"""The S3 store against a real S3 server (SeaweedFS) over HTTP."""
+"""The S3 store against a real S3 server (SeaweedFS) over HTTP, with faults between."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from typing import TYPE_CHECKING
 
 import pytest
 
 from msgarchive_server.stores import ErrorKind, StoreError
-from msgarchive_server.stores.s3 import S3Options, S3Store
-from tests.seaweed import SeaweedFS, keys_in, s3_client
+from tests.faults import Fault, FaultProxy
+from tests.seaweed import SeaweedFS, keys_in
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -17,70 +18,107 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 BODY = b"\x04\x22\x4d\x18 a stand-in for an LZ4 frame"
-MD5 = hashlib.md5(BODY, usedforsecurity=False).digest()
+MD5 = hashlib.md5(BODY, usedforsecurity=False).hexdigest()
 KEY = "sent_messages/Sms/202409/1/abc/def.json.lz4"
 
 
-def store_for(seaweed: SeaweedFS, bucket: str, **options: object) -> S3Store:
-    return S3Store(S3Options(bucket=bucket, **options), client=seaweed.client())  # type: ignore[arg-type]
-
-
-def test_put_stores_the_exact_bytes(seaweed: SeaweedFS, bucket: str, s3: S3Client) -> None:
-    result = store_for(seaweed, bucket).put(KEY, BODY, MD5)
+def test_put_stores_the_exact_bytes_with_a_checksum_the_store_kept(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    result = seaweed.store(bucket).put(KEY, BODY)
     assert not result.already_existed
-    assert result.etag == MD5.hex()
-    got = s3.get_object(Bucket=bucket, Key=KEY)
+    assert result.etag == MD5
+    got = s3.get_object(Bucket=bucket, Key=KEY, ChecksumMode="ENABLED")
     assert got["Body"].read() == BODY
     assert got["ContentType"] == "application/x-lz4"
+    assert got["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(BODY).digest()).decode()
 
 
 def test_a_key_is_written_once(seaweed: SeaweedFS, bucket: str, s3: S3Client) -> None:
-    store = store_for(seaweed, bucket)
-    store.put(KEY, BODY, MD5)
-    other = b"a different body for the same key"
-    result = store.put(KEY, other, hashlib.md5(other, usedforsecurity=False).digest())
+    store = seaweed.store(bucket)
+    store.put(KEY, BODY)
+    result = store.put(KEY, b"a different body for the same key")
     assert result.already_existed
     assert result.existing_copy == BODY
-    assert result.etag == MD5.hex()
+    assert result.etag == MD5
     assert s3.get_object(Bucket=bucket, Key=KEY)["Body"].read() == BODY
 
 
-def test_the_store_rejects_a_body_that_does_not_match_its_checksum(
+def test_a_versioned_bucket_reports_the_version_written(
     seaweed: SeaweedFS, bucket: str, s3: S3Client
 ) -> None:
-    wrong = hashlib.md5(b"what we meant to send", usedforsecurity=False).digest()
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    result = seaweed.store(bucket).put(KEY, BODY)
+    assert result.version_id
+    assert result.version_id == s3.head_object(Bucket=bucket, Key=KEY)["VersionId"]
+
+
+def test_a_body_corrupted_on_the_way_is_refused(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client, proxy: FaultProxy
+) -> None:
+    proxy.queue(Fault.CORRUPT)  # one byte flipped between the sidecar and the store
     with pytest.raises(StoreError) as raised:
-        store_for(seaweed, bucket).put(KEY, BODY, wrong)
-    assert raised.value.code == "BadDigest"
+        seaweed.store(bucket, endpoint=proxy.endpoint).put(KEY, BODY)
+    assert raised.value.code in ("BadDigest", "XAmzContentSHA256Mismatch")
     assert raised.value.kind is ErrorKind.TRANSIENT
     assert keys_in(s3, bucket) == []
 
 
+@pytest.mark.parametrize(
+    ("fault", "code", "kind"),
+    [
+        (Fault.SLOWDOWN, "SlowDown", ErrorKind.THROTTLED),
+        (Fault.ERROR_500, "InternalError", ErrorKind.TRANSIENT),
+        (Fault.ACCESS_DENIED, "AccessDenied", ErrorKind.TRANSIENT),
+        (Fault.RESET, "ConnectionClosedError", ErrorKind.TRANSIENT),
+        (Fault.LOST_RESPONSE, "ConnectionClosedError", ErrorKind.TRANSIENT),
+    ],
+)
+def test_failed_writes_are_classified(
+    seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, fault: Fault, code: str, kind: ErrorKind
+) -> None:
+    proxy.queue(fault)
+    with pytest.raises(StoreError) as raised:
+        seaweed.store(bucket, endpoint=proxy.endpoint).put(KEY, BODY)
+    assert (raised.value.code, raised.value.kind) == (code, kind)
+
+
 def test_sse_is_sent_and_applied(seaweed: SeaweedFS, bucket: str, s3: S3Client) -> None:
-    store_for(seaweed, bucket, sse="AES256").put(KEY, BODY, MD5)
+    seaweed.store(bucket, sse="AES256").put(KEY, BODY)
     assert s3.head_object(Bucket=bucket, Key=KEY)["ServerSideEncryption"] == "AES256"
 
 
 def test_check_finds_a_missing_bucket_fatal(seaweed: SeaweedFS) -> None:
     with pytest.raises(StoreError) as raised:
-        store_for(seaweed, "no-such-bucket-here").probe()
+        seaweed.store("no-such-bucket-here").probe()
     assert raised.value.code == "NoSuchBucket"
     assert raised.value.kind is ErrorKind.FATAL
 
 
-def test_refused_credentials_are_fatal(seaweed: SeaweedFS, bucket: str) -> None:
-    client = s3_client(seaweed.endpoint, "not-a-key", "not-a-secret")
-    store = S3Store(S3Options(bucket=bucket), client=client)
+@pytest.mark.parametrize(
+    ("access_key", "secret_key", "code"),
+    [
+        ("not-a-key", "not-a-secret", "InvalidAccessKeyId"),
+        ("msgarchive-test-key", "not-the-secret", "SignatureDoesNotMatch"),
+    ],
+)
+def test_refused_credentials_are_fatal(
+    seaweed: SeaweedFS, bucket: str, access_key: str, secret_key: str, code: str
+) -> None:
+    store = seaweed.store(bucket, access_key=access_key, secret_key=secret_key)
     with pytest.raises(StoreError) as raised:
-        store.put(KEY, BODY, MD5)
-    assert raised.value.code in ("InvalidAccessKeyId", "SignatureDoesNotMatch")
-    assert raised.value.kind is ErrorKind.FATAL
+        store.put(KEY, BODY)
+    assert (raised.value.code, raised.value.kind) == (code, ErrorKind.FATAL)
+    with pytest.raises(StoreError) as probed:
+        store.probe()
+    assert (probed.value.code, probed.value.kind) == (code, ErrorKind.FATAL)
 
 
-def test_unreachable_endpoint_is_transient() -> None:
-    client = s3_client("http://127.0.0.1:9")  # the discard port: nothing listens
-    store = S3Store(S3Options(bucket="any-bucket"), client=client)
+def test_unreachable_endpoint_is_transient(seaweed: SeaweedFS) -> None:
+    store = seaweed.store("any-bucket", endpoint="http://127.0.0.1:9")  # discard: nobody listens
     with pytest.raises(StoreError) as raised:
-        store.put(KEY, BODY, MD5)
-    assert raised.value.kind is ErrorKind.TRANSIENT
-    assert raised.value.code == "EndpointConnectionError"
+        store.put(KEY, BODY)
+    assert (raised.value.code, raised.value.kind) == (
+        "EndpointConnectionError",
+        ErrorKind.TRANSIENT,
+    )

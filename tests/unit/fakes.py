@@ -29,12 +29,10 @@ class FakeStore:
         self.clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
         self.calls = 0
 
-    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+    def put(self, key: str, body: bytes) -> PutResult:
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)
-        if hashlib.md5(body, usedforsecurity=False).digest() != md5:
-            raise StoreError("BadDigest", ErrorKind.TRANSIENT)
         if key in self.objects:
             existing = self.objects[key]
             return PutResult(

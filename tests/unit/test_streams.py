@@ -36,10 +36,10 @@ class HeldStore(FakeStore):
         self.release = threading.Event()
         self.entered = threading.Semaphore(0)
 
-    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+    def put(self, key: str, body: bytes) -> PutResult:
         self.entered.release()
         assert self.release.wait(WAIT)
-        return super().put(key, body, md5)
+        return super().put(key, body)
 
 
 def calls_for(store: FakeStore, in_flight: int = 8) -> ArchiveCalls:

@@ -7,7 +7,6 @@ confirmed; every other outcome is an exception.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -99,12 +98,11 @@ class Archiver:
         if self.circuit is not None and self.circuit.is_open:
             raise StoreUnusable(self.circuit.reason)
         blob = compress(body)
-        md5 = hashlib.md5(blob, usedforsecurity=False).digest()
         try:
             result, attempts = with_retries(
                 self.retry,
                 deadline,
-                lambda: self._timed_put(where.key, blob, md5),
+                lambda: self._timed_put(where.key, blob),
                 self.attempt_estimate,
             )
         except RetriesExhausted as err:
@@ -133,10 +131,10 @@ class Archiver:
             stored_bytes=len(stored),
         )
 
-    def _timed_put(self, key: str, blob: bytes, md5: bytes) -> PutResult:
+    def _timed_put(self, key: str, blob: bytes) -> PutResult:
         started = time.monotonic()
         try:
-            result = self.store.put(key, blob, md5)
+            result = self.store.put(key, blob)
         except StoreError as err:
             self._count_attempt(err.kind.value, time.monotonic() - started)
             raise

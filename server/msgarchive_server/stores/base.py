@@ -89,12 +89,13 @@ class Store(Protocol):
     # directory, where an unusable directory is a configuration error.
     remote: bool
 
-    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+    def put(self, key: str, body: bytes) -> PutResult:
         """Store `body` under `key` unless a copy is there already.
 
-        `md5` is the body's MD5 digest; the store must verify it and refuse a
-        body that does not match. Raises `StoreError` when the write is not
-        confirmed.
+        The write must be verified against a checksum of these exact bytes
+        (the S3 store sends one that S3 checks; the local store reads its file
+        back), and refused if they differ. Raises `StoreError` when the write
+        is not confirmed.
         """
         ...
 

@@ -41,8 +41,9 @@ class LocalStore:
         self.bucket = str(self.root)
         self.prefix = prefix
 
-    def put(self, key: str, body: bytes, md5: bytes) -> PutResult:
+    def put(self, key: str, body: bytes) -> PutResult:
         path = self._path(key)
+        md5 = hashlib.md5(body, usedforsecurity=False).digest()
         try:
             _make_dirs(path.parent, self.root)
             if not path.exists() and _write_verified(path, body, md5):
