@@ -1,30 +1,36 @@
-"""`make bench`: the sidecar against direct boto3 puts, in one run, on SeaweedFS.
+"""`make bench`: the sidecar against direct boto3 puts, in interleaved rounds, on SeaweedFS.
 
-Every run stores the same messages (the same compressed bytes, under the same
-keys) into a fresh bucket:
+Every mode stores the same kind of messages (all four channels in turn):
 
-- baseline: boto3 put_object, as the sidecar sends it (Content-MD5,
-  If-None-Match), from this process: one thread, and a pool of 16 threads
-- Archive (unary) at concurrency 1 and 16, through the client library
-- ArchiveStream with a window of 16 and of 64
+- baseline: boto3 put_object of the same compressed bytes under the same keys,
+  as a sender writing to S3 itself would send them (Content-MD5,
+  If-None-Match: *), from this process: one thread, and a pool of 16;
+- Archive (unary) at concurrency 1 and 16, through the client library;
+- ArchiveStream with a window of 16 and of 64.
 
-For each: archives/s, p50/p99 latency, CPU seconds per archive (the
-sidecar's; for the baseline, this process's own) and peak RSS, and each
-figure's ratio to the baseline from the same run: concurrency 1 against the
-one-thread baseline, the rest against the 16-thread one. Then a memory check:
-the sidecar's RSS after --rss-messages archives against after a tenth of them.
-Exits non-zero if any message was lost or failed.
+The modes run in rounds, A B C ... A B C ..., each round with fresh messages,
+so that a machine whose speed swings affects every mode alike. Each sidecar
+mode has one sidecar for all rounds. For every run: archives/s, p50/p99
+latency, and CPU per archive in each process apart: the sender (this
+process), the sidecar, and the store (SeaweedFS). Each mode's figures are
+compared with its baseline's in the same round (concurrency 1 with the
+one-thread baseline, the rest with the 16-thread one), and the report gives
+the median of those per-round ratios with their min-max spread. Then a memory
+check: the sidecar's RSS after --rss-messages archives against after a tenth
+of them. Exits non-zero if any message was lost or failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,52 +50,65 @@ if TYPE_CHECKING:
 CONCURRENCY = 16
 BASE_1 = "boto3 put, 1 thread"
 BASE_N = f"boto3 put, {CONCURRENCY} threads"
-# name, baseline, sidecar flags, unary concurrency or (negative) a stream's window
-PLANS = [
-    ("Archive, concurrency 1", BASE_1, [], 1),
-    (f"Archive, concurrency {CONCURRENCY}", BASE_N, [], CONCURRENCY),
-    ("ArchiveStream, window 16", BASE_N, ["--stream-window=16"], -16),
-    (
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    baseline: str  # the mode it is compared with; "" for a baseline
+    flags: tuple[str, ...] = ()  # the sidecar's
+    concurrency: int = 1  # unary callers or baseline threads
+    window: int = 0  # a stream's window; 0 for unary
+
+
+MODES = [
+    Mode(BASE_1, ""),
+    Mode(BASE_N, "", concurrency=CONCURRENCY),
+    Mode("Archive, concurrency 1", BASE_1),
+    Mode(f"Archive, concurrency {CONCURRENCY}", BASE_N, concurrency=CONCURRENCY),
+    Mode("ArchiveStream, window 16", BASE_N, ("--stream-window=16",), window=16),
+    Mode(
         "ArchiveStream, window 64",
         BASE_N,
-        ["--stream-window=64", "--max-in-flight=64", "--threads=80"],
-        -64,
+        ("--stream-window=64", "--max-in-flight=64", "--threads=80"),
+        window=64,
     ),
 ]
 
 
 @dataclass
-class Result:
-    name: str
-    baseline: str  # the name of the row it is compared with ("" for a baseline)
+class Run:
+    """One mode in one round."""
+
     seconds: float
     latencies: list[float]
-    cpu_seconds: float | None
-    peak_rss: int | None
+    cpu: dict[str, float]  # process -> CPU seconds: sender, sidecar, store
     failures: int = 0
-    missing: int = 0
-    notes: list[str] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
         return len(self.latencies) / self.seconds
 
-    @property
-    def cpu_ms_per_archive(self) -> float | None:
-        if self.cpu_seconds is None:
-            return None
-        return self.cpu_seconds / len(self.latencies) * 1000
+    def cpu_ms(self, process: str) -> float:
+        return self.cpu.get(process, 0.0) / len(self.latencies) * 1000
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-def messages(count: int) -> list[pb.ArchiveRequest]:
+@dataclass
+class Figures:
+    runs: list[Run] = field(default_factory=list)
+    missing: int = 0
+    peak_rss: int = 0
+
+
+def messages(count: int, first: int = 0) -> list[pb.ArchiveRequest]:
     """A mix of all four channels, every message with its own id."""
     makers = list(samples.REQUESTS.values())
     out = []
-    for n in range(count):
+    for n in range(first, first + count):
         request = makers[n % 4](created_at_ms=samples.CREATED_AT_MS + n)
         request.request_id = str(n)
         out.append(request)
@@ -112,19 +131,30 @@ def rss_bytes(pid: int, key: str = "VmHWM") -> int:
     raise RuntimeError(f"no {key} for {pid}")
 
 
-# --- runs -----------------------------------------------------------------------------
+def measured(pids: dict[str, int], work: Callable[[], tuple[list[float], int]]) -> Run:
+    """Run `work` (latencies, failures), with every process's CPU over it."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    sender0, started = time.process_time(), time.perf_counter()
+    latencies, failures = work()
+    seconds = time.perf_counter() - started
+    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu["sender"] = time.process_time() - sender0
+    return Run(seconds, latencies, cpu, failures)
+
+
+# --- modes ----------------------------------------------------------------------------
 
 
 def run_baseline(
-    name: str, s3: S3Client, bucket: str, bodies: list[tuple[str, bytes]], threads: int
-) -> Result:
-    """Direct puts of the compressed copies, as the sidecar sends them."""
-    import base64
-
-    prepared = [
-        (key, blob, base64.b64encode(hashlib.md5(blob, usedforsecurity=False).digest()).decode())
-        for key, blob in bodies
-    ]
+    s3: S3Client, bucket: str, batch: list[pb.ArchiveRequest], threads: int, store_pid: int
+) -> Run:
+    """Direct puts of the compressed copies, as a sender writing to S3 would."""
+    prepared = []
+    for request in batch:
+        where = location(request)
+        blob = compress(render(request, message_id=where.message_id, sent_at_ms=1))
+        md5 = base64.b64encode(hashlib.md5(blob, usedforsecurity=False).digest()).decode()
+        prepared.append((where.key, blob, md5))
 
     def put(item: tuple[str, bytes, str]) -> float:
         key, blob, md5 = item
@@ -139,63 +169,47 @@ def run_baseline(
         )
         return time.perf_counter() - started
 
-    cpu0, started = time.process_time(), time.perf_counter()
-    if threads == 1:
-        latencies = [put(item) for item in prepared]
-    else:
+    def work() -> tuple[list[float], int]:
+        if threads == 1:
+            return [put(item) for item in prepared], 0
         with ThreadPoolExecutor(threads) as pool:
-            latencies = list(pool.map(put, prepared))
-    seconds = time.perf_counter() - started
-    result = Result(name, "", seconds, latencies, time.process_time() - cpu0, None)
-    result.missing = len(bodies) - len(keys_in(s3, bucket))
-    return result
+            return list(pool.map(put, prepared)), 0
+
+    return measured({"store": store_pid}, work)
 
 
 def run_unary(
-    name: str,
-    baseline: str,
-    sidecar: SidecarProcess,
-    batch: list[pb.ArchiveRequest],
-    concurrency: int,
-) -> Result:
-    pid = sidecar.process.pid if sidecar.process else 0
+    client: ArchiveClient, batch: list[pb.ArchiveRequest], concurrency: int, pids: dict[str, int]
+) -> Run:
     failures = 0
     lock = threading.Lock()
 
-    with ArchiveClient(sidecar.address, options=[("grpc.enable_retries", 0)]) as client:
+    def archive(request: pb.ArchiveRequest) -> float:
+        nonlocal failures
+        started = time.perf_counter()
+        try:
+            client.archive(request)
+        except Exception:
+            with lock:
+                failures += 1
+        return time.perf_counter() - started
 
-        def archive(request: pb.ArchiveRequest) -> float:
-            nonlocal failures
-            started = time.perf_counter()
-            try:
-                client.archive(request)
-            except Exception:
-                with lock:
-                    failures += 1
-            return time.perf_counter() - started
-
-        client.archive(samples.sms_request(created_at_ms=1))  # warm the channel
-        cpu0, started = cpu_seconds(pid), time.perf_counter()
+    def work() -> tuple[list[float], int]:
         if concurrency == 1:
             latencies = [archive(r) for r in batch]
         else:
             with ThreadPoolExecutor(concurrency) as pool:
                 latencies = list(pool.map(archive, batch))
-        seconds = time.perf_counter() - started
-    cpu = cpu_seconds(pid) - cpu0
-    return Result(name, baseline, seconds, latencies, cpu, rss_bytes(pid), failures=failures)
+        return latencies, failures
+
+    return measured(pids, work)
 
 
 def run_stream(
-    name: str,
-    baseline: str,
-    sidecar: SidecarProcess,
-    batch: list[pb.ArchiveRequest],
-    window: int,
-) -> Result:
+    client: ArchiveClient, batch: list[pb.ArchiveRequest], window: int, pids: dict[str, int]
+) -> Run:
     """One stream, the sender keeping `window` messages outstanding (as a pipelining
     sender would), so latency is a message's time in flight, not in a queue."""
-    pid = sidecar.process.pid if sidecar.process else 0
     sent_at: dict[str, float] = {}
     outstanding = threading.Semaphore(window)
 
@@ -205,17 +219,15 @@ def run_stream(
             sent_at[request.request_id] = time.perf_counter()
             yield request
 
-    with ArchiveClient(sidecar.address) as client:
-        client.archive(samples.sms_request(created_at_ms=1))  # warm the channel
-        cpu0, started = cpu_seconds(pid), time.perf_counter()
+    def work() -> tuple[list[float], int]:
         latencies, failures = [], 0
         for result in client.archive_many(paced()):
             latencies.append(time.perf_counter() - sent_at[result.request_id])
             outstanding.release()
             failures += 0 if result.archived else 1
-        seconds = time.perf_counter() - started
-    cpu = cpu_seconds(pid) - cpu0
-    return Result(name, baseline, seconds, latencies, cpu, rss_bytes(pid), failures=failures)
+        return latencies, failures
+
+    return measured(pids, work)
 
 
 def rss_growth(seaweed: SeaweedFS, total: int) -> tuple[int, int]:
@@ -239,96 +251,184 @@ def rss_growth(seaweed: SeaweedFS, total: int) -> tuple[int, int]:
     return early, late
 
 
-# --- report -----------------------------------------------------------------------------
+def run_rounds(
+    seaweed: SeaweedFS, rounds: int, count: int, log: Callable[[str], None]
+) -> dict[str, Figures]:
+    assert seaweed.process is not None
+    store_pid = seaweed.process.pid
+    s3 = seaweed.client()
+    figures = {mode.name: Figures() for mode in MODES}
+    buckets = {mode.name: seaweed.new_bucket() for mode in MODES}
+    sidecars: dict[str, SidecarProcess] = {}
+    clients: dict[str, ArchiveClient] = {}
+    try:
+        for mode in MODES:
+            if not mode.baseline:
+                continue
+            sidecar = s3_sidecar(buckets[mode.name], seaweed.endpoint, seaweed.env, *mode.flags)
+            sidecars[mode.name] = sidecar
+            clients[mode.name] = ArchiveClient(
+                sidecar.address, options=[("grpc.enable_retries", 0)]
+            )
+            clients[mode.name].archive(samples.sms_request(created_at_ms=1))  # warm
+        for round_ in range(rounds):
+            batch = messages(count, first=round_ * count)
+            for mode in MODES:
+                if not mode.baseline:
+                    run = run_baseline(s3, buckets[mode.name], batch, mode.concurrency, store_pid)
+                else:
+                    process = sidecars[mode.name].process
+                    assert process is not None
+                    pids = {"sidecar": process.pid, "store": store_pid}
+                    client = clients[mode.name]
+                    run = (
+                        run_stream(client, batch, mode.window, pids)
+                        if mode.window
+                        else run_unary(client, batch, mode.concurrency, pids)
+                    )
+                figures[mode.name].runs.append(run)
+            log(f"round {round_ + 1}/{rounds} done")
+        for mode in MODES:
+            stored = len(keys_in(s3, buckets[mode.name]))
+            warm = 1 if mode.baseline else 0  # the warm-up message, under a key of its own
+            figures[mode.name].missing = rounds * count + warm - stored
+            running = sidecars.get(mode.name)
+            if running is not None and running.process is not None:
+                figures[mode.name].peak_rss = rss_bytes(running.process.pid)
+    finally:
+        for client in clients.values():
+            client.close()
+        for sidecar in sidecars.values():
+            sidecar.kill()
+    return figures
 
 
-def ratio(value: float | None, base: float | None) -> str:
-    if value is None or not base:
-        return ""
-    return f" ({value / base:.2f}x)"
+# --- report ---------------------------------------------------------------------------
 
 
-def table(results: list[Result]) -> str:
-    by_name = {r.name: r for r in results}
+def spread(values: list[float], digits: int = 2, suffix: str = "") -> str:
+    """The median and the min-max of per-round values."""
+    return (
+        f"{statistics.median(values):.{digits}f}{suffix} "
+        f"({min(values):.{digits}f}-{max(values):.{digits}f})"
+    )
+
+
+def per_round(
+    figures: dict[str, Figures], mode: Mode, value: Callable[[Run], float]
+) -> tuple[list[float], list[float]]:
+    """A figure of every round, and its ratio to the baseline's in the same round."""
+    runs, base = figures[mode.name].runs, figures[mode.baseline or mode.name].runs
+    values = [value(r) for r in runs]
+    ratios = [value(r) / value(b) if value(b) else 0.0 for r, b in zip(runs, base, strict=True)]
+    return values, ratios
+
+
+def table(figures: dict[str, Figures]) -> str:
     rows = [
-        "| run | archives/s | p50 ms | p99 ms | CPU ms/archive | peak RSS MiB |",
-        "|---|---|---|---|---|---|",
+        "| run | archives/s | p50 ms | p99 ms | CPU ms/archive: sender | sidecar | store |"
+        " peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        b = by_name.get(r.baseline)
-        p50, p99, cpu = r.percentile(0.5), r.percentile(0.99), r.cpu_ms_per_archive
-        cells = [
-            f"{r.rate:.0f}{ratio(r.rate, b.rate if b else None)}",
-            f"{p50:.2f}{ratio(p50, b.percentile(0.5) if b else None)}",
-            f"{p99:.2f}{ratio(p99, b.percentile(0.99) if b else None)}",
-            f"{cpu:.2f}{ratio(cpu, b.cpu_ms_per_archive if b else None)}" if cpu else "-",
-            f"{r.peak_rss / 2**20:.0f}" if r.peak_rss else "-",
-        ]
-        rows.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    for mode in MODES:
+        cells = []
+        for value, digits in (
+            (lambda r: r.rate, 0),
+            (lambda r: r.percentile(0.5), 2),
+            (lambda r: r.percentile(0.99), 2),
+            (lambda r: r.cpu_ms("sender"), 2),
+        ):
+            values, ratios = per_round(figures, mode, value)
+            cell = spread(values, digits)
+            if mode.baseline:
+                cell += f"<br>{spread(ratios, suffix='x')}"
+            cells.append(cell)
+        cells.append(spread([r.cpu_ms("sidecar") for r in figures[mode.name].runs]))
+        cells.append(spread([r.cpu_ms("store") for r in figures[mode.name].runs]))
+        rss = figures[mode.name].peak_rss
+        cells.append(f"{rss / 2**20:.0f}" if rss else "-")
+        rows.append(f"| {mode.name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def targets(figures: dict[str, Figures]) -> list[tuple[str, str, bool]]:
+    """Each target of the issue: what it is, the measured figure, and whether it is met."""
+    modes = {m.name: m for m in MODES}
+    base = figures[BASE_N].runs
+    stream = figures["ArchiveStream, window 16"].runs
+    unary_n = figures[f"Archive, concurrency {CONCURRENCY}"].runs
+    unary_1, base_1 = figures["Archive, concurrency 1"].runs, figures[BASE_1].runs
+
+    def ratios(
+        runs: list[Run], value: Callable[[Run], float], of: Callable[[Run], float]
+    ) -> list[float]:
+        return [value(r) / of(b) for r, b in zip(runs, base, strict=True)]
+
+    def sender(run: Run) -> float:
+        return run.cpu_ms("sender")
+
+    sidecar = ratios(stream, lambda r: r.cpu_ms("sidecar"), sender)
+    both = ratios(stream, lambda r: r.cpu_ms("sidecar") + r.cpu_ms("sender"), sender)
+    stream_rate = max(
+        (per_round(figures, modes[name], lambda r: r.rate)[1] for name in modes
+         if name.startswith("ArchiveStream")),
+        key=statistics.median,
+    )  # fmt: skip
+    unary_rate = ratios(unary_n, lambda r: r.rate, lambda r: r.rate)
+    p50 = [u.percentile(0.5) - b.percentile(0.5) for u, b in zip(unary_1, base_1, strict=True)]
+    p99 = [u.percentile(0.99) - b.percentile(0.99) for u, b in zip(unary_1, base_1, strict=True)]
+    med = statistics.median
+    return [
+        ("sidecar CPU per archive (stream, window 16) <= 0.5x a direct put's",
+         spread(sidecar, suffix="x"), med(sidecar) <= 0.5),
+        ("sender + sidecar CPU per archive <= 1.0x a direct put's",
+         spread(both, suffix="x"), med(both) <= 1.0),
+        ("ArchiveStream throughput >= 1.0x the 16-thread direct puts",
+         spread(stream_rate, suffix="x"), med(stream_rate) >= 1.0),
+        (f"Archive at concurrency {CONCURRENCY} throughput >= 0.9x",
+         spread(unary_rate, suffix="x"), med(unary_rate) >= 0.9),
+        ("Archive at concurrency 1 adds <= 0.5 ms p50", spread(p50, suffix=" ms"), med(p50) <= 0.5),
+        ("Archive at concurrency 1 adds <= 3 ms p99", spread(p99, suffix=" ms"), med(p99) <= 3.0),
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=2000, help="messages per run")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (at least 1)")
+    parser.add_argument("--messages", type=int, default=1000, help="messages per mode per round")
     parser.add_argument("--rss-messages", type=int, default=20000, help="0 skips the RSS check")
     args = parser.parse_args(argv)
 
-    batch = messages(args.messages)
-    bodies = []
-    for request in batch:
-        where = location(request)
-        body = render(request, message_id=where.message_id, sent_at_ms=samples.CREATED_AT_MS)
-        bodies.append((where.key, compress(body)))
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory() as workdir:
         seaweed = SeaweedFS(Path(workdir))
         seaweed.start()
         try:
-            s3 = seaweed.client()
-            results = [
-                run_baseline(BASE_1, s3, seaweed.new_bucket(), bodies, 1),
-                run_baseline(BASE_N, s3, seaweed.new_bucket(), bodies, CONCURRENCY),
-            ]
-            for name, base, flags, concurrency in PLANS:
-                bucket = seaweed.new_bucket()
-                sidecar = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, *flags)
-                try:
-                    if concurrency > 0:
-                        result = run_unary(name, base, sidecar, batch, concurrency)
-                    else:
-                        result = run_stream(name, base, sidecar, batch, -concurrency)
-                finally:
-                    sidecar.kill()
-                # The warm-up message is stored too, under a key of its own.
-                result.missing = len(batch) + 1 - len(keys_in(s3, bucket))
-                results.append(result)
+            figures = run_rounds(seaweed, args.rounds, args.messages, log)
             growth = rss_growth(seaweed, args.rss_messages) if args.rss_messages else None
         finally:
             seaweed.stop()
 
-    print(f"\n{args.messages} messages per run, SeaweedFS on this machine\n")
-    print(table(results))
-    by_name = {r.name: r for r in results}
-    base1, unary1 = by_name[BASE_1], by_name["Archive, concurrency 1"]
     print(
-        f"\nArchive adds {unary1.percentile(0.5) - base1.percentile(0.5):+.2f} ms p50 and "
-        f"{unary1.percentile(0.99) - base1.percentile(0.99):+.2f} ms p99 over a direct put "
-        "at concurrency 1 (target: at most +1 ms and +5 ms)."
+        f"\n{args.messages} messages per mode per round, {args.rounds} interleaved rounds, "
+        "SeaweedFS on this machine. Each cell: the median over rounds (min-max); under it, "
+        "the median of the per-round ratios to the baseline.\n"
     )
-    best_stream = max(r.rate for r in results if r.name.startswith("ArchiveStream"))
-    print(
-        f"ArchiveStream reaches {best_stream / by_name[BASE_N].rate:.2f}x the "
-        f"{CONCURRENCY}-thread direct throughput (target: at least 0.9x)."
-    )
+    print(table(figures))
+    print()
+    for what, figure, met in targets(figures):
+        print(f"- {what}: {figure}: {'met' if met else 'MISSED'}")
     if growth:
         early, late = growth
         print(
-            f"Sidecar RSS after {args.rss_messages // 10} archives {early / 2**20:.1f} MiB, "
+            f"- Sidecar RSS after {args.rss_messages // 10} archives {early / 2**20:.1f} MiB, "
             f"after {args.rss_messages}: {late / 2**20:.1f} MiB "
-            f"({late / early:.2f}x; target at most 1.10x)."
+            f"({late / early:.2f}x; target at most 1.10x): "
+            f"{'met' if late / early <= 1.10 else 'MISSED'}"
         )
-    lost = sum(r.failures + r.missing for r in results)
+    lost = sum(sum(r.failures for r in f.runs) + f.missing for f in figures.values())
     if lost:
         print(f"\nFAILED: {lost} messages failed or are missing from the store", file=sys.stderr)
         return 1

@@ -117,8 +117,7 @@ class Archiver:
             stored = result.existing_copy
             sent_at_ms = _sent_at_of(stored, where.message_id, attempts)
         elif self.metrics is not None:
-            self.metrics.json_bytes.labels(where.channel).observe(len(body))
-            self.metrics.stored_bytes.labels(where.channel).observe(len(blob))
+            self.metrics.copy_stored(where.channel, len(body), len(blob))
         return Ack(
             message_id=where.message_id,
             bucket=self.store.bucket,
@@ -145,8 +144,7 @@ class Archiver:
 
     def _count_attempt(self, result: str, seconds: float) -> None:
         if self.metrics is not None:
-            self.metrics.store_attempts.labels(result).inc()
-            self.metrics.store_seconds.labels(result).observe(seconds)
+            self.metrics.store_attempt(result, seconds)
 
 
 def _sent_at_of(copy: bytes, message_id: str, attempts: int) -> int:

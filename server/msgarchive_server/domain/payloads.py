@@ -96,13 +96,20 @@ def _channel_fields(request: pb.ArchiveRequest) -> list[tuple[str, JSONValue]]:
     return fields
 
 
-def _json_object(fields: list[tuple[str, JSONValue]]) -> str:
-    def encode(value: JSONValue) -> str:
-        if isinstance(value, RawJSON):
-            return value.text
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+# One encoder for every copy: json.dumps with any non-default argument builds a
+# new JSONEncoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
-    return "{" + ",".join(f"{json.dumps(name)}:{encode(value)}" for name, value in fields) + "}"
+
+def _json_object(fields: list[tuple[str, JSONValue]]) -> str:
+    return (
+        "{"
+        + ",".join(
+            f'"{name}":{value.text if isinstance(value, RawJSON) else _encode(value)}'
+            for name, value in fields
+        )
+        + "}"
+    )
 
 
 def compress(body: bytes) -> bytes:

@@ -103,6 +103,20 @@ def with_retries(
     """
     if deadline is not None and time.monotonic() + estimate >= deadline:
         raise NoTimeToStore
+    # Almost every write succeeds at once: try it before building tenacity's
+    # machinery, which then starts from this first failure.
+    try:
+        return operation(), 1
+    except StoreError as err:
+        if err.kind not in RETRIED_KINDS:
+            raise RetriesExhausted(err, [err.code]) from None
+        failed_first = [err]
+
+    def attempt() -> T:
+        if failed_first:
+            raise failed_first.pop()  # counted by the stop rule as attempt 1
+        return operation()
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(
             lambda e: isinstance(e, StoreError) and e.kind in RETRIED_KINDS
@@ -113,10 +127,10 @@ def with_retries(
     )
     codes: list[str] = []
     try:
-        for attempt in retrying:
-            with attempt:
+        for each in retrying:
+            with each:
                 try:
-                    result = operation()
+                    result = attempt()
                 except StoreError as err:
                     codes.append(err.code)
                     raise

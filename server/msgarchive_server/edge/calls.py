@@ -58,12 +58,17 @@ class ArchiveCalls:
         """Take an in-flight place, waiting up to `timeout` seconds; False if none freed."""
         return self.in_flight.enter(timeout)
 
+    def release(self) -> None:
+        """Give back a place taken for a call that will not run after all."""
+        self.in_flight.leave()
+
     def run(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
         """Archive an admitted request, giving its place back when done.
 
         Returns the ack of a stored copy; raises a `DomainError` otherwise
         (`InternalFault` for anything unexpected). Either way the outcome is
-        counted in the metrics and bound to the call's log line.
+        counted in the metrics; a failure's fields are bound to the call's log
+        context (an ack's are the edge's to log, as its log line needs them).
         """
         channel = request.WhichOneof("message") or "none"
         self.metrics.in_flight.inc()
@@ -76,19 +81,11 @@ class ArchiveCalls:
             raise
         else:
             outcome = "already_archived" if ack.already_archived else "ok"
-            structlog.contextvars.bind_contextvars(
-                attempts=ack.attempts,
-                message_id=ack.message_id,
-                already_archived=ack.already_archived,
-                stored_bytes=ack.stored_bytes,
-            )
             return ack
         finally:
             self.in_flight.leave()
             self.metrics.in_flight.dec()
-            self.metrics.archive_seconds.labels(channel, outcome).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.archive_answered(channel, outcome, time.perf_counter() - started)
 
     def _archive(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
         try:
@@ -110,7 +107,7 @@ class ArchiveCalls:
             raise InternalFault from None
 
     def _count_failure(self, err: DomainError) -> None:
-        self.metrics.failures.labels(err.reason_name, err.metadata.get("store_error", "-")).inc()
+        self.metrics.archive_failed(err.reason_name, err.metadata.get("store_error", "-"))
         fields: dict[str, object] = {"reason": err.reason_name}
         if isinstance(err, BadMessage):
             fields["invalid_fields"] = [v.field for v in err.violations]

@@ -24,6 +24,16 @@ def to_response(request_id: str, ack: Ack) -> pb.ArchiveResponse:
     )
 
 
+def ack_fields(ack: Ack) -> dict[str, object]:
+    """What a log line says about an ack (ids and sizes, never content)."""
+    return {
+        "attempts": ack.attempts,
+        "message_id": ack.message_id,
+        "already_archived": ack.already_archived,
+        "stored_bytes": ack.stored_bytes,
+    }
+
+
 def file_info(copy: Copy) -> pb.FileInfo:
     return pb.FileInfo(
         bucket=copy.bucket,

@@ -21,7 +21,7 @@ from msgarchive_server.domain.reads import ListQuery, Reader, ViewQuery
 from msgarchive_server.edge import describe
 from msgarchive_server.edge.access import Access, is_local_peer
 from msgarchive_server.edge.calls import ArchiveCalls, Caller
-from msgarchive_server.edge.response import file_info, summary, to_response
+from msgarchive_server.edge.response import ack_fields, file_info, summary, to_response
 from msgarchive_server.edge.status import grpc_code, to_status
 from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.telemetry.metrics import Metrics
@@ -89,6 +89,7 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
         except DomainError as err:
             failed = err
         else:
+            structlog.contextvars.bind_contextvars(**ack_fields(ack))
             return to_response(request.request_id, ack)
         structlog.contextvars.bind_contextvars(reason=failed.reason_name)
         _abort(context, failed)

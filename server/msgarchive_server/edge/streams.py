@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from dataclasses import dataclass
 
 import grpc
@@ -23,7 +22,7 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation
 from msgarchive_server.domain.errors import BadMessage, DomainError
 from msgarchive_server.edge.calls import ArchiveCalls, Caller
-from msgarchive_server.edge.response import to_response
+from msgarchive_server.edge.response import ack_fields, to_response
 from msgarchive_server.edge.status import to_archive_error
 
 log = structlog.get_logger("msgarchive.stream")
@@ -38,20 +37,57 @@ class _Answer:
     holds_place: bool  # it took a window place, to give back once sent
 
 
+class Workers:
+    """A fixed set of threads that run handed-over jobs: a ThreadPoolExecutor
+    without the Future and bookkeeping it makes for every job."""
+
+    def __init__(self, count: int, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[object, ...]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._run, name=f"{name}_{n}", daemon=True)
+            for n in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: Callable[..., None], *args: object) -> bool:
+        """Hand `job(*args)` over; False once closed (it will not run)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._jobs.put((job, args))
+        return True
+
+    def close(self) -> None:
+        """Run the jobs already handed over, then stop the threads."""
+        with self._lock:
+            self._closed = True
+            for _ in self._threads:
+                self._jobs.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def _run(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            job, args = item
+            job(*args)
+
+
 class ArchiveStreams:
-    """Serves ArchiveStream calls; their messages run on one pool, no larger than
-    the in-flight bound."""
+    """Serves ArchiveStream calls; their messages run on one set of workers, no
+    more than the in-flight bound."""
 
     def __init__(self, calls: ArchiveCalls, window: int) -> None:
         self.calls = calls
         self.window = window
-        self.pool = futures.ThreadPoolExecutor(
-            max_workers=calls.in_flight.limit, thread_name_prefix="stream"
-        )
+        self.workers = Workers(calls.in_flight.limit, "stream")
 
     def close(self) -> None:
         """Let the messages already handed over finish."""
-        self.pool.shutdown(wait=True, cancel_futures=False)
+        self.workers.close()
 
     def serve(
         self,
@@ -65,7 +101,7 @@ class ArchiveStreams:
         `context.is_active`); once it is not, nothing more is read or sent.
         """
         window = threading.Semaphore(self.window)
-        answers: queue.Queue[_Answer | None] = queue.Queue()  # None: reading has ended
+        answers: queue.SimpleQueue[_Answer | None] = queue.SimpleQueue()  # None: reading ended
         pending: set[str] = set()
         lock = threading.Lock()
         read = [0]
@@ -83,6 +119,8 @@ class ArchiveStreams:
             return False
 
         def archive_one(request_id: str, archive: pb.ArchiveRequest) -> None:
+            # This worker's context is the message's alone (what an earlier
+            # message bound is dropped here, not after each one).
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(
                 request_id=request_id,
@@ -101,8 +139,7 @@ class ArchiveStreams:
                 response = pb.ArchiveStreamResponse(
                     request_id=request_id, ack=to_response(request_id, ack)
                 )
-                log.debug("archive", code="OK", duration_ms=_ms_since(started))
-            structlog.contextvars.clear_contextvars()
+                log.debug("archive", code="OK", duration_ms=_ms_since(started), **ack_fields(ack))
             answers.put(_Answer(response, holds_place=True))
 
         def unread() -> None:
@@ -130,7 +167,16 @@ class ArchiveStreams:
                         window.release()
                         unread()
                         return
-                    self.pool.submit(archive_one, request_id, message.archive)
+                    # The call may have ended, or the sidecar begun to drain, while
+                    # the places were taken: then the message does not start.
+                    if not (
+                        is_active()
+                        and self.workers.submit(archive_one, request_id, message.archive)
+                    ):
+                        self.calls.release()
+                        window.release()
+                        unread()
+                        return
             except grpc.RpcError:
                 pass  # the caller went away; what was read is still answered
             finally:

@@ -7,6 +7,7 @@ ids or message content.
 
 from __future__ import annotations
 
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -82,7 +83,31 @@ class Metrics:
         self.reads = Counter(
             "msgarchive_reads", "Read calls, by RPC and status code.", ["rpc", "code"], registry=r
         )
+        # Children by label values: an archive records several metrics, and
+        # prometheus_client's labels() validates and locks on every call.
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
         self._server: WSGIServer | None = None
+
+    def _child(self, metric: Any, *values: str) -> Any:
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def archive_answered(self, channel: str, outcome: str, seconds: float) -> None:
+        self._child(self.archive_seconds, channel, outcome).observe(seconds)
+
+    def archive_failed(self, reason: str, store_error: str) -> None:
+        self._child(self.failures, reason, store_error).inc()
+
+    def store_attempt(self, result: str, seconds: float) -> None:
+        self._child(self.store_attempts, result).inc()
+        self._child(self.store_seconds, result).observe(seconds)
+
+    def copy_stored(self, channel: str, json_bytes: int, stored_bytes: int) -> None:
+        self._child(self.json_bytes, channel).observe(json_bytes)
+        self._child(self.stored_bytes, channel).observe(stored_bytes)
 
     def serve(self, address: str) -> int:
         """Serve /metrics on HOST:PORT; the port (OSError if it is taken)."""
