@@ -11,11 +11,12 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
+SHORT_RUN = ["--rounds", "2", "--messages", "60", "--rss-messages", "200"]
 
 
 def test_the_benchmark_runs_and_loses_nothing() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--messages", "120", "--rss-messages", "200"],
+        [sys.executable, "-m", "bench.run", *SHORT_RUN],
         capture_output=True,
         text=True,
         timeout=240,
@@ -33,4 +34,6 @@ def test_the_benchmark_runs_and_loses_nothing() -> None:
     ):
         assert row in done.stdout
     assert "Sidecar RSS after 20 archives" in done.stdout
+    for target in ("sidecar CPU per archive", "sender + sidecar CPU", "ArchiveStream throughput"):
+        assert f"- {target}" in done.stdout
     assert "Every message of every run was acknowledged and is in the store." in done.stdout
