@@ -23,7 +23,7 @@ help:
 	@echo "make lint          ruff, mypy, buf lint, hadolint"
 	@echo "make protos        regenerate client/msgarchive/v1 from protos/"
 	@echo "make check-protos  fail if regenerating changes anything"
-	@echo "make bench         the sidecar against direct boto3 puts, on SeaweedFS (BENCH_ARGS=...)"
+	@echo "make bench         the sidecar against direct boto3 puts, interleaved rounds (BENCH_ARGS=...)"
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml

@@ -264,7 +264,10 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3g} ({min(values):.3g}-{max(values):.3g})"
+    def text(value: float) -> str:
+        return f"{value:.0f}" if value >= 100 else f"{value:.3g}"
+
+    return f"{text(statistics.median(values))} ({text(min(values))}-{text(max(values))})"
 
 
 def compare(names: list[str], rounds: int, count: int) -> str:
