@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import botocore.config
@@ -28,6 +28,7 @@ from msgarchive_server.stores.s3 import PROBE_KEY, S3Options, S3Store
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectLockConfigurationTypeDef
 
 ACCESS_KEY = "msgarchive-test-key"
 SECRET_KEY = "msgarchive-test-secret"  # throwaway test credentials
@@ -191,10 +192,21 @@ class SeaweedFS:
         )
         return S3Store(settings, session=self.session(access_key, secret_key))
 
-    def new_bucket(self) -> str:
+    def new_bucket(self, *, object_lock: bool = False) -> str:
+        """A fresh bucket; with `object_lock`, versioned and with Object Lock on
+        (and no default retention yet)."""
         name = f"t-{uuid.uuid4().hex[:20]}"
-        self.client().create_bucket(Bucket=name)
+        self.client().create_bucket(Bucket=name, ObjectLockEnabledForBucket=object_lock)
         return name
+
+    def set_default_retention(
+        self, bucket: str, mode: Literal["GOVERNANCE", "COMPLIANCE"] | None, days: int = 1
+    ) -> None:
+        """Set (or, with mode None, remove) an Object Lock bucket's default retention."""
+        config: ObjectLockConfigurationTypeDef = {"ObjectLockEnabled": "Enabled"}
+        if mode is not None:
+            config["Rule"] = {"DefaultRetention": {"Mode": mode, "Days": days}}
+        self.client().put_object_lock_configuration(Bucket=bucket, ObjectLockConfiguration=config)
 
     def stop(self) -> None:
         """Stop weed and anything it started. Its data is throwaway, so a slow

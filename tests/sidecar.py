@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -125,3 +126,23 @@ def run_to_exit(args: Sequence[str], env: Mapping[str, str] | None = None) -> tu
         check=False,
     )
     return done.returncode, done.stderr
+
+
+def health(address: str) -> str:
+    """What `msgarchive health` says of the sidecar at `address`."""
+    done = subprocess.run(
+        [sys.executable, "-m", "msgarchive_server", "health", "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return done.stdout.strip() or done.stderr.strip()
+
+
+def wait_until_serving(address: str, timeout: float = 60.0) -> None:
+    """Poll health until SERVING, with a deadline generous enough for a busy machine."""
+    deadline = time.monotonic() + timeout
+    while health(address) != "SERVING":
+        assert time.monotonic() < deadline, "the sidecar did not start serving"
+        time.sleep(0.2)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -25,27 +24,9 @@ from tests.seaweed import (
     SeaweedFS,
     keys_in,
 )
-from tests.sidecar import SidecarProcess, s3_sidecar
+from tests.sidecar import SidecarProcess, health, s3_sidecar, wait_until_serving
 
 pytestmark = pytest.mark.e2e
-
-
-def health(address: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "msgarchive_server", "health", "--address", address],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    return done.stdout.strip() or done.stderr.strip()
-
-
-def wait_until_serving(address: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while health(address) != "SERVING":
-        assert time.monotonic() < deadline, "the sidecar did not recover"
-        time.sleep(0.2)
 
 
 def credentials_file(path: Path, key: str, secret: str) -> dict[str, str]:

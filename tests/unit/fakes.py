@@ -12,6 +12,7 @@ from msgarchive_server.stores import (
     NoSuchObject,
     ObjectSummary,
     PutResult,
+    Retention,
     StoredObject,
     StoreError,
 )
@@ -21,6 +22,7 @@ class FakeStore:
     bucket = "fake-bucket"
     prefix = ""
     remote = True
+    retention: Retention | None = None
 
     def __init__(self, failures: list[StoreError] | None = None) -> None:
         self.failures = list(failures or [])

@@ -11,6 +11,7 @@ from msgarchive_server.domain.accounts import Accounts, AccountsFileError, key_d
 from msgarchive_server.domain.errors import MissingCredentials, OverRateLimit, WrongAccount
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.edge.access import Access, is_local_peer
+from msgarchive_server.stores import Retention
 
 KEY_A, KEY_B = "key-of-acme", "key-of-globex"
 
@@ -77,6 +78,14 @@ def test_bad_credentials(tmp_path: Path, header: str, refusal: type[Exception]) 
         ("[accounts.a]\nstore = 's3://bkt'\napi_key_sha256 = ['abc']", "64 lowercase hex"),
         ("[accounts.a]\nstore = 'gs://x'", "unknown store URL scheme"),
         ("[accounts.a]\nstore = 's3://bkt'\nregion = 'x'", "unknown setting 'region'"),
+        (
+            "[accounts.a]\nstore = 's3://bkt'\nretention_mode = 'GOVERNANCE'",
+            "retention_mode (GOVERNANCE or COMPLIANCE) and retention_days",
+        ),
+        (
+            "[accounts.a]\nstore = 's3://bkt'\nretention_mode = 'x'\nretention_days = 3",
+            "retention_mode (GOVERNANCE or COMPLIANCE) and retention_days",
+        ),
         ("[accounts.a]\napi_key_sha256 = []", "needs store"),
         ("[accounts]", "no [accounts.<id>] tables"),
         ("accounts = [", "not valid TOML"),
@@ -167,3 +176,15 @@ def test_reads_are_rate_limited_per_account(tmp_path: Path) -> None:
     assert raised.value.retry_after is not None
     assert 0 < raised.value.retry_after <= 30
     keyed.read_tenant(f"Bearer {KEY_B}", local=True)
+
+
+def test_an_account_may_set_its_own_retention(tmp_path: Path) -> None:
+    accounts = Accounts.load(
+        write(
+            tmp_path,
+            "[accounts.a]\nstore = 's3://bkt1'\nretention_mode = 'COMPLIANCE'\n"
+            "retention_days = 2557\n[accounts.b]\nstore = 's3://bkt2'\n",
+        )
+    )
+    assert accounts.accounts["a"].retention == Retention("COMPLIANCE", 2557)
+    assert accounts.accounts["b"].retention is None  # the sidecar's setting applies

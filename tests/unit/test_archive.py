@@ -11,7 +11,7 @@ from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import BadMessage, NotArchived
 from msgarchive_server.domain.payloads import compress, decompress
 from msgarchive_server.domain.retry import RetryPolicy
-from msgarchive_server.stores import ErrorKind, StoreError
+from msgarchive_server.stores import ErrorKind, Retention, StoreError
 from tests import samples
 from tests.unit.fakes import FakeStore, throttled, transient
 
@@ -123,3 +123,13 @@ def test_unsound_existing_copy_fails_closed() -> None:
     store.objects[key] = b"not lz4 at all"
     with pytest.raises(NotArchived):
         archiver(store).archive(samples.sms_request())
+
+
+def test_the_ack_reports_the_stores_retention() -> None:
+    store = FakeStore()
+    store.retention = Retention("COMPLIANCE", 30)
+    ack = archiver(store).archive(samples.sms_request())
+    assert ack.retention_mode == "COMPLIANCE"
+    assert ack.retain_until_ms == ack.sent_at_ms // 1000 * 1000 + 30 * 24 * 3600 * 1000
+    unlocked = archiver(FakeStore()).archive(samples.sms_request())
+    assert (unlocked.retention_mode, unlocked.retain_until_ms) == ("", 0)

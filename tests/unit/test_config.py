@@ -8,6 +8,7 @@ import pytest
 
 from msgarchive_server.process.cli import main
 from msgarchive_server.process.config import OPTIONS, ConfigError, Settings, parse_settings
+from msgarchive_server.stores import Retention
 from msgarchive_server.stores.location import S3Location, store_location
 
 
@@ -63,6 +64,10 @@ def test_store_urls(store: str, where: object) -> None:
         (["--tls-client-ca", "ca.pem"], {}, "--tls-client-ca (mTLS) needs --tls-cert"),
         (["--max-in-flight", "64"], {}, "--max-in-flight 64 must be below --threads 64"),
         (["--metrics-listen", "9464"], {}, "--metrics-listen 9464: expected HOST:PORT"),
+        (["--retention-mode", "GOVERNANCE"], {}, "--retention-mode and --retention-days go"),
+        (["--retention-days", "30"], {}, "--retention-mode and --retention-days go"),
+        (["--retention-mode", "LEGAL"], {}, "must be one of GOVERNANCE, COMPLIANCE"),
+        ([], {"MSGARCHIVE_RETENTION_DAYS": "0"}, "MSGARCHIVE_RETENTION_DAYS='0': must be more"),
     ],
 )
 def test_bad_settings_are_one_clear_error(argv: list[str], env: dict[str, str], says: str) -> None:
@@ -86,3 +91,21 @@ def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> Non
     for option in OPTIONS:
         assert option.flag in text
         assert option.env in text
+
+
+def test_retention_is_read_from_flags_and_environment() -> None:
+    settings = parse_settings(
+        ["--retention-mode", "COMPLIANCE"], {"MSGARCHIVE_RETENTION_DAYS": "2557"}
+    )
+    assert settings.retention == Retention("COMPLIANCE", 2557)
+    assert parse_settings([], {}).retention is None
+
+
+def test_a_local_store_with_retention_is_refused_at_startup(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", f"--store={tmp_path}", "--retention-mode=GOVERNANCE", "--retention-days=1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"msgarchive: error: store {tmp_path}: a local directory cannot enforce")
+    assert err.count("\n") == 1

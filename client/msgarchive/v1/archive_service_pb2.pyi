@@ -47,6 +47,38 @@ PLATFORM_WEB: Platform.ValueType  # 3
 """Web push; archived as "Web"."""
 Global___Platform: _TypeAlias = Platform  # noqa: Y015
 
+class _RetentionMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RetentionModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RetentionMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RETENTION_MODE_UNSPECIFIED: _RetentionMode.ValueType  # 0
+    """No retention."""
+    RETENTION_MODE_GOVERNANCE: _RetentionMode.ValueType  # 1
+    """Governance: users with s3:BypassGovernanceRetention can still delete the
+    version, with the x-amz-bypass-governance-retention header.
+    """
+    RETENTION_MODE_COMPLIANCE: _RetentionMode.ValueType  # 2
+    """Compliance: nobody, the account's root user included, can delete the
+    version or shorten its retention until it ends.
+    """
+
+class RetentionMode(_RetentionMode, metaclass=_RetentionModeEnumTypeWrapper):
+    """RetentionMode is an S3 Object Lock retention mode."""
+
+RETENTION_MODE_UNSPECIFIED: RetentionMode.ValueType  # 0
+"""No retention."""
+RETENTION_MODE_GOVERNANCE: RetentionMode.ValueType  # 1
+"""Governance: users with s3:BypassGovernanceRetention can still delete the
+version, with the x-amz-bypass-governance-retention header.
+"""
+RETENTION_MODE_COMPLIANCE: RetentionMode.ValueType  # 2
+"""Compliance: nobody, the account's root user included, can delete the
+version or shorten its retention until it ends.
+"""
+Global___RetentionMode: _TypeAlias = RetentionMode  # noqa: Y015
+
 class _Channel:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -413,6 +445,7 @@ class ArchiveResponse(_message.Message):
     VERSION_ID_FIELD_NUMBER: _builtins.int
     ALREADY_ARCHIVED_FIELD_NUMBER: _builtins.int
     STORED_BYTES_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request_id of the request, echoed."""
     message_id: _builtins.str
@@ -435,6 +468,16 @@ class ArchiveResponse(_message.Message):
     """
     stored_bytes: _builtins.int
     """Size of the stored (compressed) copy in bytes."""
+    @_builtins.property
+    def retention(self) -> Global___Retention:
+        """The copy's retention, when the store enforces one (--retention-mode):
+        the mode the bucket applies, and `retain_until_ms`, a lower bound of the
+        date the store keeps the version until: `sent_at_ms` rounded down to the
+        second, plus the bucket's default retention period (the store counts from
+        the version's creation, just after `sent_at_ms`). The read RPCs report
+        the store's own date. Unset when the store keeps copies without retention.
+        """
+
     def __init__(
         self,
         *,
@@ -448,14 +491,47 @@ class ArchiveResponse(_message.Message):
         version_id: _builtins.str = ...,
         already_archived: _builtins.bool = ...,
         stored_bytes: _builtins.int = ...,
+        retention: Global___Retention | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_archived", b"already_archived", "attempts", b"attempts", "bucket", b"bucket", "etag", b"etag", "key", b"key", "message_id", b"message_id", "request_id", b"request_id", "sent_at_ms", b"sent_at_ms", "stored_bytes", b"stored_bytes", "version_id", b"version_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already_archived", b"already_archived", "attempts", b"attempts", "bucket", b"bucket", "etag", b"etag", "key", b"key", "message_id", b"message_id", "request_id", b"request_id", "retention", b"retention", "sent_at_ms", b"sent_at_ms", "stored_bytes", b"stored_bytes", "version_id", b"version_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ArchiveResponse: _TypeAlias = ArchiveResponse  # noqa: Y015
+
+@_typing.final
+class Retention(_message.Message):
+    """Retention is how long the store refuses to delete or overwrite a copy's
+    version (S3 Object Lock), and whether a legal hold keeps it indefinitely.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODE_FIELD_NUMBER: _builtins.int
+    RETAIN_UNTIL_MS_FIELD_NUMBER: _builtins.int
+    LEGAL_HOLD_FIELD_NUMBER: _builtins.int
+    mode: Global___RetentionMode.ValueType
+    """The Object Lock mode."""
+    retain_until_ms: _builtins.int
+    """Until when the version is locked, epoch milliseconds."""
+    legal_hold: _builtins.bool
+    """True while a legal hold is on the version (reads only; an ack says false)."""
+    def __init__(
+        self,
+        *,
+        mode: Global___RetentionMode.ValueType = ...,
+        retain_until_ms: _builtins.int = ...,
+        legal_hold: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_hold", b"legal_hold", "mode", b"mode", "retain_until_ms", b"retain_until_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Retention: _TypeAlias = Retention  # noqa: Y015
 
 @_typing.final
 class ViewMessageRequest(_message.Message):
@@ -697,6 +773,7 @@ class FileInfo(_message.Message):
     VERSION_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    RETENTION_FIELD_NUMBER: _builtins.int
     bucket: _builtins.str
     """The bucket, or the local store's directory."""
     key: _builtins.str
@@ -707,6 +784,13 @@ class FileInfo(_message.Message):
     """The store's entity tag."""
     size_bytes: _builtins.int
     """The stored (compressed) size in bytes."""
+    @_builtins.property
+    def retention(self) -> Global___Retention:
+        """The version's retention and legal hold, as the store reports them (it
+        reports them to callers allowed s3:GetObjectRetention and
+        s3:GetObjectLegalHold). Unset when the version has none.
+        """
+
     def __init__(
         self,
         *,
@@ -715,10 +799,11 @@ class FileInfo(_message.Message):
         version_id: _builtins.str = ...,
         etag: _builtins.str = ...,
         size_bytes: _builtins.int = ...,
+        retention: Global___Retention | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["retention", b"retention"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "etag", b"etag", "key", b"key", "size_bytes", b"size_bytes", "version_id", b"version_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "etag", b"etag", "key", b"key", "retention", b"retention", "size_bytes", b"size_bytes", "version_id", b"version_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -5,6 +5,8 @@ The accounts file is TOML:
     [accounts.acme]
     store = "s3://archive-bucket/acme"
     api_key_sha256 = ["<64 hex digits>"]   # msgarchive api-key prints one
+    retention_mode = "COMPLIANCE"           # optional: this account's own
+    retention_days = 2557                   # retention, over --retention-*
 
 Keys are kept only as SHA-256 digests (API keys are random, so a fast hash
 suits them) and compared in constant time. Accounts may not share a store
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msgarchive_server.domain.errors import MissingCredentials, WrongAccount
+from msgarchive_server.stores.base import RETENTION_MODES, Retention
 from msgarchive_server.stores.location import BadLocation, S3Location, store_location
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -36,6 +39,7 @@ class Account:
     account_id: str
     store: str
     key_digests: tuple[str, ...]
+    retention: Retention | None = None  # None: the sidecar's --retention-*
 
 
 class AccountsFileError(Exception):
@@ -133,10 +137,22 @@ def _account(path: Path, account_id: str, entry: object) -> Account:
         raise AccountsFileError(
             f"{where}: api_key_sha256 must be a list of 64 lowercase hex digits"
         )
-    unknown = set(entry) - {"store", "api_key_sha256"}
+    unknown = set(entry) - {"store", "api_key_sha256", "retention_mode", "retention_days"}
     if unknown:
         raise AccountsFileError(f"{where}: unknown setting {sorted(unknown)[0]!r}")
-    return Account(account_id, entry["store"], tuple(digests))
+    return Account(account_id, entry["store"], tuple(digests), _retention(where, entry))
+
+
+def _retention(where: str, entry: dict[str, object]) -> Retention | None:
+    mode, days = entry.get("retention_mode"), entry.get("retention_days")
+    if mode is None and days is None:
+        return None
+    if mode not in RETENTION_MODES or not isinstance(days, int) or days < 1:
+        raise AccountsFileError(
+            f"{where}: retention_mode (GOVERNANCE or COMPLIANCE) and retention_days "
+            "(a positive number of days) go together"
+        )
+    return Retention(str(mode), days)
 
 
 def _check_isolated(path: Path, accounts: list[Account]) -> None:

@@ -25,6 +25,7 @@ from msgarchive_server.domain.retry import (
     with_retries,
 )
 from msgarchive_server.stores import PutResult, Store, StoreError
+from msgarchive_server.stores.base import DAY_MS
 from msgarchive_server.telemetry.metrics import Metrics
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -43,6 +44,10 @@ class Ack:
     version_id: str
     already_archived: bool
     stored_bytes: int
+    # The store's retention for the copy: its mode, and a lower bound of the
+    # date it is locked until ("" and 0 when the store keeps copies without one).
+    retention_mode: str = ""
+    retain_until_ms: int = 0
 
 
 # The first guess of one store attempt's duration, before any is measured;
@@ -118,7 +123,10 @@ class Archiver:
             sent_at_ms = _sent_at_of(stored, where.message_id, attempts)
         elif self.metrics is not None:
             self.metrics.copy_stored(where.channel, len(body), len(blob))
+        retention = self.store.retention
         return Ack(
+            retention_mode=retention.mode if retention else "",
+            retain_until_ms=_retained_until(sent_at_ms, retention.days) if retention else 0,
             message_id=where.message_id,
             bucket=self.store.bucket,
             key=where.key,
@@ -145,6 +153,12 @@ class Archiver:
     def _count_attempt(self, result: str, seconds: float) -> None:
         if self.metrics is not None:
             self.metrics.store_attempt(result, seconds)
+
+
+def _retained_until(sent_at_ms: int, days: int) -> int:
+    """A lower bound of the date a store locks a copy until: it counts the period
+    from the version's creation (after `sent_at`) and keeps whole seconds."""
+    return sent_at_ms // 1000 * 1000 + days * DAY_MS
 
 
 def _sent_at_of(copy: bytes, message_id: str, attempts: int) -> int:

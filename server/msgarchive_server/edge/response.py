@@ -8,6 +8,11 @@ from msgarchive_server.domain.archive import Ack
 from msgarchive_server.domain.reads import Copy
 from msgarchive_server.stores import ObjectSummary
 
+_RETENTION_MODES = {
+    "GOVERNANCE": pb.RETENTION_MODE_GOVERNANCE,
+    "COMPLIANCE": pb.RETENTION_MODE_COMPLIANCE,
+}
+
 
 def to_response(request_id: str, ack: Ack) -> pb.ArchiveResponse:
     return pb.ArchiveResponse(
@@ -21,6 +26,18 @@ def to_response(request_id: str, ack: Ack) -> pb.ArchiveResponse:
         version_id=ack.version_id,
         already_archived=ack.already_archived,
         stored_bytes=ack.stored_bytes,
+        retention=retention(ack.retention_mode, ack.retain_until_ms),
+    )
+
+
+def retention(mode: str, retain_until_ms: int, legal_hold: bool = False) -> pb.Retention | None:
+    """A copy's retention as the API says it; None for a copy without either."""
+    if not mode and not legal_hold:
+        return None
+    return pb.Retention(
+        mode=_RETENTION_MODES.get(mode, pb.RETENTION_MODE_UNSPECIFIED),
+        retain_until_ms=retain_until_ms,
+        legal_hold=legal_hold,
     )
 
 
@@ -41,6 +58,9 @@ def file_info(copy: Copy) -> pb.FileInfo:
         version_id=copy.stored.version_id,
         etag=copy.stored.etag,
         size_bytes=len(copy.stored.body),
+        retention=retention(
+            copy.stored.retention_mode, copy.stored.retain_until_ms, copy.stored.legal_hold
+        ),
     )
 
 

@@ -36,7 +36,7 @@ from msgarchive_server.edge.servicer import ArchiveServicer
 from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.config import Settings
 from msgarchive_server.process.workers import WORKER_ENV, supervise
-from msgarchive_server.stores import Store
+from msgarchive_server.stores import Retention, Store
 from msgarchive_server.stores.local import LocalStore
 from msgarchive_server.stores.location import S3Location, store_location
 from msgarchive_server.telemetry.metrics import Metrics
@@ -53,14 +53,21 @@ class StartupError(Exception):
     """The sidecar cannot start; the message is one line saying why."""
 
 
-def make_store(settings: Settings, url: str) -> Store:
+def make_store(settings: Settings, url: str, retention: Retention | None = None) -> Store:
+    """The store at `url`; with `retention`, one that verifies its bucket keeps it."""
     where = store_location(url)
     if isinstance(where, Path):
+        if retention is not None:
+            raise StartupError(
+                f"store {url}: a local directory cannot enforce retention (anyone who can "
+                "write it can delete a copy); use an S3 bucket with Object Lock, or drop "
+                "the retention setting"
+            )
         return LocalStore(where)
-    return _s3_store(settings, where)
+    return _s3_store(settings, where, retention)
 
 
-def _s3_store(settings: Settings, where: S3Location) -> Store:
+def _s3_store(settings: Settings, where: S3Location, retention: Retention | None) -> Store:
     # Imported here: only the S3 store needs boto3, and it is slow to import.
     from msgarchive_server.stores.s3 import S3Options, S3Store
 
@@ -76,6 +83,7 @@ def _s3_store(settings: Settings, where: S3Location) -> Store:
             connect_timeout=settings.s3_connect_timeout,
             read_timeout=settings.s3_read_timeout,
             max_connections=settings.threads,
+            retention=retention,
         )
     )
 
@@ -98,8 +106,11 @@ class Sidecar:
             raise StartupError(str(err)) from None
         # One tenant per account (accounts never share a store: Accounts.load
         # checks), or one default tenant for every account without a file.
-        tenants = {a.account_id: self._tenant(a.store) for a in self.accounts.accounts.values()}
-        default = None if tenants else self._tenant(settings.store, store)
+        tenants = {
+            a.account_id: self._tenant(a.store, retention=a.retention or settings.retention)
+            for a in self.accounts.accounts.values()
+        }
+        default = None if tenants else self._tenant(settings.store, settings.retention, store)
         self.tenants = [default] if default else list(tenants.values())
         for tenant in self.tenants:
             self.metrics.store_available.labels(tenant.store.bucket).set(1)
@@ -143,8 +154,8 @@ class Sidecar:
                     f"--metrics-listen {settings.metrics_listen}: cannot listen: {reason}"
                 ) from None
 
-    def _tenant(self, url: str, store: Store | None = None) -> Tenant:
-        store = store or make_store(self.settings, url)
+    def _tenant(self, url: str, retention: Retention | None, store: Store | None = None) -> Tenant:
+        store = store or make_store(self.settings, url, retention)
         circuit = StoreCircuit(
             store, self._on_circuit_change, max_delay=self.settings.probe_max_interval
         )

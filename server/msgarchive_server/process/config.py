@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from msgarchive_server.stores.base import RETENTION_MODES, Retention
 from msgarchive_server.stores.location import BadLocation, store_location
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
@@ -174,6 +175,23 @@ OPTIONS: tuple[Option, ...] = (
         metavar="KEY",
     ),
     Option(
+        "retention_mode",
+        "MSGARCHIVE_RETENTION_MODE",
+        None,
+        "keep every copy under S3 Object Lock: GOVERNANCE or COMPLIANCE (needs "
+        "--retention-days and a bucket whose default retention covers it; not for a directory)",
+        _choice(*RETENTION_MODES),
+        "MODE",
+    ),
+    Option(
+        "retention_days",
+        "MSGARCHIVE_RETENTION_DAYS",
+        None,
+        "the retention period, in days (with --retention-mode)",
+        _positive_int,
+        "DAYS",
+    ),
+    Option(
         "s3_connect_timeout",
         "MSGARCHIVE_S3_CONNECT_TIMEOUT",
         "2",
@@ -304,6 +322,8 @@ class Settings:
     s3_path_style: bool = False
     s3_sse: str | None = None
     s3_sse_kms_key_id: str | None = None
+    retention_mode: str | None = None
+    retention_days: int | None = None
     s3_connect_timeout: float = 2.0
     s3_read_timeout: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
@@ -327,6 +347,8 @@ class Settings:
             raise ConfigError(f"{where}: {err}") from None
         if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
             raise ConfigError("--s3-sse-kms-key-id needs --s3-sse aws:kms")
+        if (self.retention_mode is None) != (self.retention_days is None):
+            raise ConfigError("--retention-mode and --retention-days go together")
         if not self.listen.strip():
             raise ConfigError("--listen: an address is required")
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -344,6 +366,13 @@ class Settings:
             r"\[?[^\s\]]*\]?:[0-9]{1,5}", self.metrics_listen
         ):
             raise ConfigError(f"--metrics-listen {self.metrics_listen}: expected HOST:PORT")
+
+    @property
+    def retention(self) -> Retention | None:
+        """The retention every store must enforce, unless an account sets its own."""
+        if self.retention_mode is None or self.retention_days is None:
+            return None
+        return Retention(self.retention_mode, self.retention_days)
 
     @classmethod
     def load(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:

@@ -22,6 +22,24 @@ class PutResult:
         return self.existing_copy is not None
 
 
+RETENTION_MODES = ("GOVERNANCE", "COMPLIANCE")  # weaker first
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a store keeps each copy's version from being deleted or
+    overwritten (S3 Object Lock): a mode and a period in days."""
+
+    mode: str  # GOVERNANCE or COMPLIANCE
+    days: int
+
+    def covers(self, wanted: Retention) -> bool:
+        """True when this retention is at least as strict and as long as `wanted`."""
+        stricter = RETENTION_MODES.index(self.mode) >= RETENTION_MODES.index(wanted.mode)
+        return stricter and self.days >= wanted.days
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     """A copy as read back from the store."""
@@ -31,6 +49,10 @@ class StoredObject:
     version_id: str
     # When the store wrote it, epoch milliseconds (S3 keeps whole seconds).
     stored_at_ms: int
+    # Its Object Lock, as the store reports it ("" and 0 when none).
+    retention_mode: str = ""
+    retain_until_ms: int = 0
+    legal_hold: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +110,9 @@ class Store(Protocol):
     # bucket) can be fixed while the sidecar waits; False for the local
     # directory, where an unusable directory is a configuration error.
     remote: bool
+    # The retention every copy gets, as the last probe verified it; None when
+    # the store keeps copies without one.
+    retention: Retention | None
 
     def put(self, key: str, body: bytes) -> PutResult:
         """Store `body` under `key` unless a copy is there already.
@@ -109,7 +134,8 @@ class Store(Protocol):
         ...
 
     def probe(self) -> None:
-        """Raise `StoreError` unless the store takes writes now.
+        """Raise `StoreError` unless the store takes writes now, under the
+        retention it was configured with, if any.
 
         Used at startup and, while archiving is unavailable, to find out when
         it works again. It may write a small probe object of its own.

@@ -21,6 +21,7 @@ from msgarchive_server.stores.base import (
     NoSuchObject,
     ObjectSummary,
     PutResult,
+    Retention,
     StoredObject,
     StoreError,
 )
@@ -35,6 +36,9 @@ class LocalStore:
     """Copies as files under `root`, at the same keys the S3 store uses."""
 
     remote = False
+    # A directory cannot keep anyone from deleting a file: the sidecar refuses
+    # a retention setting for it at startup rather than pretend.
+    retention: Retention | None = None
 
     def __init__(self, root: Path, prefix: str = "") -> None:
         self.root = root.resolve()

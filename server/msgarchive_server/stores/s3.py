@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from msgarchive_server.stores.base import (
     NoSuchObject,
     ObjectSummary,
     PutResult,
+    Retention,
     StoredObject,
     StoreError,
 )
@@ -43,6 +45,10 @@ if TYPE_CHECKING:
     from obstore.store import S3Credential
 
 CONTENT_TYPE = "application/x-lz4"
+# How old the last check of the bucket's retention may be before a write
+# checks it again: a default retention removed by the bucket's owner stops
+# archiving within this long.
+RETENTION_RECHECK_S = 60.0
 # Below the prefix, outside sent_messages/: the object probe() writes.
 PROBE_KEY = "_msgarchive/probe"
 
@@ -92,6 +98,8 @@ class S3Options:
     connect_timeout: float = 2.0
     read_timeout: float = 10.0
     max_connections: int = 32
+    # The retention every copy must get from the bucket's default retention.
+    retention: Retention | None = None
 
 
 def make_client(options: S3Options, session: boto3.session.Session) -> S3Client:
@@ -192,6 +200,8 @@ class S3Store:
         self.prefix = options.prefix
         self.probe_key = f"{options.prefix}{PROBE_KEY}"
         self.conditional_writes = True
+        self.retention: Retention | None = None  # as last verified
+        self._retention_checked = 0.0  # time.monotonic() of that check
         self._session = session
         self._lock = threading.Lock()
         self._connect()
@@ -207,6 +217,12 @@ class S3Store:
             self._writer = err
 
     def put(self, key: str, body: bytes) -> PutResult:
+        if self.options.retention and (
+            time.monotonic() - self._retention_checked > RETENTION_RECHECK_S
+        ):
+            with self._lock:  # one writer checks; the others write meanwhile
+                if time.monotonic() - self._retention_checked > RETENTION_RECHECK_S:
+                    self._check_retention()
         if not self.conditional_writes:
             existing = self._existing(key)
             if existing is not None:
@@ -238,11 +254,15 @@ class S3Store:
             raise classify(err) from None
         except BotoCoreError as err:
             raise classify(err) from None
+        until = got.get("ObjectLockRetainUntilDate")
         return StoredObject(
             body=body,
             etag=got.get("ETag", "").strip('"'),
             version_id=got.get("VersionId", ""),
             stored_at_ms=int(got["LastModified"].timestamp() * 1000),
+            retention_mode=str(got.get("ObjectLockMode", "")),
+            retain_until_ms=int(until.timestamp() * 1000) if until else 0,
+            legal_hold=got.get("ObjectLockLegalHoldStatus") == "ON",
         )
 
     def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
@@ -265,8 +285,8 @@ class S3Store:
         return ListPage(items, truncated=bool(page.get("IsTruncated")))
 
     def probe(self) -> None:
-        """The bucket exists, the write path's writes are accepted, and
-        If-None-Match is honoured."""
+        """The bucket exists, keeps copies under the configured retention, the
+        write path's writes are accepted, and If-None-Match is honoured."""
         body = b"msgarchive probe: this object checks that archiving can write here\n"
         try:
             # Not head_bucket: a HEAD answer has no body, so a refusal would say
@@ -274,6 +294,8 @@ class S3Store:
             self._client.list_objects_v2(Bucket=self.bucket, Prefix=self.probe_key, MaxKeys=1)
         except (ClientError, BotoCoreError) as err:
             raise classify(err) from None
+        if self.options.retention:
+            self._check_retention()
         self._write(self.probe_key, body, conditional=False)
         try:
             self._write(self.probe_key, body, conditional=True)
@@ -317,6 +339,37 @@ class S3Store:
             etag=(written["e_tag"] or "").strip('"'), version_id=written["version"] or ""
         )
 
+    def _check_retention(self) -> None:
+        """Verify that the bucket locks every new version for at least the
+        configured retention: versioning on, Object Lock on, and a default
+        retention as strict and as long. StoreError FATAL otherwise: archiving
+        stops (fails closed) until the bucket is fixed."""
+        wanted = self.options.retention
+        assert wanted is not None
+        try:
+            versioning = self._client.get_bucket_versioning(Bucket=self.bucket)
+            lock = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except ClientError as err:
+            if _error_code(err) == "ObjectLockConfigurationNotFoundError":
+                raise _unprotected(wanted, "Object Lock is not enabled on the bucket") from None
+            raise classify(err) from None
+        except BotoCoreError as err:
+            raise classify(err) from None
+        if versioning.get("Status") != "Enabled":
+            raise _unprotected(wanted, "the bucket is not versioned")
+        config = lock.get("ObjectLockConfiguration", {})
+        default = config.get("Rule", {}).get("DefaultRetention", {})
+        if config.get("ObjectLockEnabled") != "Enabled" or "Mode" not in default:
+            raise _unprotected(wanted, "the bucket has no default retention")
+        days = int(default.get("Days") or 0) or 365 * int(default.get("Years") or 0)
+        found = Retention(str(default["Mode"]), days)
+        if not found.covers(wanted):
+            raise _unprotected(
+                wanted, f"the bucket's default retention is {found.mode} for {found.days} days"
+            )
+        self.retention = found
+        self._retention_checked = time.monotonic()
+
     def _fall_back(self, why: str) -> None:
         if self.conditional_writes:
             log.warning("conditional writes unavailable; using HEAD-then-PUT", reason=why)
@@ -338,6 +391,15 @@ class S3Store:
             version_id=got.get("VersionId", ""),
             existing_copy=body,
         )
+
+
+def _unprotected(wanted: Retention, why: str) -> StoreError:
+    return StoreError(
+        "RetentionNotEnforced",
+        ErrorKind.FATAL,
+        f"{why}; copies must be kept {wanted.mode} for {wanted.days} days: enable versioning "
+        "and Object Lock with a default retention at least that strict and long",
+    )
 
 
 def _error_code(err: ClientError) -> str:
