@@ -15,7 +15,7 @@ PROTO_FILES := $(wildcard protos/msgarchive/v1/*.proto)
 # tests stay on one worker (they share module fixtures).
 TEST_WORKERS ?= 2
 
-.PHONY: help run test lint protos check-protos tools bench clean
+.PHONY: help run test lint protos check-protos check-alerts tools bench clean
 
 help:
 	@echo "make run           start the sidecar on 127.0.0.1:50051, storing under ./archive"
@@ -23,6 +23,7 @@ help:
 	@echo "make lint          ruff, mypy, buf lint, hadolint"
 	@echo "make protos        regenerate client/msgarchive/v1 from protos/"
 	@echo "make check-protos  fail if regenerating changes anything"
+	@echo "make check-alerts  promtool: check the Prometheus rules and run their unit tests"
 	@echo "make bench         the sidecar against direct boto3 puts, interleaved rounds (BENCH_ARGS=...)"
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
@@ -40,7 +41,12 @@ $(BUF): package.json
 /usr/bin/lz4:
 	command -v lz4 >/dev/null || { apt-get update -qq && apt-get install -y -qq lz4; }
 
-tools: $(BIN)/.installed $(BUF) /usr/bin/lz4
+# promtool, from Debian's prometheus package: it checks and unit-tests the alert
+# rules in deploy/prometheus (the package's server is not started).
+/usr/bin/promtool:
+	command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+
+tools: $(BIN)/.installed $(BUF) /usr/bin/lz4 /usr/bin/promtool
 
 run: $(BIN)/.installed
 	$(BIN)/msgarchive serve $(ARGS)
@@ -58,7 +64,11 @@ lint: tools
 	$(BUF) lint
 	$(BIN)/hadolint Dockerfile
 
-test: tools lint check-protos
+check-alerts: /usr/bin/promtool
+	promtool check rules deploy/prometheus/rules.yaml deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/tests.yaml
+
+test: tools lint check-protos check-alerts
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(BIN)/.installed

@@ -10,8 +10,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pod() -> dict[str, Any]:
-    spec: dict[str, Any] = yaml.safe_load((REPO / "deploy/kubernetes/pod.yaml").read_text())
+def pod(name: str = "pod.yaml") -> dict[str, Any]:
+    spec: dict[str, Any] = yaml.safe_load((REPO / "deploy/kubernetes" / name).read_text())
     return spec
 
 
@@ -38,3 +38,24 @@ def test_the_image_is_non_root_with_a_health_check() -> None:
     assert 'CMD ["msgarchive", "health"' in dockerfile
     assert "EXPOSE 50051 9464" in dockerfile
     assert dockerfile.count("FROM ") == 2  # multi-stage
+
+
+def test_the_native_sidecar_starts_before_the_sender_and_outlives_it() -> None:
+    spec = pod("pod-native-sidecar.yaml")["spec"]
+    (sidecar,) = spec["initContainers"]
+    assert sidecar["name"] == "msgarchive"
+    assert sidecar["restartPolicy"] == "Always"  # what makes an init container a sidecar
+    assert sidecar["startupProbe"]["exec"]["command"][:2] == ["msgarchive", "health"]
+    assert sidecar["readinessProbe"]["exec"]["command"][:2] == ["msgarchive", "health"]
+    assert "--alive" not in sidecar["readinessProbe"]["exec"]["command"]
+    assert [c["name"] for c in spec["containers"]] == ["sender"]
+    grace = int(sidecar["env"][-1]["value"])  # MSGARCHIVE_GRACE_PERIOD
+    assert sidecar["env"][-1]["name"] == "MSGARCHIVE_GRACE_PERIOD"
+    assert spec["terminationGracePeriodSeconds"] > grace  # the sender's drain, then this
+
+
+def test_both_pod_variants_run_the_same_sidecar() -> None:
+    plain = next(c for c in pod()["spec"]["containers"] if c["name"] == "msgarchive")
+    native = pod("pod-native-sidecar.yaml")["spec"]["initContainers"][0]
+    for field in ("image", "args", "env", "livenessProbe", "readinessProbe", "securityContext"):
+        assert plain[field] == native[field], field
