@@ -1,0 +1,55 @@
+"""Checking a copy's inclusion proof with nothing but the sidecar's public key.
+
+`msgarchive prove KEY` prints a proof: the copy's manifest entry (the leaf),
+its place in the hour's Merkle tree (RFC 6962) with the audit path, and the
+hour's signed head. Anyone can check it here, or with `msgarchive
+check-proof`: the path leads from the leaf to the root the head states, and
+the head's Ed25519 signature verifies under the public key. This file is
+written apart from the sidecar's tree builder and shares no code with it, so
+a bug in one is not repeated in the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from hashlib import sha256
+
+
+def _leaf(data: bytes) -> bytes:
+    return sha256(bytes([0]) + data).digest()
+
+
+def _interior(left: bytes, right: bytes) -> bytes:
+    return sha256(bytes([1]) + left + right).digest()
+
+
+def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes]) -> bytes | None:
+    """The root that an audit path leads to from `leaf` (raw, not yet hashed) at
+    0-based `index` in a tree of `size` leaves; None if the path cannot be one.
+
+    The iterative form of RFC 9162, section 2.1.3.2.
+    """
+    if not 0 <= index < size:
+        return None
+    position, last = index, size - 1
+    digest = _leaf(leaf)
+    for sibling in path:
+        if last == 0:
+            return None  # more hashes than the tree has levels
+        if position % 2 == 1 or position == last:
+            digest = _interior(sibling, digest)
+            if position % 2 == 0:  # a right edge: climb until a left child
+                while position % 2 == 0 and position != 0:
+                    position //= 2
+                    last //= 2
+        else:
+            digest = _interior(digest, sibling)
+        position //= 2
+        last //= 2
+    return digest if last == 0 else None
+
+
+def included(leaf: bytes, index: int, size: int, path: Sequence[bytes], root: bytes) -> bool:
+    """True when the audit path proves `leaf` is leaf `index` of the tree with `root`."""
+    found = root_from_path(leaf, index, size, path)
+    return found is not None and found == root

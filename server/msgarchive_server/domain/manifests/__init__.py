@@ -1,0 +1,1 @@
+"""Manifests: a tamper-evident index of every acknowledged copy (issue 11)."""
