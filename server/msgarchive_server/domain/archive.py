@@ -7,16 +7,21 @@ confirmed; every other outcome is an exception.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from msgarchive.keys import location
+import structlog
+
+from msgarchive.keys import ArchiveLocation, location
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation, violations
 from msgarchive_server.domain.circuit import StoreCircuit
 from msgarchive_server.domain.errors import BadMessage, NotArchived, StoreUnusable
+from msgarchive_server.domain.manifests.entries import ManifestEntry
+from msgarchive_server.domain.manifests.journal import Journal
 from msgarchive_server.domain.payloads import compress, decompress, render
 from msgarchive_server.domain.retry import (
     RetriesExhausted,
@@ -29,6 +34,8 @@ from msgarchive_server.stores.base import DAY_MS
 from msgarchive_server.telemetry.metrics import Metrics
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+log = structlog.get_logger("msgarchive.archive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,7 @@ class Archiver:
         retry: RetryPolicy | None = None,
         circuit: StoreCircuit | None = None,
         metrics: Metrics | None = None,
+        journal: Journal | None = None,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.store = store
@@ -74,6 +82,7 @@ class Archiver:
         self.retry = retry or RetryPolicy()
         self.circuit = circuit
         self.metrics = metrics
+        self.journal = journal
         self._clock_ms = clock_ms
         # A running (exponentially weighted) mean of successful attempts.
         self.attempt_estimate = _FIRST_ESTIMATE
@@ -124,7 +133,7 @@ class Archiver:
         elif self.metrics is not None:
             self.metrics.copy_stored(where.channel, len(body), len(blob))
         retention = self.store.retention
-        return Ack(
+        ack = Ack(
             retention_mode=retention.mode if retention else "",
             retain_until_ms=_retained_until(sent_at_ms, retention.days) if retention else 0,
             message_id=where.message_id,
@@ -137,6 +146,35 @@ class Archiver:
             already_archived=result.already_existed,
             stored_bytes=len(stored),
         )
+        if self.journal is not None:
+            self._journal(ack, where, request.campaign_id, stored)
+        return ack
+
+    def _journal(self, ack: Ack, where: ArchiveLocation, campaign_id: str, stored: bytes) -> None:
+        """Record the ack in the manifest journal before it is given: an ack no
+        manifest will list is not given (the copy stays; a retry acks it)."""
+        entry = ManifestEntry(
+            bucket=ack.bucket,
+            key=ack.key,
+            version_id=ack.version_id,
+            size=len(stored),
+            e_tag=ack.etag,
+            sha256=hashlib.sha256(stored).hexdigest(),
+            message_id=ack.message_id,
+            channel=where.channel,
+            campaign_id=campaign_id,
+            user_hash=where.user_hash,
+            sent_at=ack.sent_at_ms,
+            object_lock_mode=ack.retention_mode,
+            object_lock_retain_until_date=ack.retain_until_ms,
+            acknowledged_at=self._clock_ms(),
+        )
+        assert self.journal is not None
+        try:
+            self.journal.append(entry)
+        except OSError as err:
+            log.error("manifest journal write failed", error=err.strerror or str(err))
+            raise NotArchived("JournalWriteFailed", ack.attempts) from None
 
     def _timed_put(self, key: str, blob: bytes) -> PutResult:
         started = time.monotonic()

@@ -1,0 +1,46 @@
+"""What a manifest says of each acknowledged copy: one entry, one Merkle leaf.
+
+Column names follow the S3 Inventory report's Parquet schema where it has
+one (bucket, key, version_id, size, e_tag, object_lock_mode,
+object_lock_retain_until_date), so one query can join a manifest with an
+inventory of the same bucket. The rest are msgarchive's own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    bucket: str
+    key: str
+    version_id: str  # "" on an unversioned bucket
+    size: int  # stored (compressed) bytes
+    e_tag: str
+    sha256: str  # hex SHA-256 of the stored bytes
+    message_id: str
+    channel: str  # push, email, sms, whatsapp
+    campaign_id: str
+    user_hash: str
+    sent_at: int  # the copy's sent_at, epoch milliseconds
+    object_lock_mode: str  # "", GOVERNANCE or COMPLIANCE
+    object_lock_retain_until_date: int  # epoch milliseconds, a lower bound; 0 without
+    acknowledged_at: int  # when the sidecar journaled it, before the ack, epoch ms
+
+    def leaf(self) -> bytes:
+        """The entry as its Merkle leaf: canonical JSON (sorted keys, no spaces, UTF-8).
+
+        A verifier rebuilds it from a manifest row the same way.
+        """
+        return canonical(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ManifestEntry:
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+def canonical(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

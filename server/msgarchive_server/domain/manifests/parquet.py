@@ -1,0 +1,42 @@
+"""A manifest as a Parquet file: one row per entry, columns as in entries.py."""
+
+from __future__ import annotations
+
+import io
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from msgarchive_server.domain.manifests.entries import ManifestEntry
+
+SCHEMA = pa.schema(
+    [
+        ("bucket", pa.string()),
+        ("key", pa.string()),
+        ("version_id", pa.string()),
+        ("size", pa.int64()),
+        ("e_tag", pa.string()),
+        ("sha256", pa.string()),
+        ("message_id", pa.string()),
+        ("channel", pa.string()),
+        ("campaign_id", pa.string()),
+        ("user_hash", pa.string()),
+        ("sent_at", pa.int64()),
+        ("object_lock_mode", pa.string()),
+        ("object_lock_retain_until_date", pa.int64()),
+        ("acknowledged_at", pa.int64()),
+    ]
+)
+
+
+def encode(entries: list[ManifestEntry]) -> bytes:
+    columns = {name: [getattr(e, name) for e in entries] for name in SCHEMA.names}
+    table = pa.Table.from_pydict(columns, schema=SCHEMA)
+    out = io.BytesIO()
+    pq.write_table(table, out, compression="zstd")
+    return out.getvalue()
+
+
+def decode(data: bytes) -> list[ManifestEntry]:
+    table = pq.read_table(io.BytesIO(data))
+    return [ManifestEntry.from_dict(row) for row in table.to_pylist()]

@@ -1,0 +1,160 @@
+"""Sealing hours: each UTC hour's journal becomes a manifest and a signed head.
+
+Once an hour is over (and a grace period has passed, for calls in flight at
+its end), the sealer writes the hour's manifest (Parquet) and its head, each
+write-once, under the store's prefix and outside `sent_messages/`:
+
+    _msgarchive/manifests/<writer>/<yyyy>/<mm>/<dd>/<hh>/manifest.parquet
+    _msgarchive/manifests/<writer>/<yyyy>/<mm>/<dd>/<hh>/head.json
+
+Every hour gets both, an hour without copies an empty manifest, from the hour
+the chain started on; each head links to the one before. With retention on,
+the bucket's default retention locks them as it locks the copies. After a
+crash, sealing an hour again finds what it wrote first: an identical manifest
+is kept, and a head already stored is adopted if it is this signer's and
+names the same manifest; anything else stops sealing (SealConflict) rather
+than fork the chain.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from msgarchive_server.domain.manifests import merkle, parquet
+from msgarchive_server.domain.manifests.heads import Link, Signer, head
+from msgarchive_server.domain.manifests.journal import Journal, hour_of
+from msgarchive_server.stores import Store
+
+log = structlog.get_logger("msgarchive.manifests")
+
+MANIFEST_ROOT = "_msgarchive/manifests"
+HOUR = datetime.timedelta(hours=1)
+
+
+class SealConflict(Exception):
+    """The store holds a different head for an hour this sidecar is sealing."""
+
+
+def hour_keys(prefix: str, writer: str, hour: datetime.datetime) -> tuple[str, str]:
+    """The keys of an hour's manifest and head."""
+    base = f"{prefix}{MANIFEST_ROOT}/{writer}/{hour:%Y/%m/%d/%H}/"
+    return base + "manifest.parquet", base + "head.json"
+
+
+class Sealer:
+    def __init__(
+        self,
+        store: Store,
+        journal: Journal,
+        signer: Signer,
+        writer: str,
+        *,
+        grace: datetime.timedelta = datetime.timedelta(minutes=2),
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    ) -> None:
+        self.store = store
+        self.journal = journal
+        self.signer = signer
+        self.writer = writer
+        self.grace = grace
+        self._clock_ms = clock_ms
+        self._chain_file = journal.directory / "chain.json"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if journal.sealed_until is None:
+            # A new chain starts with the current hour: nothing before it was
+            # journaled here, so there is nothing to seal.
+            journal.mark_sealed(hour_of(clock_ms()) - HOUR)
+
+    def seal_due(self) -> list[datetime.datetime]:
+        """Seal every hour that is over and not sealed yet; the hours sealed."""
+        last_complete = hour_of(self._clock_ms() - int(self.grace.total_seconds() * 1000)) - HOUR
+        sealed = []
+        assert self.journal.sealed_until is not None
+        hour = self.journal.sealed_until + HOUR
+        while hour <= last_complete:
+            self._seal(hour)
+            sealed.append(hour)
+            hour += HOUR
+        return sealed
+
+    def start(self, interval: float = 30.0) -> None:
+        """Seal in the background every `interval` seconds until stop()."""
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.seal_due()
+                except Exception:
+                    log.exception("sealing failed; retrying")
+
+        self._thread = threading.Thread(target=run, name="manifest-sealer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _seal(self, hour: datetime.datetime) -> None:
+        entries = self.journal.entries_through(hour)
+        manifest = parquet.encode(entries)
+        manifest_sha256 = hashlib.sha256(manifest).hexdigest()
+        root = merkle.root([merkle.leaf_hash(entry.leaf()) for entry in entries])
+        manifest_key, head_key = hour_keys(self.store.prefix, self.writer, hour)
+        written = self.store.put(manifest_key, manifest)
+        if written.existing_copy is not None and written.existing_copy != manifest:
+            raise SealConflict(f"{manifest_key} holds another manifest")
+        stored = head(
+            writer=self.writer,
+            bucket=self.store.bucket,
+            prefix=self.store.prefix,
+            hour=hour,
+            count=len(entries),
+            manifest_key=manifest_key,
+            manifest_sha256=manifest_sha256,
+            merkle_root=root,
+            previous=self._previous(),
+            signer=self.signer,
+        )
+        put = self.store.put(head_key, stored)
+        if put.existing_copy is not None:
+            stored = self._adopt(head_key, put.existing_copy, manifest_sha256)
+        fields = json.loads(stored)
+        link = Link(head_key, hashlib.sha256(stored).hexdigest(), fields["signature"])
+        tmp = self._chain_file.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps({"key": link.key, "sha256": link.sha256, "signature": link.signature})
+        )
+        tmp.replace(self._chain_file)
+        self.journal.mark_sealed(hour)
+        log.info("hour sealed", hour=f"{hour:%Y-%m-%dT%H}", copies=len(entries), head=head_key)
+
+    def _previous(self) -> Link | None:
+        try:
+            data = json.loads(self._chain_file.read_text())
+        except FileNotFoundError:
+            return None
+        return Link(data["key"], data["sha256"], data["signature"])
+
+    def _adopt(self, key: str, existing: bytes, manifest_sha256: str) -> bytes:
+        """A head sealed before a crash: keep it if it is ours and for this manifest."""
+        fields = json.loads(existing)
+        ours = fields.get("public_key_sha256") == self.signer.public_key_sha256
+        if not ours or fields.get("manifest", {}).get("sha256") != manifest_sha256:
+            raise SealConflict(f"{key} holds a head this sidecar did not seal")
+        return existing
+
+
+def journal_directory(root: Path, bucket: str, prefix: str) -> Path:
+    """The journal of one store, below the --manifests-dir."""
+    name = hashlib.sha256(f"{bucket}\n{prefix}".encode()).hexdigest()[:16]
+    return root / name
