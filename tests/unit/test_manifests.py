@@ -205,3 +205,25 @@ def test_a_torn_last_line_is_left_out(tmp_path: Path) -> None:
     with path.open("ab") as out:
         out.write(b'{"bucket": "fake-bucket", "key": "sent_mess')  # cut by a crash
     assert Journal(tmp_path, writer="w2").entries_through(H0) == [entry(1, H0_MS + 1)]
+
+
+def test_a_copy_acked_twice_is_listed_once_as_first_acked(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, writer="w1")
+    first, again = entry(1, H0_MS + 10), entry(1, H0_MS + 20)
+    journal.append(again)
+    journal.append(first)
+    journal.append(entry(2, H0_MS + 30))
+    assert journal.entries_through(H0) == [first, entry(2, H0_MS + 30)]
+
+
+def test_what_a_killed_process_left_mapped_is_read(tmp_path: Path) -> None:
+    journal = Journal(tmp_path, writer="w1")
+    journal.append(entry(1, H0_MS + 1))
+    journal.append(entry(2, H0_MS + 2))
+    # Not closed, as after kill -9: the lines are in the page cache, then zeros.
+    (path,) = tmp_path.glob("*.jsonl")
+    assert path.read_bytes().endswith(b"\0")
+    assert Journal(tmp_path, writer="w2").entries_through(H0) == [
+        entry(1, H0_MS + 1),
+        entry(2, H0_MS + 2),
+    ]

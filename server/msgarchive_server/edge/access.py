@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from msgarchive_server.domain.accounts import Accounts
 from msgarchive_server.domain.archive import Archiver
@@ -20,6 +21,9 @@ from msgarchive_server.domain.errors import MissingCredentials, OverRateLimit, W
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.domain.reads import Reader
 from msgarchive_server.stores import Store
+
+if TYPE_CHECKING:
+    from msgarchive_server.domain.manifests.sealer import Sealer
 
 OPEN_ACCOUNT = "-"  # the rate-limit bucket of unauthenticated local reads
 
@@ -32,6 +36,7 @@ class Tenant:
     circuit: StoreCircuit
     archiver: Archiver
     reader: Reader
+    sealer: Sealer | None = None  # with manifests, in the process that seals them
 
 
 class Access:

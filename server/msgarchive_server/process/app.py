@@ -9,6 +9,7 @@ import threading
 from concurrent import futures
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import grpc
 import structlog
@@ -20,6 +21,7 @@ from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive_server.domain.accounts import Accounts, AccountsFileError
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.circuit import StoreCircuit
+from msgarchive_server.domain.manifests.journal import Journal
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.domain.reads import Reader
 from msgarchive_server.domain.retry import (
@@ -40,6 +42,9 @@ from msgarchive_server.stores import Retention, Store
 from msgarchive_server.stores.local import LocalStore
 from msgarchive_server.stores.location import S3Location, store_location
 from msgarchive_server.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from msgarchive_server.domain.manifests.sealer import Sealer
 
 log = structlog.get_logger("msgarchive.server")
 
@@ -159,14 +164,47 @@ class Sidecar:
         circuit = StoreCircuit(
             store, self._on_circuit_change, max_delay=self.settings.probe_max_interval
         )
+        journal, sealer = self._manifests(store)
         archiver = Archiver(
             store,
             max_message_bytes=self.settings.max_message_bytes,
             retry=self.retry,
             circuit=circuit,
             metrics=self.metrics,
+            journal=journal,
         )
-        return Tenant(store, circuit, archiver, Reader(store, self.settings.view_tolerance))
+        reader = Reader(store, self.settings.view_tolerance)
+        return Tenant(store, circuit, archiver, reader, sealer)
+
+    def _manifests(self, store: Store) -> tuple[Journal | None, Sealer | None]:
+        """The store's journal, and its sealer in the process that seals (the only
+        one, or --workers' worker 0: one chain per store and writer)."""
+        settings = self.settings
+        if not settings.manifests_dir or not settings.manifest_signing_key:
+            return None, None
+        # Imported here: cryptography and pyarrow cost memory a sidecar without
+        # manifests has no use for.
+        from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
+        from msgarchive_server.domain.manifests.sealer import Sealer, journal_directory
+
+        try:
+            signer = Ed25519FileSigner.from_file(Path(settings.manifest_signing_key))
+        except (OSError, ValueError) as err:
+            raise StartupError(
+                f"--manifest-signing-key {settings.manifest_signing_key}: {err}"
+            ) from None
+        directory = journal_directory(Path(settings.manifests_dir), store.bucket, store.prefix)
+        worker = os.environ.get(WORKER_ENV, "0")
+        try:
+            journal = Journal(directory, writer=f"w{worker}")
+        except OSError as err:
+            raise StartupError(
+                f"--manifests-dir {settings.manifests_dir}: {err.strerror}"
+            ) from None
+        if worker != "0":
+            return journal, None
+        writer = settings.manifest_writer or socket.gethostname()
+        return journal, Sealer(store, journal, signer, writer)
 
     @property
     def store(self) -> Store:
@@ -179,6 +217,9 @@ class Sidecar:
         return any(not tenant.circuit.is_open for tenant in self.tenants)
 
     def start(self) -> None:
+        for tenant in self.tenants:
+            if tenant.sealer is not None:
+                tenant.sealer.start()
         self.server.start()
         self._set_health(serving=self.archiving_available)
 
@@ -194,6 +235,11 @@ class Sidecar:
             tenant.circuit.stop()
         stopped.wait()
         self.streams.close()
+        for tenant in self.tenants:
+            if tenant.sealer is not None:
+                tenant.sealer.stop()
+            if tenant.archiver.journal is not None:
+                tenant.archiver.journal.close()
         self.metrics.close()
         for tenant in self.tenants:
             tenant.store.close()

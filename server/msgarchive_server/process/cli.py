@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     commands.add_parser("api-key", help="make a new API key and its accounts-file digest")
+    key = commands.add_parser(
+        "manifest-key", help="make an Ed25519 key pair that signs manifest heads"
+    )
+    key.add_argument("private_key", metavar="FILE", help="where to write the private key (0600)")
     return parser
 
 
@@ -113,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "get": commands.get,
             "cat": commands.cat,
             "api-key": commands.api_key,
+            "manifest-key": commands.manifest_key,
         }[args.command]
         return run(args)
     except ModuleNotFoundError as err:

@@ -2,7 +2,8 @@
 
 view, get and api-key need only the client library: they work where
 `msgarchive` is installed without the `[server]` extra. cat reads copies with
-the sidecar's own code (lz4, boto3), imported when it runs.
+the sidecar's own code (lz4, boto3), and manifest-key uses cryptography, each
+imported when it runs.
 """
 
 from __future__ import annotations
@@ -134,4 +135,22 @@ def api_key(args: argparse.Namespace) -> int:
     key, digest = new_api_key()
     print(f"api key (give it to the reader, once): {key}")
     print(f'accounts file line:                  api_key_sha256 = ["{digest}"]')
+    return 0
+
+
+def manifest_key(args: argparse.Namespace) -> int:
+    """Write a new Ed25519 private key (never overwriting one), print the public key."""
+    from msgarchive_server.domain.manifests.heads import new_key_pem
+
+    private, public = new_key_pem()
+    path = Path(args.private_key)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as err:
+        print(f"msgarchive: cannot write {path}: {err.strerror}", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "wb") as out:
+        out.write(private)
+    sys.stdout.write(public.decode())
+    print(f"private key written to {path}; give verifiers the public key above", file=sys.stderr)
     return 0

@@ -192,6 +192,29 @@ OPTIONS: tuple[Option, ...] = (
         "DAYS",
     ),
     Option(
+        "manifests_dir",
+        "MSGARCHIVE_MANIFESTS_DIR",
+        None,
+        "write hourly signed manifests of every acked copy, journaling each ack in this "
+        "directory first (keep it on a volume that survives restarts); off when unset",
+        metavar="DIR",
+    ),
+    Option(
+        "manifest_signing_key",
+        "MSGARCHIVE_MANIFEST_SIGNING_KEY",
+        None,
+        "the Ed25519 private key (PEM) that signs manifest heads; msgarchive manifest-key "
+        "makes one",
+        metavar="FILE",
+    ),
+    Option(
+        "manifest_writer",
+        "MSGARCHIVE_MANIFEST_WRITER",
+        None,
+        "this sidecar's name in manifest keys: one chain per writer (default: the host name)",
+        metavar="NAME",
+    ),
+    Option(
         "s3_connect_timeout",
         "MSGARCHIVE_S3_CONNECT_TIMEOUT",
         "2",
@@ -324,6 +347,9 @@ class Settings:
     s3_sse_kms_key_id: str | None = None
     retention_mode: str | None = None
     retention_days: int | None = None
+    manifests_dir: str | None = None
+    manifest_signing_key: str | None = None
+    manifest_writer: str | None = None
     s3_connect_timeout: float = 2.0
     s3_read_timeout: float = 10.0
     max_message_bytes: int = 4 * 1024 * 1024
@@ -349,6 +375,12 @@ class Settings:
             raise ConfigError("--s3-sse-kms-key-id needs --s3-sse aws:kms")
         if (self.retention_mode is None) != (self.retention_days is None):
             raise ConfigError("--retention-mode and --retention-days go together")
+        if bool(self.manifests_dir) != bool(self.manifest_signing_key):
+            raise ConfigError("--manifests-dir and --manifest-signing-key go together")
+        if self.manifest_writer is not None and not re.fullmatch(
+            r"[A-Za-z0-9_.-]{1,128}", self.manifest_writer
+        ):
+            raise ConfigError("--manifest-writer: 1 to 128 characters of A-Z a-z 0-9 _ . -")
         if not self.listen.strip():
             raise ConfigError("--listen: an address is required")
         if bool(self.tls_cert) != bool(self.tls_key):

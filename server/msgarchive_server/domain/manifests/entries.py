@@ -9,7 +9,7 @@ inventory of the same bucket. The rest are msgarchive's own.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 
@@ -30,17 +30,30 @@ class ManifestEntry:
     object_lock_retain_until_date: int  # epoch milliseconds, a lower bound; 0 without
     acknowledged_at: int  # when the sidecar journaled it, before the ack, epoch ms
 
+    def as_dict(self) -> dict[str, Any]:
+        # Not dataclasses.asdict: it deep-copies, at several times the cost.
+        return {name: getattr(self, name) for name in FIELDS}
+
+    def journal_line(self) -> bytes:
+        return (_compact(self.as_dict()) + "\n").encode()
+
     def leaf(self) -> bytes:
         """The entry as its Merkle leaf: canonical JSON (sorted keys, no spaces, UTF-8).
 
         A verifier rebuilds it from a manifest row the same way.
         """
-        return canonical(asdict(self))
+        return canonical(self.as_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestEntry:
         return cls(**{f.name: data[f.name] for f in fields(cls)})
 
 
+FIELDS = tuple(field.name for field in fields(ManifestEntry))
+# Shared encoders: json.dumps with any non-default argument builds one per call.
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_canonical = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+
+
 def canonical(data: dict[str, Any]) -> bytes:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return _canonical(data).encode()
