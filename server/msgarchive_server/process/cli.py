@@ -79,6 +79,24 @@ def _parser() -> argparse.ArgumentParser:
         "manifest-key", help="make an Ed25519 key pair that signs manifest heads"
     )
     key.add_argument("private_key", metavar="FILE", help="where to write the private key (0600)")
+    verify = commands.add_parser(
+        "verify",
+        help="check the chain of signed manifests, and the store against them",
+        description="Exit 0 only when every head verifies and links to the one before, "
+        "no hour is missing, every manifest matches its head, and every copy the manifests "
+        "list is in the store as listed (and locked as acknowledged), with nothing unlisted.",
+    )
+    verify.add_argument("store", metavar="STORE", help="s3://BUCKET[/PREFIX], as the sidecar's")
+    verify.add_argument(
+        "--public-key", required=True, metavar="FILE", help="the heads' Ed25519 public key (PEM)"
+    )
+    verify.add_argument("--deep", action="store_true", help="also download and re-hash every copy")
+    verify.add_argument("--json", action="store_true", help="one finding per line, as JSON")
+    verify.add_argument(
+        "--s3-endpoint-url",
+        default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
+        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
+    )
     return parser
 
 
@@ -118,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cat": commands.cat,
             "api-key": commands.api_key,
             "manifest-key": commands.manifest_key,
+            "verify": commands.verify,
         }[args.command]
         return run(args)
     except ModuleNotFoundError as err:

@@ -154,3 +154,60 @@ def manifest_key(args: argparse.Namespace) -> int:
     sys.stdout.write(public.decode())
     print(f"private key written to {path}; give verifiers the public key above", file=sys.stderr)
     return 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """Walk the manifests' chain and reconcile the store: 0 when nothing is wrong."""
+    import collections
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from msgarchive_server.domain.manifests.verify import Progress, Verifier
+    from msgarchive_server.stores.location import BadLocation, S3Location, store_location
+    from msgarchive_server.stores.s3 import S3Options, S3Store
+
+    try:
+        where = store_location(args.store)
+        key = serialization.load_pem_public_key(Path(args.public_key).read_bytes())
+    except (BadLocation, OSError, ValueError) as err:
+        print(f"msgarchive: error: {err}", file=sys.stderr)
+        return 2
+    if not isinstance(where, S3Location) or not isinstance(key, Ed25519PublicKey):
+        print("msgarchive: error: verify needs s3://BUCKET and an Ed25519 key", file=sys.stderr)
+        return 2
+    store = S3Store(
+        S3Options(
+            bucket=where.bucket,
+            prefix=where.prefix,
+            endpoint_url=args.s3_endpoint_url,
+            path_style=bool(args.s3_endpoint_url),
+        )
+    )
+    show = sys.stderr.isatty() and not args.json
+
+    def progress(p: Progress) -> None:
+        if show:
+            print(f"\r{p.heads} heads, {p.entries} entries, {p.versions} versions", end="",
+                  file=sys.stderr)  # fmt: skip
+
+    started, counts = time.monotonic(), collections.Counter[str]()
+    verifier = Verifier(store, key, deep=args.deep, on_progress=progress)
+    for finding in verifier.run():
+        counts[finding.kind] += 1
+        if args.json:
+            print(finding.as_json(), flush=True)
+        else:
+            print(f"{finding.kind:18s} {finding.key}  {finding.detail}", flush=True)
+    p = verifier.progress
+    summary = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items())) or "nothing wrong"
+    if show:
+        print(file=sys.stderr)  # past the progress line
+    print(
+        f"verified {p.heads} heads, {p.entries} manifest entries and {p.versions} stored "
+        f"versions in {time.monotonic() - started:.1f} s: {summary}",
+        file=sys.stderr,
+    )
+    store.close()
+    return 1 if counts else 0

@@ -10,6 +10,7 @@ from msgarchive_server.stores.base import (
     Store,
     StoredObject,
     StoreError,
+    VersionSummary,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "Store",
     "StoreError",
     "StoredObject",
+    "VersionSummary",
 ]

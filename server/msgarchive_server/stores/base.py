@@ -65,6 +65,18 @@ class ObjectSummary:
     stored_at_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class VersionSummary:
+    """One version of an object, or a delete marker, as a version listing shows it."""
+
+    key: str
+    version_id: str
+    etag: str
+    size: int
+    is_latest: bool
+    is_delete_marker: bool
+
+
 class NoSuchObject(Exception):
     """Nothing is stored under the key."""
 

@@ -17,6 +17,7 @@ import datetime
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ from msgarchive_server.stores.base import (
     Retention,
     StoredObject,
     StoreError,
+    VersionSummary,
 )
 
 if TYPE_CHECKING:
@@ -283,6 +285,53 @@ class S3Store:
             for item in page.get("Contents", [])
         ]
         return ListPage(items, truncated=bool(page.get("IsTruncated")))
+
+    def versions(self, prefix: str) -> Iterator[VersionSummary]:
+        """Every version and delete marker under `prefix`, in key order (and,
+        within a key, newest first), read page by page."""
+        paginator = self._client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found = [
+                    VersionSummary(
+                        v["Key"], v.get("VersionId") or "", v.get("ETag", "").strip('"'),
+                        int(v.get("Size", 0)), bool(v.get("IsLatest")), False,
+                    )
+                    for v in page.get("Versions", [])
+                ] + [
+                    VersionSummary(
+                        m["Key"], m.get("VersionId") or "", "", 0, bool(m.get("IsLatest")), True
+                    )
+                    for m in page.get("DeleteMarkers", [])
+                ]  # fmt: skip
+                # A page lists versions and markers apart: put them back in order.
+                found.sort(key=lambda v: (v.key, not v.is_latest))
+                yield from found
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from None
+
+    def get_version(self, key: str, version_id: str) -> StoredObject:
+        """One version of an object (the latest when `version_id` is "")."""
+        args = {"VersionId": version_id} if version_id else {}
+        try:
+            got = self._client.get_object(Bucket=self.bucket, Key=key, **args)  # type: ignore[arg-type]
+            body = got["Body"].read()
+        except ClientError as err:
+            if _error_code(err) in ("NoSuchKey", "NoSuchVersion", "404"):
+                raise NoSuchObject(key) from None
+            raise classify(err) from None
+        except BotoCoreError as err:
+            raise classify(err) from None
+        until = got.get("ObjectLockRetainUntilDate")
+        return StoredObject(
+            body=body,
+            etag=got.get("ETag", "").strip('"'),
+            version_id=got.get("VersionId", ""),
+            stored_at_ms=int(got["LastModified"].timestamp() * 1000),
+            retention_mode=str(got.get("ObjectLockMode", "")),
+            retain_until_ms=int(until.timestamp() * 1000) if until else 0,
+            legal_hold=got.get("ObjectLockLegalHoldStatus") == "ON",
+        )
 
     def probe(self) -> None:
         """The bucket exists, keeps copies under the configured retention, the

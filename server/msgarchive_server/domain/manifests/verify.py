@@ -1,0 +1,291 @@
+"""`msgarchive verify`: the chain of signed heads, then the store against the manifests.
+
+1. Chains. For every writer under `<prefix>_msgarchive/manifests/`, the heads
+   are read hour by hour: each must verify under the public key and link to
+   the one before it (key, SHA-256 and signature); hours between two heads are
+   missing; each head's manifest must have the SHA-256, row count and Merkle
+   root (RFC 6962) the head states.
+2. Reconciliation. Every manifest entry goes into a temporary SQLite index on
+   disk (bounded memory at millions of copies), and every version under
+   `<prefix>sent_messages/` is streamed from the store's version listing, in
+   key order, against it: copies **missing** (their version is gone, or a
+   delete marker hides them), **altered** (the etag differs, or other versions
+   were written over them; with `deep`, the bytes' SHA-256 or their
+   message_id), **unlisted** (an object no manifest lists), and
+   **under-locked** (a weaker Object Lock mode, or a retain-until date before
+   the one acknowledged).
+
+Each problem is one `Finding`; none means the store and its manifests agree.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import itertools
+import json
+import re
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from msgarchive.keys import KEY_ROOT, parse_key
+from msgarchive_server.domain.manifests import merkle, parquet
+from msgarchive_server.domain.manifests.heads import verify as verify_head
+from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT
+from msgarchive_server.domain.payloads import decompress
+from msgarchive_server.stores import ListPage, NoSuchObject, StoredObject, VersionSummary
+from msgarchive_server.stores.base import RETENTION_MODES
+
+HOUR = datetime.timedelta(hours=1)
+_HOUR_KEY = re.compile(r"(?P<writer>[^/]+)/(?P<hour>\d{4}/\d{2}/\d{2}/\d{2})/(?P<name>[^/]+)")
+
+
+class AuditableStore(Protocol):
+    bucket: str
+    prefix: str
+
+    def get(self, key: str) -> StoredObject: ...
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage: ...
+    def versions(self, prefix: str) -> Iterator[VersionSummary]: ...
+    def get_version(self, key: str, version_id: str) -> StoredObject: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: str  # see KINDS
+    key: str  # the copy's key, or the head's or manifest's
+    detail: str
+
+    def as_json(self) -> str:
+        return json.dumps({"kind": self.kind, "key": self.key, "detail": self.detail})
+
+
+KINDS = (
+    "head_unsigned",
+    "chain_broken",
+    "hour_missing",
+    "manifest_altered",
+    "copy_missing",
+    "copy_altered",
+    "copy_unlisted",
+    "copy_under_locked",
+)
+
+
+@dataclass
+class Progress:
+    heads: int = 0
+    entries: int = 0
+    versions: int = 0
+
+
+class Verifier:
+    def __init__(
+        self,
+        store: AuditableStore,
+        public_key: Ed25519PublicKey,
+        *,
+        deep: bool = False,
+        on_progress: Callable[[Progress], None] = lambda progress: None,
+    ) -> None:
+        self.store = store
+        self.public_key = public_key
+        self.deep = deep
+        self.progress = Progress()
+        self._on_progress = on_progress
+
+    def run(self) -> Iterator[Finding]:
+        with tempfile.TemporaryDirectory(prefix="msgarchive-verify-") as workdir:
+            index = sqlite3.connect(Path(workdir) / "entries.db")
+            index.execute(
+                "CREATE TABLE entry (key TEXT, version_id TEXT, e_tag TEXT, sha256 TEXT,"
+                " mode TEXT, retain_until INTEGER, message_id TEXT, seen INTEGER DEFAULT 0,"
+                " PRIMARY KEY (key, version_id))"
+            )
+            try:
+                yield from self._chains(index)
+                yield from self._reconcile(index)
+            finally:
+                index.close()
+
+    # --- chains --------------------------------------------------------------
+
+    def _chains(self, index: sqlite3.Connection) -> Iterator[Finding]:
+        root = f"{self.store.prefix}{MANIFEST_ROOT}/"
+        hours: dict[str, dict[datetime.datetime, set[str]]] = {}
+        for key in self._keys(root):
+            found = _HOUR_KEY.fullmatch(key[len(root) :])
+            if found is None:
+                continue
+            hour = datetime.datetime.strptime(found["hour"], "%Y/%m/%d/%H").replace(
+                tzinfo=datetime.UTC
+            )
+            hours.setdefault(found["writer"], {}).setdefault(hour, set()).add(found["name"])
+        for writer, sealed in sorted(hours.items()):
+            yield from self._chain(index, root, writer, sealed)
+
+    def _chain(
+        self,
+        index: sqlite3.Connection,
+        root: str,
+        writer: str,
+        sealed: dict[datetime.datetime, set[str]],
+    ) -> Iterator[Finding]:
+        previous: tuple[str, str, str] | None = None  # key, sha256, signature
+        expected_hour: datetime.datetime | None = None
+        for hour in sorted(sealed):
+            base = f"{root}{writer}/{hour:%Y/%m/%d/%H}/"
+            head_key = base + "head.json"
+            if expected_hour is not None:
+                while expected_hour < hour:
+                    yield Finding("hour_missing", f"{root}{writer}/{expected_hour:%Y/%m/%d/%H}/",
+                                  "no head for this hour between two sealed ones")  # fmt: skip
+                    expected_hour += HOUR
+            expected_hour = hour + HOUR
+            if "head.json" not in sealed[hour]:
+                yield Finding("hour_missing", head_key, "the hour has a manifest but no head")
+                previous = None
+                continue
+            stored = self.store.get(head_key).body
+            self.progress.heads += 1
+            fields = verify_head(stored, self.public_key)
+            if fields is None:
+                yield Finding("head_unsigned", head_key, "its signature does not verify")
+                previous = None
+                continue
+            link = fields.get("previous")
+            if previous is not None:
+                expected = {"key": previous[0], "sha256": previous[1], "signature": previous[2]}
+                if link != expected:
+                    yield Finding("chain_broken", head_key, "it does not link to the head before")
+            elif link is not None and link.get("key") not in _head_keys(root, writer, sealed):
+                yield Finding("chain_broken", head_key, f"it links to {link.get('key')}, not found")
+            previous = (head_key, hashlib.sha256(stored).hexdigest(), str(fields["signature"]))
+            yield from self._manifest(index, fields, base + "manifest.parquet")
+            self._on_progress(self.progress)
+
+    def _manifest(
+        self, index: sqlite3.Connection, head: dict[str, Any], key: str
+    ) -> Iterator[Finding]:
+        try:
+            data = self.store.get(key).body
+        except NoSuchObject:
+            yield Finding("manifest_altered", key, "the manifest the head names is gone")
+            return
+        if hashlib.sha256(data).hexdigest() != head["manifest"]["sha256"]:
+            yield Finding("manifest_altered", key, "its SHA-256 differs from the head's")
+            return
+        entries = parquet.decode(data)
+        leaves = [merkle.leaf_hash(entry.leaf()) for entry in entries]
+        if len(entries) != head["count"] or merkle.root(leaves).hex() != head["merkle_root"]:
+            yield Finding("manifest_altered", key, "its entries do not give the head's root")
+            return
+        index.executemany(
+            "INSERT OR IGNORE INTO entry (key, version_id, e_tag, sha256, mode, retain_until,"
+            " message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    e.key,
+                    e.version_id,
+                    e.e_tag,
+                    e.sha256,
+                    e.object_lock_mode,
+                    e.object_lock_retain_until_date,
+                    e.message_id,
+                )
+                for e in entries
+            ],
+        )
+        self.progress.entries += len(entries)
+
+    def _keys(self, prefix: str) -> Iterator[str]:
+        after = ""
+        while True:
+            page = self.store.list(prefix, start_after=after)
+            yield from (item.key for item in page.items)
+            if not page.truncated or not page.items:
+                return
+            after = page.items[-1].key
+
+    # --- reconciliation ---------------------------------------------------------
+
+    def _reconcile(self, index: sqlite3.Connection) -> Iterator[Finding]:
+        copies = f"{self.store.prefix}{KEY_ROOT}/"
+        for key, group in itertools.groupby(self.store.versions(copies), lambda v: v.key):
+            versions = list(group)
+            self.progress.versions += len(versions)
+            if self.progress.versions % 1000 < len(versions):
+                self._on_progress(self.progress)
+            listed = index.execute(
+                "SELECT version_id, e_tag, sha256, mode, retain_until, message_id FROM entry"
+                " WHERE key = ?",
+                (key,),
+            ).fetchall()
+            if not listed:
+                yield Finding("copy_unlisted", key, "no manifest lists this object")
+                continue
+            index.execute("UPDATE entry SET seen = 1 WHERE key = ?", (key,))
+            yield from self._compare(key, versions, listed)
+        for key, version_id in index.execute(
+            "SELECT key, version_id FROM entry WHERE seen = 0 ORDER BY key"
+        ):
+            yield Finding("copy_missing", key, f"version {version_id or '-'} is not in the store")
+
+    def _compare(
+        self, key: str, versions: list[VersionSummary], listed: list[tuple[Any, ...]]
+    ) -> Iterator[Finding]:
+        if versions and versions[0].is_latest and versions[0].is_delete_marker:
+            yield Finding("copy_missing", key, "a delete marker hides it")
+        by_id = {v.version_id: v for v in versions if not v.is_delete_marker}
+        known = {row[0] for row in listed}
+        for version_id, e_tag, sha256, mode, retain_until, message_id in listed:
+            found = by_id.get(version_id)
+            if found is None:
+                yield Finding("copy_missing", key, f"version {version_id or '-'} is gone")
+                continue
+            if found.etag != e_tag:
+                yield Finding("copy_altered", key, "its etag differs from the manifest's")
+                continue
+            if mode or self.deep:
+                stored = self.store.get_version(key, version_id)
+                if mode and _under_locked(stored, mode, retain_until):
+                    yield Finding(
+                        "copy_under_locked", key,
+                        f"locked {stored.retention_mode or 'not at all'} until "
+                        f"{stored.retain_until_ms}; the ack said {mode} until {retain_until}",
+                    )  # fmt: skip
+                if self.deep:
+                    yield from _deep(key, stored, sha256, message_id)
+        for version_id in sorted(set(by_id) - known):
+            yield Finding("copy_altered", key, f"version {version_id} was written over it")
+
+
+def _under_locked(stored: StoredObject, mode: str, retain_until: int) -> bool:
+    if stored.retention_mode not in RETENTION_MODES:
+        return True
+    weaker = RETENTION_MODES.index(stored.retention_mode) < RETENTION_MODES.index(mode)
+    return weaker or stored.retain_until_ms < retain_until
+
+
+def _deep(key: str, stored: StoredObject, sha256: str, message_id: str) -> Iterator[Finding]:
+    if hashlib.sha256(stored.body).hexdigest() != sha256:
+        yield Finding("copy_altered", key, "its bytes' SHA-256 differs from the manifest's")
+        return
+    parts = parse_key(key)
+    try:
+        fields = json.loads(decompress(stored.body))
+        ok = fields.get("message_id") == message_id == (parts.message_id if parts else None)
+    except (ValueError, RuntimeError, AttributeError):
+        ok = False
+    if not ok:
+        yield Finding("copy_altered", key, "it is not the JSON copy of the message its key names")
+
+
+def _head_keys(root: str, writer: str, sealed: dict[datetime.datetime, set[str]]) -> set[str]:
+    return {f"{root}{writer}/{hour:%Y/%m/%d/%H}/head.json" for hour in sealed}

@@ -1,0 +1,179 @@
+"""`verify` against SeaweedFS: an untouched archive verifies clean, and each way of
+tampering with it is reported with the right kind and key."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
+from msgarchive_server.domain.manifests.journal import Journal
+from msgarchive_server.domain.manifests.sealer import Sealer, hour_keys
+from msgarchive_server.domain.manifests.verify import Finding, Verifier
+from msgarchive_server.stores import Retention
+from msgarchive_server.stores.s3 import S3Store
+from tests import samples
+from tests.seaweed import SeaweedFS
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+pytestmark = pytest.mark.integration
+
+HOUR_MS = 3600 * 1000
+PREFIX = "acme/"
+
+
+@dataclass
+class Archive:
+    """A bucket with two sealed hours of a sidecar's work: three copies, then none."""
+
+    bucket: str
+    store: S3Store
+    key: Ed25519PrivateKey
+    acked: list[str]
+    hours: list[datetime.datetime]
+
+    def findings(self, deep: bool = False) -> list[Finding]:
+        return list(Verifier(self.store, self.key.public_key(), deep=deep).run())
+
+
+@pytest.fixture
+def archive(seaweed: SeaweedFS, tmp_path: Path) -> Archive:
+    bucket = seaweed.new_bucket(object_lock=True)
+    seaweed.set_default_retention(bucket, "GOVERNANCE", days=1)  # tests may bypass it
+    store = seaweed.store(bucket, prefix=PREFIX, retention=Retention("GOVERNANCE", 1))
+    store.probe()
+    now = [int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)]
+    journal = Journal(tmp_path, writer="w0")
+    key = Ed25519PrivateKey.generate()
+    sealer = Sealer(store, journal, Ed25519FileSigner(key), "pod-1", clock_ms=lambda: now[0])
+    archiver = Archiver(store, journal=journal)
+    acked = [archiver.archive(make()).key for make in list(samples.REQUESTS.values())[:3]]
+    now[0] += 2 * HOUR_MS + 5 * 60 * 1000
+    hours = sealer.seal_due()
+    assert len(hours) == 2
+    return Archive(bucket, store, key, acked, hours)
+
+
+def bypass_delete(s3: S3Client, bucket: str, key: str) -> None:
+    """Delete every version of `key`, as someone allowed to bypass governance could."""
+    for version in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []):
+        s3.delete_object(
+            Bucket=bucket, Key=key, VersionId=version["VersionId"], BypassGovernanceRetention=True
+        )
+
+
+def kinds(findings: list[Finding]) -> list[tuple[str, str]]:
+    return sorted((f.kind, f.key) for f in findings)
+
+
+def test_an_untouched_archive_verifies_clean(archive: Archive) -> None:
+    verifier = Verifier(archive.store, archive.key.public_key(), deep=True)
+    assert list(verifier.run()) == []
+    progress = verifier.progress
+    assert (progress.heads, progress.entries, progress.versions) == (2, 3, 3)
+    assert archive.findings() == []
+
+
+def test_a_deleted_copy_is_missing(archive: Archive, s3: S3Client) -> None:
+    bypass_delete(s3, archive.bucket, archive.acked[0])
+    assert kinds(archive.findings()) == [("copy_missing", archive.acked[0])]
+
+
+def test_a_copy_hidden_by_a_delete_marker_is_missing(archive: Archive, s3: S3Client) -> None:
+    s3.delete_object(Bucket=archive.bucket, Key=archive.acked[1])  # allowed: adds a marker
+    assert kinds(archive.findings()) == [("copy_missing", archive.acked[1])]
+
+
+def test_a_copy_overwritten_as_a_new_version_is_altered(archive: Archive, s3: S3Client) -> None:
+    s3.put_object(Bucket=archive.bucket, Key=archive.acked[2], Body=b"another story")
+    assert kinds(archive.findings()) == [("copy_altered", archive.acked[2])]
+
+
+def test_an_object_no_manifest_lists_is_unlisted(archive: Archive, s3: S3Client) -> None:
+    stray = f"{PREFIX}sent_messages/Sms/202609/c/{'0' * 32}/{'1' * 64}.json.lz4"
+    s3.put_object(Bucket=archive.bucket, Key=stray, Body=b"slipped in")
+    assert kinds(archive.findings()) == [("copy_unlisted", stray)]
+
+
+def test_an_edited_manifest_is_altered(archive: Archive, s3: S3Client) -> None:
+    manifest_key, _ = hour_keys(PREFIX, "pod-1", archive.hours[0])
+    s3.put_object(Bucket=archive.bucket, Key=manifest_key, Body=b"PAR1 not the manifest")
+    found = kinds(archive.findings())
+    assert ("manifest_altered", manifest_key) in found
+    # Its copies are then listed by no manifest that verifies: shown, not hidden.
+    assert {k for kind, k in found if kind == "copy_unlisted"} == set(archive.acked)
+
+
+def test_a_removed_head_leaves_its_hour_missing(archive: Archive, s3: S3Client) -> None:
+    _, head_key = hour_keys(PREFIX, "pod-1", archive.hours[0])
+    bypass_delete(s3, archive.bucket, head_key)
+    found = kinds(archive.findings())
+    assert ("hour_missing", head_key) in found
+
+
+def test_a_head_re_signed_with_another_key_is_unsigned(archive: Archive, s3: S3Client) -> None:
+    _, head_key = hour_keys(PREFIX, "pod-1", archive.hours[1])
+    original = json.loads(s3.get_object(Bucket=archive.bucket, Key=head_key)["Body"].read())
+    forged = Ed25519FileSigner(Ed25519PrivateKey.generate())
+    body = {k: v for k, v in original.items() if k != "signature"}
+    body["public_key_sha256"] = forged.public_key_sha256
+    import base64
+
+    from msgarchive_server.domain.manifests.entries import canonical
+
+    body["signature"] = base64.b64encode(forged.sign(canonical(body))).decode()
+    s3.put_object(Bucket=archive.bucket, Key=head_key, Body=canonical(body))
+    assert kinds(archive.findings()) == [("head_unsigned", head_key)]
+
+
+def test_a_shortened_retention_is_under_locked(archive: Archive, s3: S3Client) -> None:
+    version = s3.head_object(Bucket=archive.bucket, Key=archive.acked[0])["VersionId"]
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    s3.put_object_retention(
+        Bucket=archive.bucket,
+        Key=archive.acked[0],
+        VersionId=version,
+        Retention={"Mode": "GOVERNANCE", "RetainUntilDate": soon},
+        BypassGovernanceRetention=True,
+    )
+    assert kinds(archive.findings()) == [("copy_under_locked", archive.acked[0])]
+
+
+def test_the_command_reports_as_json_and_exits_non_zero(
+    archive: Archive, seaweed: SeaweedFS, s3: S3Client, tmp_path: Path
+) -> None:
+    public = tmp_path / "heads.pub"
+    public.write_bytes(
+        archive.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    command = [
+        sys.executable, "-m", "msgarchive_server", "verify", f"s3://{archive.bucket}/acme",
+        f"--public-key={public}", f"--s3-endpoint-url={seaweed.endpoint}", "--json",
+    ]  # fmt: skip
+    env = {**seaweed.env}
+    clean = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert (clean.returncode, clean.stdout) == (0, ""), clean.stderr
+    assert "nothing wrong" in clean.stderr
+    s3.delete_object(Bucket=archive.bucket, Key=archive.acked[0])
+    dirty = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    assert dirty.returncode == 1
+    (line,) = dirty.stdout.splitlines()
+    assert json.loads(line) == {
+        "kind": "copy_missing",
+        "key": archive.acked[0],
+        "detail": "a delete marker hides it",
+    }
