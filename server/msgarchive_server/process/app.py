@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -38,7 +39,7 @@ from msgarchive_server.edge.servicer import ArchiveServicer
 from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.config import Settings
 from msgarchive_server.process.workers import WORKER_ENV, supervise
-from msgarchive_server.stores import Retention, Store
+from msgarchive_server.stores import Retention, Store, StoreError
 from msgarchive_server.stores.local import LocalStore
 from msgarchive_server.stores.location import S3Location, store_location
 from msgarchive_server.telemetry.metrics import Metrics
@@ -236,13 +237,26 @@ class Sidecar:
         stopped.wait()
         self.streams.close()
         for tenant in self.tenants:
-            if tenant.sealer is not None:
-                tenant.sealer.stop()
             if tenant.archiver.journal is not None:
                 tenant.archiver.journal.close()
+            if tenant.sealer is not None:
+                tenant.sealer.stop()
+                # With --workers the supervisor seals once every worker is done.
+                if WORKER_ENV not in os.environ:
+                    self._seal_now(tenant.sealer)
         self.metrics.close()
         for tenant in self.tenants:
             tenant.store.close()
+
+    @staticmethod
+    def _seal_now(sealer: Sealer) -> None:
+        try:
+            sealed = sealer.seal_now()
+        except Exception:
+            # The journal stays on disk: the next start, or msgarchive seal, seals it.
+            log.exception("sealing at shutdown failed; the journal keeps the entries")
+        else:
+            log.info("sealed at shutdown", hours=len(sealed))
 
     def _on_circuit_change(self, serving: bool) -> None:
         for tenant in self.tenants:
@@ -342,6 +356,33 @@ def probe_listen(address: str, reuse_port: bool = False) -> None:
     except OSError as err:
         reason = err.strerror or str(err)
         raise StartupError(f"--listen {address}: cannot listen: {reason}") from None
+
+
+def seal(settings: Settings) -> int:
+    """Seal every journaled hour through the current one, for every store: what
+    a stopping sidecar does, for a journal that a crashed or removed one left,
+    and for --workers' supervisor once its workers are done."""
+    if not settings.manifests_dir:
+        raise StartupError("seal needs --manifests-dir and --manifest-signing-key")
+    from msgarchive_server.domain.manifests.sealer import SealConflict
+
+    # The stores, journals and sealers, without the sidecar's ports: it may run
+    # beside a live sidecar.
+    quiet = dataclasses.replace(settings, listen="127.0.0.1:0", metrics_listen=None, workers=1)
+    sidecar = build_server(quiet)
+    try:
+        for tenant in sidecar.tenants:
+            if tenant.sealer is not None:
+                try:
+                    hours = tenant.sealer.seal_now()
+                except (StoreError, SealConflict) as err:
+                    raise StartupError(f"store {tenant.store.bucket}: cannot seal: {err}") from None
+                log.info("sealed", bucket=tenant.store.bucket, hours=len(hours))
+    finally:
+        for tenant in sidecar.tenants:
+            tenant.store.close()
+        sidecar.metrics.close()
+    return 0
 
 
 def serve(settings: Settings) -> int:

@@ -29,6 +29,13 @@ def _parser() -> argparse.ArgumentParser:
         "variable; a flag wins over its variable.",
     )
     add_options(serve)
+    sealing = commands.add_parser(
+        "seal",
+        help="seal every journaled hour into signed manifests, through the current one",
+        description="What a stopping sidecar does: for a journal a crashed or removed "
+        "sidecar left. Takes serve's settings (the same flags and variables).",
+    )
+    add_options(sealing)
     check = commands.add_parser(
         "health", help="exit 0 when the sidecar at ADDR reports SERVING (for HEALTHCHECK)"
     )
@@ -113,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from msgarchive_server.process.healthcheck import check_health
 
             return check_health(args)
-        if args.command == "serve":
+        if args.command in ("serve", "seal"):
             return _serve(args)
         from msgarchive_server.process import commands
 
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from msgarchive_server.process.app import StartupError, serve
+    from msgarchive_server.process.app import StartupError, seal, serve
     from msgarchive_server.process.workers import WORKER_ENV
     from msgarchive_server.telemetry.logs import configure_logging
 
@@ -159,7 +166,7 @@ def _serve(args: argparse.Namespace) -> int:
         configure_logging(
             settings.log_level, settings.log_format, {"worker": int(worker)} if worker else None
         )
-        return serve(settings)
+        return seal(settings) if args.command == "seal" else serve(settings)
     except (ConfigError, StartupError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2

@@ -80,7 +80,15 @@ def supervise(settings: Settings) -> int:
             log.error(
                 "a worker stopped; stopping the others", pid=failed.pid, code=failed.returncode
             )
-        return _stop(workers, settings.grace_period, failed is not None)
+        code = _stop(workers, settings.grace_period, failed is not None)
+        if settings.manifests_dir:
+            # Every worker is done: seal what they journaled, as one sidecar would.
+            sealed = subprocess.run(  # noqa: S603 (our own command)
+                [sys.executable, "-m", "msgarchive_server", "seal", *worker_argv(settings)],
+                check=False,
+            )
+            code = code or sealed.returncode
+        return code
     finally:
         if metrics_server is not None:
             metrics_server.shutdown()

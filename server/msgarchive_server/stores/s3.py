@@ -294,13 +294,13 @@ class S3Store:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 found = [
                     VersionSummary(
-                        v["Key"], v.get("VersionId") or "", v.get("ETag", "").strip('"'),
+                        v["Key"], _version(v.get("VersionId")), v.get("ETag", "").strip('"'),
                         int(v.get("Size", 0)), bool(v.get("IsLatest")), False,
                     )
                     for v in page.get("Versions", [])
                 ] + [
                     VersionSummary(
-                        m["Key"], m.get("VersionId") or "", "", 0, bool(m.get("IsLatest")), True
+                        m["Key"], _version(m.get("VersionId")), "", 0, bool(m.get("IsLatest")), True
                     )
                     for m in page.get("DeleteMarkers", [])
                 ]  # fmt: skip
@@ -440,6 +440,12 @@ class S3Store:
             version_id=got.get("VersionId", ""),
             existing_copy=body,
         )
+
+
+def _version(listed: str | None) -> str:
+    """A listing's version id as a write reports it: an object written without
+    versioning is listed as version "null", and a write reports none."""
+    return "" if listed in (None, "null") else str(listed)
 
 
 def _unprotected(wanted: Retention, why: str) -> StoreError:

@@ -77,10 +77,19 @@ class Sealer:
     def seal_due(self) -> list[datetime.datetime]:
         """Seal every hour that is over and not sealed yet; the hours sealed."""
         last_complete = hour_of(self._clock_ms() - int(self.grace.total_seconds() * 1000)) - HOUR
+        return self._seal_through(last_complete)
+
+    def seal_now(self) -> list[datetime.datetime]:
+        """Seal every hour through the current one, which is not over: when the
+        sidecar stops, so that nothing it acknowledged stays unsealed. Entries of
+        this hour journaled later go to the next hour's manifest."""
+        return self._seal_through(hour_of(self._clock_ms()))
+
+    def _seal_through(self, last: datetime.datetime) -> list[datetime.datetime]:
         sealed = []
         assert self.journal.sealed_until is not None
         hour = self.journal.sealed_until + HOUR
-        while hour <= last_complete:
+        while hour <= last:
             self._seal(hour)
             sealed.append(hour)
             hour += HOUR
