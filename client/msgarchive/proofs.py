@@ -11,8 +11,11 @@ a bug in one is not repeated in the other.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Sequence
 from hashlib import sha256
+from typing import Any
 
 
 def _leaf(data: bytes) -> bytes:
@@ -53,3 +56,44 @@ def included(leaf: bytes, index: int, size: int, path: Sequence[bytes], root: by
     """True when the audit path proves `leaf` is leaf `index` of the tree with `root`."""
     found = root_from_path(leaf, index, size, path)
     return found is not None and found == root
+
+
+def _canonical(data: object) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def check_proof(proof: dict[str, Any], public_key_pem: bytes) -> str:
+    """Check an inclusion proof from `msgarchive prove`; raises ProofError saying
+    what fails, else returns the key of the copy it proves.
+
+    Needs the `cryptography` package (`pip install 'msgarchive[proofs]'`).
+    """
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    public_key = serialization.load_pem_public_key(public_key_pem)
+    if not isinstance(public_key, Ed25519PublicKey):
+        raise ProofError("the public key is not an Ed25519 key")
+    try:
+        head = dict(proof["head"])
+        signature = base64.b64decode(head.pop("signature"), validate=True)
+        leaf, index, size = str(proof["leaf"]).encode(), int(proof["index"]), int(proof["size"])
+        path = [bytes.fromhex(h) for h in proof["path"]]
+        root = bytes.fromhex(head["merkle_root"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ProofError(f"the proof is malformed: {err}") from None
+    try:
+        public_key.verify(signature, _canonical(head))
+    except InvalidSignature:
+        raise ProofError("the head's signature does not verify under the public key") from None
+    if head.get("count") != size:
+        raise ProofError("the proof's tree size is not the head's count")
+    if not included(leaf, index, size, path, root):
+        raise ProofError("the audit path does not lead from the entry to the head's root")
+    key: str = json.loads(leaf)["key"]
+    return key
+
+
+class ProofError(Exception):
+    """An inclusion proof that does not hold; the message says which check failed."""

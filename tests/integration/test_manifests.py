@@ -37,18 +37,26 @@ def test_an_hour_of_archives_is_sealed_into_the_locked_bucket(
     journal = Journal(tmp_path, writer="w0")
     key = Ed25519PrivateKey.generate()
     sealer = Sealer(store, journal, Ed25519FileSigner(key), "pod-1", clock_ms=lambda: now[0])
-    archiver = Archiver(store, journal=journal)
+    started = now[0]  # every ack in one hour, at a real time
+    archiver = Archiver(store, journal=journal, clock_ms=lambda: started)
     acks = [archiver.archive(make()) for make in samples.REQUESTS.values()]
 
-    now[0] += 3600 * 1000 + 5 * 60 * 1000  # the hour is over, and its grace
-    (hour,) = sealer.seal_due()
-    manifest_key, head_key = hour_keys("acme/", "pod-1", hour)
-    manifest = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
-    stored_head = s3.get_object(Bucket=bucket, Key=head_key)["Body"].read()
-    fields = verify(stored_head, key.public_key())
-    assert fields is not None
-    assert fields["manifest"]["sha256"] == hashlib.sha256(manifest).hexdigest()
-    listed = {e.key: e for e in parquet.decode(manifest)}
+    hour_ms = 3600 * 1000
+    # Two hours on, whatever the minute now: the archiving hour (and the next,
+    # should the archives have straddled its end) are over, and their grace.
+    now[0] = (now[0] // hour_ms) * hour_ms + 2 * hour_ms + 5 * 60 * 1000
+    listed = {}
+    for hour in sealer.seal_due():
+        manifest_key, head_key = hour_keys("acme/", "pod-1", hour)
+        manifest = s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()
+        stored_head = s3.get_object(Bucket=bucket, Key=head_key)["Body"].read()
+        fields = verify(stored_head, key.public_key())
+        assert fields is not None
+        assert fields["manifest"]["sha256"] == hashlib.sha256(manifest).hexdigest()
+        assert json.loads(stored_head)["bucket"] == bucket
+        listed.update({e.key: e for e in parquet.decode(manifest)})
+        for key_ in (manifest_key, head_key):  # the index is locked like the copies
+            assert s3.head_object(Bucket=bucket, Key=key_)["ObjectLockMode"] == "COMPLIANCE"
     assert sorted(listed) == sorted(ack.key for ack in acks)
     for ack in acks:
         entry, head = listed[ack.key], s3.head_object(Bucket=bucket, Key=ack.key)
@@ -56,6 +64,3 @@ def test_an_hour_of_archives_is_sealed_into_the_locked_bucket(
         body = s3.get_object(Bucket=bucket, Key=ack.key)["Body"].read()
         assert entry.sha256 == hashlib.sha256(body).hexdigest()
         assert entry.object_lock_mode == "COMPLIANCE"
-    for key_ in (manifest_key, head_key):  # the index is locked like the copies
-        assert s3.head_object(Bucket=bucket, Key=key_)["ObjectLockMode"] == "COMPLIANCE"
-    assert json.loads(stored_head)["bucket"] == bucket

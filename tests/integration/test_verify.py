@@ -58,9 +58,11 @@ def archive(seaweed: SeaweedFS, tmp_path: Path) -> Archive:
     journal = Journal(tmp_path, writer="w0")
     key = Ed25519PrivateKey.generate()
     sealer = Sealer(store, journal, Ed25519FileSigner(key), "pod-1", clock_ms=lambda: now[0])
-    archiver = Archiver(store, journal=journal)
+    started = now[0]  # every ack in one hour, at a real time
+    archiver = Archiver(store, journal=journal, clock_ms=lambda: started)
     acked = [archiver.archive(make()).key for make in list(samples.REQUESTS.values())[:3]]
-    now[0] += 2 * HOUR_MS + 5 * 60 * 1000
+    # Two hours later whatever the minute now: the archiving hour, then an empty one.
+    now[0] = (now[0] // HOUR_MS) * HOUR_MS + 2 * HOUR_MS + 5 * 60 * 1000
     hours = sealer.seal_due()
     assert len(hours) == 2
     return Archive(bucket, store, key, acked, hours)
@@ -177,3 +179,50 @@ def test_the_command_reports_as_json_and_exits_non_zero(
         "key": archive.acked[0],
         "detail": "a delete marker hides it",
     }
+
+
+def test_a_copy_is_proven_and_the_proof_checked_with_the_public_key_alone(
+    archive: Archive, seaweed: SeaweedFS, tmp_path: Path
+) -> None:
+    public = tmp_path / "heads.pub"
+    public.write_bytes(
+        archive.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    base = [sys.executable, "-m", "msgarchive_server"]
+    proved = subprocess.run(
+        [*base, "prove", f"s3://{archive.bucket}/acme", archive.acked[1],
+         f"--s3-endpoint-url={seaweed.endpoint}"],
+        capture_output=True, text=True, env=seaweed.env, check=False,
+    )  # fmt: skip
+    assert proved.returncode == 0, proved.stderr
+    proof = json.loads(proved.stdout)
+    assert (proof["size"], json.loads(proof["leaf"])["key"]) == (3, archive.acked[1])
+
+    def check(
+        candidate: dict[str, object], key_file: Path = public
+    ) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "proof.json"
+        path.write_text(json.dumps(candidate))
+        return subprocess.run(
+            [*base, "check-proof", str(path), f"--public-key={key_file}"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    held = check(proof)
+    assert (held.returncode, held.stdout.strip()) == (
+        0,
+        f"proven: {archive.acked[1]} is in the signed manifest",
+    )
+    changed = dict(proof, leaf=proof["leaf"].replace('"size":', '"size":1'))
+    assert "audit path does not lead" in check(changed).stderr
+    forged = {**proof, "head": {**proof["head"], "count": 4}}
+    assert "signature does not verify" in check(forged).stderr
+    stranger = tmp_path / "stranger.pub"
+    stranger.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert check(proof, stranger).returncode == 1

@@ -94,6 +94,22 @@ def _parser() -> argparse.ArgumentParser:
         "list is in the store as listed (and locked as acknowledged), with nothing unlisted.",
     )
     verify.add_argument("store", metavar="STORE", help="s3://BUCKET[/PREFIX], as the sidecar's")
+    prove = commands.add_parser(
+        "prove", help="print the proof that one copy is in a signed manifest (JSON)"
+    )
+    prove.add_argument("store", metavar="STORE", help="s3://BUCKET[/PREFIX], as the sidecar's")
+    prove.add_argument("key", metavar="KEY", help="the copy's full key")
+    prove.add_argument(
+        "--s3-endpoint-url",
+        default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
+        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
+    )
+    checking = commands.add_parser(
+        "check-proof",
+        help="check a proof from prove with the public key alone (exit 0 when it holds)",
+    )
+    checking.add_argument("proof", metavar="FILE", help="the proof, or - for stdin")
+    checking.add_argument("--public-key", required=True, metavar="FILE", help="Ed25519, PEM")
     verify.add_argument(
         "--public-key", required=True, metavar="FILE", help="the heads' Ed25519 public key (PEM)"
     )
@@ -144,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "api-key": commands.api_key,
             "manifest-key": commands.manifest_key,
             "verify": commands.verify,
+            "prove": commands.prove,
+            "check-proof": commands.check_proof,
         }[args.command]
         return run(args)
     except ModuleNotFoundError as err:

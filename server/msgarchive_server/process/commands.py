@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from google.protobuf import json_format
@@ -211,3 +212,66 @@ def verify(args: argparse.Namespace) -> int:
     )
     store.close()
     return 1 if counts else 0
+
+
+def _s3_store_of(url: str, endpoint_url: str | None) -> Any:
+    """The sidecar's S3 store for s3://BUCKET[/PREFIX]; ValueError for anything else."""
+    from msgarchive_server.stores.location import S3Location, store_location
+    from msgarchive_server.stores.s3 import S3Options, S3Store
+
+    where = store_location(url)
+    if not isinstance(where, S3Location):
+        raise ValueError(f"{url}: expected s3://BUCKET[/PREFIX]")
+    options = S3Options(
+        bucket=where.bucket,
+        prefix=where.prefix,
+        endpoint_url=endpoint_url,
+        path_style=bool(endpoint_url),
+    )
+    return S3Store(options)
+
+
+def prove(args: argparse.Namespace) -> int:
+    """Print the inclusion proof of one copy."""
+    import json
+
+    from msgarchive_server.domain.manifests.prove import prove as proof_of
+    from msgarchive_server.stores import StoreError
+
+    try:
+        store = _s3_store_of(args.store, args.s3_endpoint_url)
+    except ValueError as err:
+        print(f"msgarchive: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        proof = proof_of(store, args.key)
+    except StoreError as err:
+        print(f"msgarchive: the store did not answer: {err}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if proof is None:
+        print(f"msgarchive: no signed manifest lists {args.key}", file=sys.stderr)
+        return 1
+    print(json.dumps(proof, indent=2))
+    return 0
+
+
+def check_proof(args: argparse.Namespace) -> int:
+    """Check an inclusion proof; 0 when it holds."""
+    import json
+
+    from msgarchive.proofs import ProofError
+    from msgarchive.proofs import check_proof as check
+
+    try:
+        text = sys.stdin.read() if args.proof == "-" else Path(args.proof).read_text()
+        key = check(json.loads(text), Path(args.public_key).read_bytes())
+    except (OSError, ValueError) as err:
+        print(f"msgarchive: cannot check the proof: {err}", file=sys.stderr)
+        return 2
+    except ProofError as err:
+        print(f"msgarchive: the proof does not hold: {err}", file=sys.stderr)
+        return 1
+    print(f"proven: {key} is in the signed manifest")
+    return 0

@@ -1,0 +1,75 @@
+"""`msgarchive prove KEY`: the proof that one copy is in a signed manifest.
+
+The copy's manifest is found from its write time: the manifests of its hour
+and the next (a late entry goes to the next hour) of every writer. The proof
+holds the copy's entry (the Merkle leaf, as canonical JSON), its place and
+audit path in the hour's tree, and the hour's signed head as stored; anyone
+with the public key can check it (`msgarchive check-proof`) without seeing
+any other entry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from typing import Any, Protocol
+
+from msgarchive_server.domain.manifests import merkle, parquet
+from msgarchive_server.domain.manifests.journal import hour_of
+from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys
+from msgarchive_server.stores import ListPage, NoSuchObject, StoredObject
+
+PROOF_FORMAT = "msgarchive.inclusion-proof.v1"
+
+
+class ReadableStore(Protocol):
+    prefix: str
+
+    def get(self, key: str) -> StoredObject: ...
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage: ...
+
+
+def prove(store: ReadableStore, key: str) -> dict[str, Any] | None:
+    """The inclusion proof of the copy at `key`, or None if no manifest lists it."""
+    try:
+        written = store.get(key).stored_at_ms
+    except NoSuchObject:
+        return None
+    root = f"{store.prefix}{MANIFEST_ROOT}/"
+    writers = sorted({item.key[len(root) :].split("/", 1)[0] for item in _all(store, root)})
+    hour = hour_of(written)
+    for writer in writers:
+        for candidate in (
+            hour,
+            hour + datetime.timedelta(hours=1),
+            hour - datetime.timedelta(hours=1),
+        ):
+            manifest_key, head_key = hour_keys(store.prefix, writer, candidate)
+            try:
+                entries = parquet.decode(store.get(manifest_key).body)
+                head = store.get(head_key).body
+            except NoSuchObject:
+                continue
+            for index, entry in enumerate(entries):
+                if entry.key == key:
+                    leaves = [merkle.leaf_hash(e.leaf()) for e in entries]
+                    return {
+                        "format": PROOF_FORMAT,
+                        "leaf": entry.leaf().decode(),
+                        "index": index,
+                        "size": len(entries),
+                        "path": [h.hex() for h in merkle.inclusion_proof(index, leaves)],
+                        "head_key": head_key,
+                        "head": json.loads(head),
+                    }
+    return None
+
+
+def _all(store: ReadableStore, prefix: str) -> list[Any]:
+    items, after = [], ""
+    while True:
+        page = store.list(prefix, start_after=after)
+        items += page.items
+        if not page.truncated or not page.items:
+            return items
+        after = page.items[-1].key
