@@ -1,4 +1,9 @@
-"""A manifest as a Parquet file: one row per entry, columns as in entries.py."""
+"""A manifest as a Parquet file: one row per entry, columns as in entries.py.
+
+`object_lock_retain_until_date` is a UTC timestamp (milliseconds), as in an
+S3 Inventory report, so one query compares the two; it is null for a copy
+kept without retention. The other times are epoch milliseconds.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +28,18 @@ SCHEMA = pa.schema(
         ("user_hash", pa.string()),
         ("sent_at", pa.int64()),
         ("object_lock_mode", pa.string()),
-        ("object_lock_retain_until_date", pa.int64()),
+        ("object_lock_retain_until_date", pa.timestamp("ms", tz="UTC")),
         ("acknowledged_at", pa.int64()),
     ]
 )
 
 
+UNTIL = "object_lock_retain_until_date"
+
+
 def encode(entries: list[ManifestEntry]) -> bytes:
     columns = {name: [getattr(e, name) for e in entries] for name in SCHEMA.names}
+    columns[UNTIL] = [ms or None for ms in columns[UNTIL]]
     table = pa.Table.from_pydict(columns, schema=SCHEMA)
     out = io.BytesIO()
     pq.write_table(table, out, compression="zstd")
@@ -39,4 +48,9 @@ def encode(entries: list[ManifestEntry]) -> bytes:
 
 def decode(data: bytes) -> list[ManifestEntry]:
     table = pq.read_table(io.BytesIO(data))
-    return [ManifestEntry.from_dict(row) for row in table.to_pylist()]
+    until = table.column(UNTIL).cast(pa.int64()).to_pylist()
+    rows = table.drop_columns([UNTIL]).to_pylist()
+    return [
+        ManifestEntry.from_dict({**row, UNTIL: ms or 0})
+        for row, ms in zip(rows, until, strict=True)
+    ]

@@ -1,0 +1,69 @@
+"""Fixtures of the integration suite: an archive of sealed, signed manifests."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
+from msgarchive_server.domain.manifests.journal import Journal
+from msgarchive_server.domain.manifests.sealer import Sealer
+from msgarchive_server.domain.manifests.verify import Finding, Verifier
+from msgarchive_server.stores import Retention
+from msgarchive_server.stores.s3 import S3Store
+from tests import samples
+from tests.seaweed import SeaweedFS
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+HOUR_MS = 3600 * 1000
+PREFIX = "acme/"
+
+
+@dataclass
+class Archive:
+    """A bucket with two sealed hours of a sidecar's work: three copies, then none."""
+
+    bucket: str
+    store: S3Store
+    key: Ed25519PrivateKey
+    acked: list[str]
+    hours: list[datetime.datetime]
+
+    def findings(self, deep: bool = False) -> list[Finding]:
+        return list(Verifier(self.store, self.key.public_key(), deep=deep).run())
+
+
+@pytest.fixture
+def archive(seaweed: SeaweedFS, tmp_path: Path) -> Archive:
+    bucket = seaweed.new_bucket(object_lock=True)
+    seaweed.set_default_retention(bucket, "GOVERNANCE", days=1)  # tests may bypass it
+    store = seaweed.store(bucket, prefix=PREFIX, retention=Retention("GOVERNANCE", 1))
+    store.probe()
+    now = [int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)]
+    journal = Journal(tmp_path, writer="w0")
+    key = Ed25519PrivateKey.generate()
+    sealer = Sealer(store, journal, Ed25519FileSigner(key), "pod-1", clock_ms=lambda: now[0])
+    started = now[0]  # every ack in one hour, at a real time
+    archiver = Archiver(store, journal=journal, clock_ms=lambda: started)
+    acked = [archiver.archive(make()).key for make in list(samples.REQUESTS.values())[:3]]
+    # Two hours later whatever the minute now: the archiving hour, then an empty one.
+    now[0] = (now[0] // HOUR_MS) * HOUR_MS + 2 * HOUR_MS + 5 * 60 * 1000
+    hours = sealer.seal_due()
+    assert len(hours) == 2
+    return Archive(bucket, store, key, acked, hours)
+
+
+def bypass_delete(s3: S3Client, bucket: str, key: str) -> None:
+    """Delete every version of `key`, as someone allowed to bypass governance could."""
+    for version in s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []):
+        s3.delete_object(
+            Bucket=bucket, Key=key, VersionId=version["VersionId"], BypassGovernanceRetention=True
+        )
