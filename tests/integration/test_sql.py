@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 RECONCILE = (Path(__file__).resolve().parents[2] / "deploy" / "sql" / "reconcile.sql").read_text()
+
+pytestmark = pytest.mark.integration
 
 
 def download_manifests(s3: S3Client, bucket: str, into: Path) -> list[Path]:

@@ -104,6 +104,28 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
         help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
     )
+    hold = commands.add_parser(
+        "hold",
+        help="place or lift a legal hold on copies selected through the manifests",
+        description="Selects copies from the signed manifests (so, what was acknowledged, "
+        "each with its version), sets the S3 legal hold on each, and appends a signed record "
+        "of the change to the hold log (_msgarchive/holds/).",
+    )
+    hold.add_argument("action", choices=["on", "off"])
+    hold.add_argument("store", metavar="STORE", help="s3://BUCKET[/PREFIX], as the sidecar's")
+    hold.add_argument("--campaign-id", required=True)
+    hold.add_argument("--channel", choices=CHANNEL_NAMES)
+    hold.add_argument("--month", help="yyyymm: the batch month in the key")
+    hold.add_argument("--recipient", help="push identity, email address or phone (with --channel)")
+    hold.add_argument("--reason", required=True, help="recorded in the hold log")
+    hold.add_argument(
+        "--signing-key", required=True, metavar="FILE", help="Ed25519 key (PEM) for the record"
+    )
+    hold.add_argument(
+        "--s3-endpoint-url",
+        default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
+        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
+    )
     checking = commands.add_parser(
         "check-proof",
         help="check a proof from prove with the public key alone (exit 0 when it holds)",
@@ -162,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "verify": commands.verify,
             "prove": commands.prove,
             "check-proof": commands.check_proof,
+            "hold": commands.hold,
         }[args.command]
         return run(args)
     except ModuleNotFoundError as err:

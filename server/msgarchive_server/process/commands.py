@@ -275,3 +275,37 @@ def check_proof(args: argparse.Namespace) -> int:
         return 1
     print(f"proven: {key} is in the signed manifest")
     return 0
+
+
+def hold(args: argparse.Namespace) -> int:
+    """Place or lift a legal hold on the selected copies, and log it."""
+    from msgarchive_server.domain.errors import BadLookup
+    from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
+    from msgarchive_server.domain.manifests.holds import Selection, apply_hold
+    from msgarchive_server.domain.reads import recipient_hash
+    from msgarchive_server.stores import StoreError
+
+    if args.recipient and not args.channel:
+        print("msgarchive: error: --recipient needs --channel", file=sys.stderr)
+        return 2
+    try:
+        signer = Ed25519FileSigner.from_file(Path(args.signing_key))
+        hashed = recipient_hash(args.channel, args.recipient, "recipient") if args.recipient else ""
+        store = _s3_store_of(args.store, args.s3_endpoint_url)
+    except (OSError, ValueError, BadLookup) as err:
+        print(f"msgarchive: error: {err}", file=sys.stderr)
+        return 2
+    selection = Selection(args.campaign_id, args.channel or "", args.month or "", hashed)
+    try:
+        record, copies = apply_hold(
+            store, signer, selection, on=args.action == "on", reason=args.reason
+        )
+    except StoreError as err:
+        print(f"msgarchive: the store refused: {err}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    for key, version_id in copies:
+        print(f"{key} {version_id or '-'}")
+    print(f"legal hold {args.action} for {len(copies)} copies; logged as {record}", file=sys.stderr)
+    return 0

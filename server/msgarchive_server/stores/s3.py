@@ -333,6 +333,19 @@ class S3Store:
             legal_hold=got.get("ObjectLockLegalHoldStatus") == "ON",
         )
 
+    def set_legal_hold(self, key: str, version_id: str, on: bool) -> None:
+        """Place (`on`) or lift an S3 legal hold on one version."""
+        args = {"VersionId": version_id} if version_id else {}
+        try:
+            self._client.put_object_legal_hold(
+                Bucket=self.bucket,
+                Key=key,
+                LegalHold={"Status": "ON" if on else "OFF"},
+                **args,  # type: ignore[arg-type]
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise classify(err) from None
+
     def probe(self) -> None:
         """The bucket exists, keeps copies under the configured retention, the
         write path's writes are accepted, and If-None-Match is honoured."""

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from msgarchive.keys import KEY_ROOT, parse_key
 from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.heads import verify as verify_head
+from msgarchive_server.domain.manifests.holds import verify_log
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.stores import ListPage, NoSuchObject, StoredObject, VersionSummary
@@ -68,6 +69,7 @@ class Finding:
 
 KINDS = (
     "head_unsigned",
+    "hold_log_broken",
     "chain_broken",
     "hour_missing",
     "manifest_altered",
@@ -110,6 +112,8 @@ class Verifier:
             )
             try:
                 yield from self._chains(index)
+                for key, problem in verify_log(self.store, self.public_key):
+                    yield Finding("hold_log_broken", key, problem)
                 yield from self._reconcile(index)
             finally:
                 index.close()

@@ -1,0 +1,161 @@
+"""Legal holds, placed through the manifests, and their tamper-evident log.
+
+`msgarchive hold on|off` selects copies by campaign, and optionally channel,
+month and recipient, from the manifests (so from what was acknowledged, with
+each copy's exact version), places or lifts an S3 legal hold on each version,
+and then records the change in the hold log:
+
+    _msgarchive/holds/<sequence, 12 digits>.json
+
+Each record names the action, the selection, the reason, when, and every
+(key, version) it touched, and links to the record before it by key and
+SHA-256; it is signed like a manifest head and written once (If-None-Match),
+so two operators never write the same sequence number: the second takes the
+next. With retention on, the bucket locks the records as it locks the copies.
+Removing or editing one breaks the chain (`verify_log`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from msgarchive.keys import parse_key
+from msgarchive_server.domain.manifests import parquet
+from msgarchive_server.domain.manifests.entries import ManifestEntry, canonical
+from msgarchive_server.domain.manifests.heads import Signer
+from msgarchive_server.domain.manifests.heads import verify as verify_signed
+from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT
+from msgarchive_server.stores import ListPage, PutResult, StoredObject
+
+HOLDS_ROOT = "_msgarchive/holds"
+RECORD_FORMAT = "msgarchive.hold-record.v1"
+
+
+class LogStore(Protocol):
+    prefix: str
+
+    def get(self, key: str) -> StoredObject: ...
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage: ...
+
+
+class HoldingStore(LogStore, Protocol):
+    def put(self, key: str, body: bytes) -> PutResult: ...
+    def set_legal_hold(self, key: str, version_id: str, on: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    campaign_id: str
+    channel: str = ""  # push, email, sms, whatsapp; "" for all
+    yyyymm: str = ""  # "" for every month
+    user_hash: str = ""  # the recipient's user hash; "" for every recipient
+
+    def matches(self, entry: ManifestEntry) -> bool:
+        parts = parse_key(entry.key)
+        month = parts.yyyymm if parts else ""
+        return (
+            entry.campaign_id == self.campaign_id
+            and (not self.channel or entry.channel == self.channel)
+            and (not self.yyyymm or month == self.yyyymm)
+            and (not self.user_hash or entry.user_hash == self.user_hash)
+        )
+
+
+def selected(store: HoldingStore, selection: Selection) -> list[tuple[str, str]]:
+    """Every (key, version) the manifests list for the selection, each once."""
+    found: set[tuple[str, str]] = set()
+    root = f"{store.prefix}{MANIFEST_ROOT}/"
+    for key in _keys(store, root):
+        if key.endswith("/manifest.parquet"):
+            for entry in parquet.decode(store.get(key).body):
+                if selection.matches(entry):
+                    found.add((entry.key, entry.version_id))
+    return sorted(found)
+
+
+def apply_hold(
+    store: HoldingStore,
+    signer: Signer,
+    selection: Selection,
+    *,
+    on: bool,
+    reason: str,
+    now: datetime.datetime | None = None,
+) -> tuple[str, list[tuple[str, str]]]:
+    """Place (`on`) or lift the hold on the selected copies, then log it; the
+    record's key and the copies."""
+    copies = selected(store, selection)
+    for key, version_id in copies:
+        store.set_legal_hold(key, version_id, on)
+    at = (now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="milliseconds")
+    root = f"{store.prefix}{HOLDS_ROOT}/"
+    while True:
+        last = _last(store, root)
+        sequence = int(last[0][len(root) : -len(".json")]) + 1 if last else 1
+        body: dict[str, Any] = {
+            "format": RECORD_FORMAT,
+            "sequence": sequence,
+            "action": "hold_on" if on else "hold_off",
+            "selection": {
+                "campaign_id": selection.campaign_id,
+                "channel": selection.channel,
+                "yyyymm": selection.yyyymm,
+                "user_hash": selection.user_hash,
+            },
+            "reason": reason,
+            "at": at,
+            "copies": [{"key": k, "version_id": v} for k, v in copies],
+            "previous": {"key": last[0], "sha256": last[1]} if last else None,
+            "signature_algorithm": signer.algorithm,
+            "public_key_sha256": signer.public_key_sha256,
+        }
+        signature = base64.b64encode(signer.sign(canonical(body))).decode()
+        record_key = f"{root}{sequence:012d}.json"
+        written = store.put(record_key, canonical({**body, "signature": signature}))
+        if written.existing_copy is None:
+            return record_key, copies
+        # Another operator took this number first: chain after theirs.
+
+
+def verify_log(store: LogStore, public_key: Ed25519PublicKey) -> Iterator[tuple[str, str]]:
+    """(record key, problem) for every record that does not verify or link."""
+    root = f"{store.prefix}{HOLDS_ROOT}/"
+    previous: dict[str, str] | None = None
+    expected = 1
+    for key in _keys(store, root):
+        stored = store.get(key).body
+        fields = verify_signed(stored, public_key)
+        if fields is None:
+            yield key, "its signature does not verify"
+            previous = None
+        else:
+            if fields.get("sequence") != expected:
+                yield key, f"record {expected} is missing before it"
+            elif fields.get("previous") != previous:
+                yield key, "it does not link to the record before"
+            previous = {"key": key, "sha256": hashlib.sha256(stored).hexdigest()}
+        expected = int(key[len(root) : -len(".json")]) + 1
+
+
+def _last(store: LogStore, root: str) -> tuple[str, str] | None:
+    keys = list(_keys(store, root))
+    if not keys:
+        return None
+    return keys[-1], hashlib.sha256(store.get(keys[-1]).body).hexdigest()
+
+
+def _keys(store: LogStore, prefix: str) -> Iterator[str]:
+    after = ""
+    while True:
+        page = store.list(prefix, start_after=after)
+        yield from (item.key for item in page.items)
+        if not page.truncated or not page.items:
+            return
+        after = page.items[-1].key
