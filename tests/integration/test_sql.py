@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-import pytest
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT
 from tests.integration.conftest import PREFIX, Archive, bypass_delete
