@@ -88,6 +88,11 @@ def test_kms_encryption_is_requested_with_the_key_id(recorder: str) -> None:
     authorization = headers["authorization"]
     assert authorization.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/eu-west-1/s3/aws4_request" in authorization
+    # AWS and moto refuse a write to an Object Lock bucket that names no checksum
+    # algorithm (Content-MD5 or this header), and every x-amz-* header is signed.
+    assert headers["x-amz-sdk-checksum-algorithm"] == "SHA256"
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert {"x-amz-sdk-checksum-algorithm", "x-amz-checksum-sha256", "if-none-match"} <= set(signed)
 
 
 def client_error(code: str, status: int) -> ClientError:

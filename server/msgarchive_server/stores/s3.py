@@ -178,6 +178,9 @@ def make_writer(options: S3Options, session: boto3.session.Session, region: str)
             "connect_timeout": f"{options.connect_timeout}s",
             "timeout": f"{options.read_timeout}s",
             "pool_max_idle_per_host": str(options.max_connections),
+            # AWS refuses a write to an Object Lock bucket unless it names its
+            # checksum's algorithm (or sends Content-MD5, which obstore cannot).
+            "default_headers": {"x-amz-sdk-checksum-algorithm": "SHA256"},
         },
         retry_config={"max_retries": 0, "retry_timeout": datetime.timedelta(0)},
         **sse,  # type: ignore[arg-type]
