@@ -5,6 +5,7 @@
    the one before it (key, SHA-256 and signature); hours between two heads are
    missing; each head's manifest must have the SHA-256, row count and Merkle
    root (RFC 6962) the head states.
+   The hold log (`_msgarchive/holds/`) is checked the same way.
 2. Reconciliation. Every manifest entry goes into a temporary SQLite index on
    disk (bounded memory at millions of copies), and every version under
    `<prefix>sent_messages/` is streamed from the store's version listing, in
