@@ -146,3 +146,17 @@ def wait_until_serving(address: str, timeout: float = 60.0) -> None:
     while health(address) != "SERVING":
         assert time.monotonic() < deadline, "the sidecar did not start serving"
         time.sleep(0.2)
+
+
+def verify(
+    bucket: str, public_key: Path, endpoint: str, env: Mapping[str, str]
+) -> tuple[int, str, str]:
+    """Run `msgarchive verify --json` on s3://BUCKET: (exit code, stdout, stderr)."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "msgarchive_server", "verify", f"s3://{bucket}",
+            f"--public-key={public_key}", f"--s3-endpoint-url={endpoint}", "--json",
+        ],
+        capture_output=True, text=True, env={**env}, timeout=300, check=False,
+    )  # fmt: skip
+    return done.returncode, done.stdout, done.stderr

@@ -16,7 +16,7 @@ from msgarchive import ArchiveClient, MsgArchiveError
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS
-from tests.sidecar import s3_sidecar
+from tests.sidecar import s3_sidecar, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -98,15 +98,10 @@ def test_kill_9_under_load_then_verify_finds_every_ack_in_a_manifest(
     assert again.stop() == 0  # a graceful stop seals through the current hour
     assert journaled_keys(journal) == set()
 
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "msgarchive_server", "verify", f"s3://{bucket}",
-            f"--public-key={public_file}", f"--s3-endpoint-url={seaweed.endpoint}", "--json",
-        ],
-        capture_output=True, text=True, env=seaweed.env, check=False,
-    )  # fmt: skip
-    findings = [json.loads(line) for line in done.stdout.splitlines()]
-    assert "verified" in done.stderr, done.stderr
+    code, out, err = verify(bucket, public_file, seaweed.endpoint, seaweed.env)
+    findings = [json.loads(line) for line in out.splitlines()]
+    assert "verified" in err, err
+    assert code == (1 if findings else 0)
     # Copies stored but never acknowledged (in flight at the kill) may show as
     # unlisted; nothing else may, and no acknowledged copy may be among them.
     assert {f["kind"] for f in findings} <= {"copy_unlisted"}, findings
@@ -141,12 +136,6 @@ def test_seal_closes_the_journal_a_killed_sidecar_left(
     )  # fmt: skip
     assert sealed.returncode == 0, sealed.stderr
     assert journaled_keys(journal) == set()
-    verified = subprocess.run(
-        [
-            sys.executable, "-m", "msgarchive_server", "verify", f"s3://{bucket}",
-            f"--public-key={tmp_path / 'signing.pub'}", f"--s3-endpoint-url={seaweed.endpoint}",
-        ],
-        capture_output=True, text=True, env=seaweed.env, check=False,
-    )  # fmt: skip
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    assert "4 manifest entries" in verified.stderr
+    code, out, err = verify(bucket, tmp_path / "signing.pub", seaweed.endpoint, seaweed.env)
+    assert (code, out) == (0, ""), out + err
+    assert "4 manifest entries" in err

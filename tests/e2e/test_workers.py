@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -13,7 +15,8 @@ import pytest
 
 from msgarchive import ArchiveClient
 from tests import samples
-from tests.sidecar import SidecarProcess, run_to_exit
+from tests.seaweed import SeaweedFS
+from tests.sidecar import SidecarProcess, run_to_exit, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -80,3 +83,42 @@ def test_workers_need_a_fixed_tcp_port() -> None:
     code, stderr = run_to_exit(["--workers=2", "--listen=127.0.0.1:0"])
     assert code == 2
     assert "--workers needs a TCP address with a fixed port" in stderr
+
+
+def test_workers_journal_apart_and_their_acks_end_in_one_chain(
+    seaweed: SeaweedFS, bucket: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "signing.pem"
+    public = subprocess.run(
+        [sys.executable, "-m", "msgarchive_server", "manifest-key", str(key_file)],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    (tmp_path / "signing.pub").write_text(public)
+    sidecar = SidecarProcess(
+        [
+            "--workers=2",
+            f"--listen=127.0.0.1:{free_port()}",
+            f"--store=s3://{bucket}",
+            f"--s3-endpoint-url={seaweed.endpoint}",
+            "--s3-path-style=true",
+            f"--manifests-dir={tmp_path / 'journal'}",
+            f"--manifest-signing-key={key_file}",
+            "--manifest-writer=pod-1",
+        ],
+        env=seaweed.env,
+    ).start()
+    deadline = time.monotonic() + 30
+    while sum(line.get("event") == "serving" for line in sidecar.lines) < 2:
+        assert time.monotonic() < deadline, "the workers did not all start"
+        time.sleep(0.05)
+    acked = set()
+    for n in range(30):  # a connection each: both workers journal some
+        own_connection = [("grpc.use_local_subchannel_pool", 1)]
+        with ArchiveClient(sidecar.address, options=own_connection) as client:
+            acked.add(client.archive(samples.sms_request(created_at_ms=n + 1)).key)
+    assert len(list((tmp_path / "journal").rglob("*.w1-*.jsonl"))) == 1  # worker 1's own
+    assert sidecar.stop() == 0  # the supervisor seals once both have drained
+    assert list((tmp_path / "journal").rglob("*.jsonl")) == []
+    code, out, err = verify(bucket, tmp_path / "signing.pub", seaweed.endpoint, seaweed.env)
+    assert (code, out) == (0, ""), out + err
+    assert f"{len(acked)} manifest entries" in err

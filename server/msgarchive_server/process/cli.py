@@ -75,11 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cat = commands.add_parser("cat", help="decode an archived .json.lz4 file and print its JSON")
     cat.add_argument("source", help="s3://BUCKET/KEY, a file path, or - for stdin")
-    cat.add_argument(
-        "--s3-endpoint-url",
-        default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
-        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
-    )
+    _endpoint_option(cat)
 
     commands.add_parser("api-key", help="make a new API key and its accounts-file digest")
     key = commands.add_parser(
@@ -99,11 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     prove.add_argument("store", metavar="STORE", help="s3://BUCKET[/PREFIX], as the sidecar's")
     prove.add_argument("key", metavar="KEY", help="the copy's full key")
-    prove.add_argument(
-        "--s3-endpoint-url",
-        default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
-        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
-    )
+    _endpoint_option(prove)
     hold = commands.add_parser(
         "hold",
         help="place or lift a legal hold on copies selected through the manifests",
@@ -121,11 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     hold.add_argument(
         "--signing-key", required=True, metavar="FILE", help="Ed25519 key (PEM) for the record"
     )
-    hold.add_argument(
-        "--s3-endpoint-url",
-        default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
-        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
-    )
+    _endpoint_option(hold)
     checking = commands.add_parser(
         "check-proof",
         help="check a proof from prove with the public key alone (exit 0 when it holds)",
@@ -137,12 +125,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--deep", action="store_true", help="also download and re-hash every copy")
     verify.add_argument("--json", action="store_true", help="one finding per line, as JSON")
-    verify.add_argument(
+    _endpoint_option(verify)
+    return parser
+
+
+def _endpoint_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--s3-endpoint-url",
         default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
         help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
     )
-    return parser
 
 
 def _client_options(parser: argparse.ArgumentParser) -> None:

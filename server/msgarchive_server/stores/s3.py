@@ -250,25 +250,7 @@ class S3Store:
         return written
 
     def get(self, key: str) -> StoredObject:
-        try:
-            got = self._client.get_object(Bucket=self.bucket, Key=key)
-            body = got["Body"].read()
-        except ClientError as err:
-            if _error_code(err) in ("NoSuchKey", "404"):
-                raise NoSuchObject(key) from None
-            raise classify(err) from None
-        except BotoCoreError as err:
-            raise classify(err) from None
-        until = got.get("ObjectLockRetainUntilDate")
-        return StoredObject(
-            body=body,
-            etag=got.get("ETag", "").strip('"'),
-            version_id=got.get("VersionId", ""),
-            stored_at_ms=int(got["LastModified"].timestamp() * 1000),
-            retention_mode=str(got.get("ObjectLockMode", "")),
-            retain_until_ms=int(until.timestamp() * 1000) if until else 0,
-            legal_hold=got.get("ObjectLockLegalHoldStatus") == "ON",
-        )
+        return self.get_version(key, "")
 
     def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
