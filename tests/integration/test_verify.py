@@ -176,3 +176,19 @@ def test_a_copy_is_proven_and_the_proof_checked_with_the_public_key_alone(
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     assert check(proof, stranger).returncode == 1
+
+
+def test_a_time_range_checks_its_hours_only(archive: Archive, s3: S3Client) -> None:
+    first, second = archive.hours
+    bypass_delete(s3, archive.bucket, archive.acked[0])  # listed in the first hour
+    stray = f"{PREFIX}sent_messages/Sms/202609/c/{'0' * 32}/{'1' * 64}.json.lz4"
+    s3.put_object(Bucket=archive.bucket, Key=stray, Body=b"slipped in")
+    public = archive.key.public_key()
+    only_first = Verifier(archive.store, public, since=first, until=first)
+    assert kinds(list(only_first.run())) == [("copy_missing", archive.acked[0])]
+    assert only_first.progress.heads == 1
+    # The second hour alone: its head links to one outside the range, which is
+    # no break, and it lists no copy; nothing else is judged.
+    only_second = Verifier(archive.store, public, since=second)
+    assert list(only_second.run()) == []
+    assert only_second.progress.heads == 1

@@ -124,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
         "--public-key", required=True, metavar="FILE", help="the heads' Ed25519 public key (PEM)"
     )
     verify.add_argument("--deep", action="store_true", help="also download and re-hash every copy")
+    verify.add_argument("--since", metavar="HOUR", help="the first hour checked: 2026-11-23T05")
+    verify.add_argument("--until", metavar="HOUR", help="the last hour checked (default: all)")
     verify.add_argument("--json", action="store_true", help="one finding per line, as JSON")
     _endpoint_option(verify)
     return parser

@@ -160,6 +160,7 @@ def manifest_key(args: argparse.Namespace) -> int:
 def verify(args: argparse.Namespace) -> int:
     """Walk the manifests' chain and reconcile the store: 0 when nothing is wrong."""
     import collections
+    import datetime
     import time
 
     from cryptography.hazmat.primitives import serialization
@@ -169,9 +170,15 @@ def verify(args: argparse.Namespace) -> int:
     from msgarchive_server.stores.location import BadLocation, S3Location, store_location
     from msgarchive_server.stores.s3 import S3Options, S3Store
 
+    def hour(text: str | None) -> datetime.datetime | None:
+        if text is None:
+            return None
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=datetime.UTC)
+
     try:
         where = store_location(args.store)
         key = serialization.load_pem_public_key(Path(args.public_key).read_bytes())
+        since, until = hour(args.since), hour(args.until)
     except (BadLocation, OSError, ValueError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
@@ -189,12 +196,18 @@ def verify(args: argparse.Namespace) -> int:
     show = sys.stderr.isatty() and not args.json
 
     def progress(p: Progress) -> None:
-        if show:
-            print(f"\r{p.heads} heads, {p.entries} entries, {p.versions} versions", end="",
-                  file=sys.stderr)  # fmt: skip
+        if not show:
+            return
+        if p.versions == 0:  # the chain: how many heads and entries so far
+            line = f"chain: {p.heads} heads, {p.entries} manifest entries"
+        else:  # the reconciliation: stored versions against the entries listed
+            done = min(p.versions / max(p.entries, 1), 1.0)
+            bar = "#" * int(done * 30)
+            line = f"store: [{bar:<30}] {p.versions} of about {p.entries} versions"
+        print(f"\r{line}", end="", file=sys.stderr, flush=True)
 
     started, counts = time.monotonic(), collections.Counter[str]()
-    verifier = Verifier(store, key, deep=args.deep, on_progress=progress)
+    verifier = Verifier(store, key, deep=args.deep, since=since, until=until, on_progress=progress)
     for finding in verifier.run():
         counts[finding.kind] += 1
         if args.json:
