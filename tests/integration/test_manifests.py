@@ -55,8 +55,11 @@ def test_an_hour_of_archives_is_sealed_into_the_locked_bucket(
         assert fields["manifest"]["sha256"] == hashlib.sha256(manifest).hexdigest()
         assert json.loads(stored_head)["bucket"] == bucket
         listed.update({e.key: e for e in parquet.decode(manifest)})
-        for key_ in (manifest_key, head_key):  # the index is locked like the copies
-            assert s3.head_object(Bucket=bucket, Key=key_)["ObjectLockMode"] == "COMPLIANCE"
+        for key_, kind in ((manifest_key, "application/vnd.apache.parquet"),
+                           (head_key, "application/json")):  # fmt: skip
+            head = s3.head_object(Bucket=bucket, Key=key_)
+            assert head["ObjectLockMode"] == "COMPLIANCE"  # locked like the copies
+            assert head["ContentType"] == kind
     assert sorted(listed) == sorted(ack.key for ack in acks)
     for ack in acks:
         entry, head = listed[ack.key], s3.head_object(Bucket=bucket, Key=ack.key)

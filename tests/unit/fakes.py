@@ -31,7 +31,7 @@ class FakeStore:
         self.clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000
         self.calls = 0
 
-    def put(self, key: str, body: bytes) -> PutResult:
+    def put(self, key: str, body: bytes, content_type: str = "") -> PutResult:
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)

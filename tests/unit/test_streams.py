@@ -36,10 +36,10 @@ class HeldStore(FakeStore):
         self.release = threading.Event()
         self.entered = threading.Semaphore(0)
 
-    def put(self, key: str, body: bytes) -> PutResult:
+    def put(self, key: str, body: bytes, content_type: str = "") -> PutResult:
         self.entered.release()
         assert self.release.wait(WAIT)
-        return super().put(key, body)
+        return super().put(key, body, content_type)
 
 
 def calls_for(store: FakeStore, in_flight: int = 8) -> ArchiveCalls:

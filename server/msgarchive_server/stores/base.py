@@ -23,6 +23,7 @@ class PutResult:
 
 
 RETENTION_MODES = ("GOVERNANCE", "COMPLIANCE")  # weaker first
+COPY_CONTENT_TYPE = "application/x-lz4"
 DAY_MS = 24 * 3600 * 1000
 
 
@@ -126,7 +127,7 @@ class Store(Protocol):
     # the store keeps copies without one.
     retention: Retention | None
 
-    def put(self, key: str, body: bytes) -> PutResult:
+    def put(self, key: str, body: bytes, content_type: str = COPY_CONTENT_TYPE) -> PutResult:
         """Store `body` under `key` unless a copy is there already.
 
         The write must be verified against a checksum of these exact bytes

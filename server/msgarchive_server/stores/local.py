@@ -45,7 +45,8 @@ class LocalStore:
         self.bucket = str(self.root)
         self.prefix = prefix
 
-    def put(self, key: str, body: bytes) -> PutResult:
+    def put(self, key: str, body: bytes, content_type: str = "") -> PutResult:
+        """As Store.put; a file has no content type."""
         path = self._path(key)
         md5 = hashlib.md5(body, usedforsecurity=False).digest()
         try:

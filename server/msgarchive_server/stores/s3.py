@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from obstore.store import S3Store as ObjectStoreS3
 
 from msgarchive_server.stores.base import (
+    COPY_CONTENT_TYPE,
     ErrorKind,
     ListPage,
     NoSuchObject,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from obstore.store import S3Credential
 
-CONTENT_TYPE = "application/x-lz4"
+CONTENT_TYPE = COPY_CONTENT_TYPE
 # How old the last check of the bucket's retention may be before a write
 # checks it again: a default retention removed by the bucket's owner stops
 # archiving within this long.
@@ -221,7 +222,7 @@ class S3Store:
             # No credentials yet: every write fails with this until reconnect() finds some.
             self._writer = err
 
-    def put(self, key: str, body: bytes) -> PutResult:
+    def put(self, key: str, body: bytes, content_type: str = CONTENT_TYPE) -> PutResult:
         if self.options.retention and (
             time.monotonic() - self._retention_checked > RETENTION_RECHECK_S
         ):
@@ -233,7 +234,9 @@ class S3Store:
             if existing is not None:
                 return existing
         try:
-            written = self._write(key, body, conditional=self.conditional_writes)
+            written = self._write(
+                key, body, conditional=self.conditional_writes, content_type=content_type
+            )
         except obstore.exceptions.AlreadyExistsError:
             existing = self._existing(key)
             if existing is not None:
@@ -364,7 +367,9 @@ class S3Store:
     def close(self) -> None:
         self._client.close()
 
-    def _write(self, key: str, body: bytes, *, conditional: bool) -> PutResult:
+    def _write(
+        self, key: str, body: bytes, *, conditional: bool, content_type: str = CONTENT_TYPE
+    ) -> PutResult:
         """One PUT; AlreadyExistsError for a 412, StoreError for anything else."""
         writer = self._writer
         if isinstance(writer, StoreError):
@@ -376,7 +381,7 @@ class S3Store:
                 body,
                 mode="create" if conditional else "overwrite",
                 use_multipart=False,
-                attributes={"Content-Type": CONTENT_TYPE},
+                attributes={"Content-Type": content_type},
             )
         except obstore.exceptions.AlreadyExistsError:
             raise

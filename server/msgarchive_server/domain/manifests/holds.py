@@ -31,7 +31,7 @@ from msgarchive_server.domain.manifests import parquet
 from msgarchive_server.domain.manifests.entries import ManifestEntry, canonical
 from msgarchive_server.domain.manifests.heads import Signer
 from msgarchive_server.domain.manifests.heads import verify as verify_signed
-from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT
+from msgarchive_server.domain.manifests.sealer import JSON, MANIFEST_ROOT
 from msgarchive_server.stores import ListPage, PutResult, StoredObject
 
 HOLDS_ROOT = "_msgarchive/holds"
@@ -46,7 +46,7 @@ class LogStore(Protocol):
 
 
 class HoldingStore(LogStore, Protocol):
-    def put(self, key: str, body: bytes) -> PutResult: ...
+    def put(self, key: str, body: bytes, content_type: str = ...) -> PutResult: ...
     def set_legal_hold(self, key: str, version_id: str, on: bool) -> None: ...
 
 
@@ -118,7 +118,7 @@ def apply_hold(
         }
         signature = base64.b64encode(signer.sign(canonical(body))).decode()
         record_key = f"{root}{sequence:012d}.json"
-        written = store.put(record_key, canonical({**body, "signature": signature}))
+        written = store.put(record_key, canonical({**body, "signature": signature}), JSON)
         if written.existing_copy is None:
             return record_key, copies
         # Another operator took this number first: chain after theirs.

@@ -36,6 +36,8 @@ from msgarchive_server.stores import Store
 log = structlog.get_logger("msgarchive.manifests")
 
 MANIFEST_ROOT = "_msgarchive/manifests"
+PARQUET = "application/vnd.apache.parquet"
+JSON = "application/json"
 HOUR = datetime.timedelta(hours=1)
 
 
@@ -119,7 +121,7 @@ class Sealer:
         manifest_sha256 = hashlib.sha256(manifest).hexdigest()
         root = merkle.root([merkle.leaf_hash(entry.leaf()) for entry in entries])
         manifest_key, head_key = hour_keys(self.store.prefix, self.writer, hour)
-        written = self.store.put(manifest_key, manifest)
+        written = self.store.put(manifest_key, manifest, PARQUET)
         if written.existing_copy is not None and written.existing_copy != manifest:
             raise SealConflict(f"{manifest_key} holds another manifest")
         stored = head(
@@ -134,7 +136,7 @@ class Sealer:
             previous=self._previous(),
             signer=self.signer,
         )
-        put = self.store.put(head_key, stored)
+        put = self.store.put(head_key, stored, JSON)
         if put.existing_copy is not None:
             stored = self._adopt(head_key, put.existing_copy, manifest_sha256)
         fields = json.loads(stored)
