@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import structlog
 
 from tests.faults import FaultProxy
 from tests.seaweed import SeaweedFS
@@ -45,3 +47,16 @@ def proxy(seaweed: SeaweedFS) -> Iterator[FaultProxy]:
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def restores_logging() -> Iterator[None]:
+    """For a test that configures the sidecar's logging in this process: it binds
+    sys.stdout (pytest's capture, closed after the test), so undo it afterwards,
+    or later tests in this process would log into a closed file."""
+    yield
+    from msgarchive_server.telemetry.logs import flush_logs
+
+    flush_logs()
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()

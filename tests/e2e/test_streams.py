@@ -75,10 +75,18 @@ def test_archives_run_concurrently_up_to_the_window(
 
 
 def test_answers_come_as_they_complete(sidecar: SidecarProcess, proxy: FaultProxy) -> None:
-    proxy.delay = 1.0
-    proxy.queue(Fault.DELAY)  # the first message's write is slow
+    proxy.delay = 3.0
+    proxy.queue(Fault.DELAY)  # the first write the store sees is slow
+    sent = messages(6)
+
+    def first_alone() -> Iterator[pb.ArchiveRequest]:
+        # Messages run concurrently: m-0 goes alone, so that its write is the first.
+        yield sent[0]
+        assert proxy.wait_for_write(), "m-0's write never reached the store"
+        yield from sent[1:]
+
     with ArchiveClient(sidecar.address) as client:
-        order = [r.request_id for r in client.archive_many(messages(6))]
+        order = [r.request_id for r in client.archive_many(first_alone())]
     assert order[-1] == "m-0"
     assert sorted(order) == [f"m-{n}" for n in range(6)]
 

@@ -101,6 +101,7 @@ def test_retention_is_read_from_flags_and_environment() -> None:
     assert parse_settings([], {}).retention is None
 
 
+@pytest.mark.usefixtures("restores_logging")
 def test_a_local_store_with_retention_is_refused_at_startup(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -13,13 +12,11 @@ from msgarchive_server.telemetry.logs import configure_logging, flush_logs
 
 
 @pytest.fixture
-def json_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[pytest.CaptureFixture[str]]:
-    """capsys, with logging reset afterwards. Tests configure logging themselves:
-    the handler binds sys.stdout, which capsys replaces only for the test's body."""
-    yield capsys
-    flush_logs()
-    structlog.reset_defaults()
-    logging.getLogger().handlers.clear()
+def json_logs(
+    capsys: pytest.CaptureFixture[str], restores_logging: None
+) -> pytest.CaptureFixture[str]:
+    """capsys, with logging reset afterwards (tests configure logging themselves)."""
+    return capsys
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
