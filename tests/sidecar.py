@@ -160,3 +160,18 @@ def verify(
         capture_output=True, text=True, env={**env}, timeout=300, check=False,
     )  # fmt: skip
     return done.returncode, done.stdout, done.stderr
+
+
+def manifest_key_pair(directory: Path) -> tuple[Path, Path]:
+    """`msgarchive manifest-key` in `directory`: the private key file (0600) and
+    the public key it printed, saved beside it."""
+    private, public = directory / "signing.pem", directory / "signing.pub"
+    made = subprocess.run(
+        [sys.executable, "-m", "msgarchive_server", "manifest-key", str(private)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert oct(private.stat().st_mode & 0o777) == "0o600"
+    assert made.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    public.write_text(made.stdout)
+    return private, public

@@ -7,22 +7,21 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
-from msgarchive import ArchiveClient, MsgArchiveError
+from msgarchive import ArchiveClient
 from tests import samples
 from tests.faults import Fault, FaultProxy
+from tests.load import kill_9_under_load
 from tests.seaweed import SeaweedFS
-from tests.sidecar import s3_sidecar, verify
+from tests.sidecar import manifest_key_pair, s3_sidecar, verify
 
 pytestmark = pytest.mark.e2e
 
 WORKERS = 8
 ACKED_BEFORE_KILL = 120
-WAIT = 120.0
 
 
 def journaled_keys(directory: Path) -> set[str]:
@@ -40,16 +39,7 @@ def test_kill_9_under_load_then_verify_finds_every_ack_in_a_manifest(
 ) -> None:
     bucket = seaweed.new_bucket(object_lock=True)
     seaweed.set_default_retention(bucket, "GOVERNANCE", days=1)
-    key_file, public_file = tmp_path / "signing.pem", tmp_path / "signing.pub"
-    made = subprocess.run(
-        [sys.executable, "-m", "msgarchive_server", "manifest-key", str(key_file)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
-    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
-    public_file.write_text(made.stdout)
+    key_file, public_file = manifest_key_pair(tmp_path)
     journal = tmp_path / "journal"
     flags = (
         f"--manifests-dir={journal}",
@@ -61,34 +51,8 @@ def test_kill_9_under_load_then_verify_finds_every_ack_in_a_manifest(
     proxy.delay = 0.3
     proxy.set_rates({Fault.DELAY: 0.2})  # calls are in flight when the sidecar dies
     sidecar = s3_sidecar(bucket, proxy.endpoint, seaweed.env, *flags)
-    acked: list[str] = []
-    enough = threading.Event()
-    counter = iter(range(1, 1_000_000))
-    lock = threading.Lock()
-
-    def load(client: ArchiveClient) -> None:
-        while True:
-            with lock:
-                n = next(counter)
-            try:
-                ack = client.archive(samples.sms_request(created_at_ms=n), timeout=30)
-            except MsgArchiveError:
-                return  # the sidecar is gone
-            acked.append(ack.key)
-            if len(acked) >= ACKED_BEFORE_KILL:
-                enough.set()
-
-    client = ArchiveClient(sidecar.address, options=[("grpc.enable_retries", 0)])
-    threads = [threading.Thread(target=load, args=(client,)) for _ in range(WORKERS)]
-    try:
-        for thread in threads:
-            thread.start()
-        assert enough.wait(WAIT), f"only {len(acked)} acks"
-        assert sidecar.stop(signal.SIGKILL) == -signal.SIGKILL
-        for thread in threads:
-            thread.join(WAIT)
-    finally:
-        client.close()
+    run = kill_9_under_load(sidecar, threads=WORKERS, acks_before_kill=ACKED_BEFORE_KILL)
+    acked = [ack.key for ack in run.acked]
     proxy.clear()
     assert set(acked) <= journaled_keys(journal)  # every ack was journaled before it
 
@@ -112,12 +76,7 @@ def test_kill_9_under_load_then_verify_finds_every_ack_in_a_manifest(
 def test_seal_closes_the_journal_a_killed_sidecar_left(
     seaweed: SeaweedFS, bucket: str, tmp_path: Path
 ) -> None:
-    key_file = tmp_path / "signing.pem"
-    public = subprocess.run(
-        [sys.executable, "-m", "msgarchive_server", "manifest-key", str(key_file)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    (tmp_path / "signing.pub").write_text(public)
+    key_file, public_file = manifest_key_pair(tmp_path)
     journal = tmp_path / "journal"
     flags = [f"--manifests-dir={journal}", f"--manifest-signing-key={key_file}"]
     sidecar = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, *flags)
@@ -136,6 +95,6 @@ def test_seal_closes_the_journal_a_killed_sidecar_left(
     )  # fmt: skip
     assert sealed.returncode == 0, sealed.stderr
     assert journaled_keys(journal) == set()
-    code, out, err = verify(bucket, tmp_path / "signing.pub", seaweed.endpoint, seaweed.env)
+    code, out, err = verify(bucket, public_file, seaweed.endpoint, seaweed.env)
     assert (code, out) == (0, ""), out + err
     assert "4 manifest entries" in err

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from msgarchive import ArchiveClient
 from tests import samples
 from tests.seaweed import SeaweedFS
-from tests.sidecar import SidecarProcess, run_to_exit, verify
+from tests.sidecar import SidecarProcess, manifest_key_pair, run_to_exit, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -88,12 +86,7 @@ def test_workers_need_a_fixed_tcp_port() -> None:
 def test_workers_journal_apart_and_their_acks_end_in_one_chain(
     seaweed: SeaweedFS, bucket: str, tmp_path: Path
 ) -> None:
-    key_file = tmp_path / "signing.pem"
-    public = subprocess.run(
-        [sys.executable, "-m", "msgarchive_server", "manifest-key", str(key_file)],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    (tmp_path / "signing.pub").write_text(public)
+    key_file, public_file = manifest_key_pair(tmp_path)
     sidecar = SidecarProcess(
         [
             "--workers=2",
@@ -119,6 +112,6 @@ def test_workers_journal_apart_and_their_acks_end_in_one_chain(
     assert len(list((tmp_path / "journal").rglob("*.w1-*.jsonl"))) == 1  # worker 1's own
     assert sidecar.stop() == 0  # the supervisor seals once both have drained
     assert list((tmp_path / "journal").rglob("*.jsonl")) == []
-    code, out, err = verify(bucket, tmp_path / "signing.pub", seaweed.endpoint, seaweed.env)
+    code, out, err = verify(bucket, public_file, seaweed.endpoint, seaweed.env)
     assert (code, out) == (0, ""), out + err
     assert f"{len(acked)} manifest entries" in err
