@@ -167,8 +167,6 @@ def verify(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from msgarchive_server.domain.manifests.verify import Progress, Verifier
-    from msgarchive_server.stores.location import BadLocation, S3Location, store_location
-    from msgarchive_server.stores.s3 import S3Options, S3Store
 
     def hour(text: str | None) -> datetime.datetime | None:
         if text is None:
@@ -176,23 +174,14 @@ def verify(args: argparse.Namespace) -> int:
         return datetime.datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=datetime.UTC)
 
     try:
-        where = store_location(args.store)
         key = serialization.load_pem_public_key(Path(args.public_key).read_bytes())
+        if not isinstance(key, Ed25519PublicKey):
+            raise ValueError(f"{args.public_key}: not an Ed25519 public key")
         since, until = hour(args.since), hour(args.until)
-    except (BadLocation, OSError, ValueError) as err:
+        store = _s3_store_of(args.store, args.s3_endpoint_url)
+    except (OSError, ValueError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
-    if not isinstance(where, S3Location) or not isinstance(key, Ed25519PublicKey):
-        print("msgarchive: error: verify needs s3://BUCKET and an Ed25519 key", file=sys.stderr)
-        return 2
-    store = S3Store(
-        S3Options(
-            bucket=where.bucket,
-            prefix=where.prefix,
-            endpoint_url=args.s3_endpoint_url,
-            path_style=bool(args.s3_endpoint_url),
-        )
-    )
     show = sys.stderr.isatty() and not args.json
 
     def progress(p: Progress) -> None:
