@@ -14,6 +14,7 @@ their errors are translated into `StoreError` here and never leak further.
 from __future__ import annotations
 
 import datetime
+import math
 import re
 import threading
 import time
@@ -207,7 +208,7 @@ class S3Store:
         self.probe_key = f"{options.prefix}{PROBE_KEY}"
         self.conditional_writes = True
         self.retention: Retention | None = None  # as last verified
-        self._retention_checked = 0.0  # time.monotonic() of that check
+        self._retention_checked = -math.inf  # time.monotonic() of that check
         self._session = session
         self._lock = threading.Lock()
         self._connect()
