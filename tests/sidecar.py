@@ -21,9 +21,14 @@ from typing import IO, Any
 
 class SidecarProcess:
     def __init__(
-        self, args: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        python: str | Path = sys.executable,
     ) -> None:
-        self.args = [sys.executable, "-m", "msgarchive_server", "serve", *args]
+        """`python` runs it: this interpreter, or another install's."""
+        self.args = [str(python), "-m", "msgarchive_server", "serve", *args]
         # The machine's own AWS settings never leak into a test sidecar.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self.env = {**inherited, "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}

@@ -1,8 +1,9 @@
-"""Installed as users get it: `python -m build`, then the wheel alone in a clean venv.
+"""Installed as users get it: `python -m build`, then the wheel in clean venvs.
 
-Without the `[server]` extra, the client library imports and the `msgarchive`
-command's client commands work against a running sidecar; the server commands
-say in one line which extra to install.
+Without the `[server]` extra, the client library imports, the README's client
+example runs, and the `msgarchive` command's client commands work against a
+running sidecar; the server commands say in one line which extra to install.
+With it, the installed sidecar serves and answers its health check.
 """
 
 from __future__ import annotations
@@ -41,19 +42,29 @@ def run(*command: str | Path, timeout: float = 600) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv holding the built wheel without extras; its bin directory."""
-    work = tmp_path_factory.mktemp("install")
-    built = run(sys.executable, "-m", "build", "--outdir", work / "dist", REPO)
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel, built as a user's tools build them; the wheel."""
+    dist = tmp_path_factory.mktemp("dist")
+    built = run(sys.executable, "-m", "build", "--outdir", dist, REPO)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    (wheel,) = (work / "dist").glob("msgarchive-*.whl")
-    assert list((work / "dist").glob("msgarchive-*.tar.gz")), "no sdist"
-    venv = work / "venv"
+    (found,) = dist.glob("msgarchive-*.whl")
+    assert list(dist.glob("msgarchive-*.tar.gz")), "no sdist"
+    return found
+
+
+def venv_with(tmp_path_factory: pytest.TempPathFactory, requirement: str) -> Path:
+    """A fresh venv with `requirement` installed; its bin directory."""
+    venv = tmp_path_factory.mktemp("venv")
     made = run(sys.executable, "-m", "venv", venv)
     assert made.returncode == 0, made.stderr
-    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", wheel)
+    installed = run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", requirement)
     assert installed.returncode == 0, installed.stderr[-3000:]
     return venv / "bin"
+
+
+@pytest.fixture(scope="module")
+def client_venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Path:
+    return venv_with(tmp_path_factory, str(wheel))
 
 
 @pytest.fixture(scope="module")
@@ -104,3 +115,37 @@ def test_server_commands_name_the_extra_in_one_line(client_venv: Path, command: 
     assert line.startswith(f"msgarchive: error: {command[0]} needs the sidecar's dependencies")
     assert "pip install 'msgarchive[server]'" in line
     assert "Traceback" not in done.stderr
+
+
+def test_the_readme_client_example_runs_from_the_client_install(
+    client_venv: Path, sidecar: SidecarProcess, tmp_path: Path
+) -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Client library") :]
+    example = section[section.index("```python\n") + 10 : section.index("```\n", 20)]
+    assert "ArchiveClient(" in example
+    script = tmp_path / "example.py"
+    script.write_text(
+        "def send_sms(request):\n    print('sent to', request.sms.to)\n\n"
+        + example.replace("127.0.0.1:50051", sidecar.address)
+    )
+    done = run(client_venv / "python", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "sent to +15555555555"
+
+
+def test_the_server_install_serves(
+    tmp_path_factory: pytest.TempPathFactory, wheel: Path, tmp_path: Path
+) -> None:
+    server_venv = venv_with(tmp_path_factory, f"{wheel}[server]")
+    sidecar = SidecarProcess(
+        ["--listen=127.0.0.1:0", f"--store={tmp_path / 'copies'}"], python=server_venv / "python"
+    ).start()
+    try:
+        health = run(server_venv / "msgarchive", "health", "--address", sidecar.address)
+        assert (health.returncode, health.stdout.strip()) == (0, "SERVING"), health.stderr
+        with ArchiveClient(sidecar.address) as client:
+            ack = client.archive(samples.email_request())
+        assert (tmp_path / "copies" / ack.key).exists()
+    finally:
+        assert sidecar.stop() == 0
