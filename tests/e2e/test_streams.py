@@ -100,7 +100,8 @@ def test_one_failure_does_not_end_the_stream(sidecar: SidecarProcess, proxy: Fau
     def paced() -> Iterator[pb.ArchiveRequest]:
         yield sent[0]  # alone, so that all four faults hit it
         deadline = time.monotonic() + 60
-        while proxy.applied[Fault.ERROR_500] < 4 and time.monotonic() < deadline:
+        while proxy.applied[Fault.ERROR_500] < 4:
+            assert time.monotonic() < deadline, "the first message's attempts never all failed"
             time.sleep(0.02)
         yield from sent[1:]
 

@@ -25,6 +25,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_for_workers(sidecar: SidecarProcess, count: int) -> None:
+    """Wait until `count` workers have each logged that they serve."""
+    deadline = time.monotonic() + 60
+    while sum(line.get("event") == "serving" for line in sidecar.lines) < count:
+        assert time.monotonic() < deadline, "the workers did not all start"
+        time.sleep(0.05)
+
+
 def start_workers(tmp_path: Path, workers: int = 2) -> tuple[SidecarProcess, int]:
     metrics = free_port()
     sidecar = SidecarProcess(
@@ -35,10 +43,7 @@ def start_workers(tmp_path: Path, workers: int = 2) -> tuple[SidecarProcess, int
             f"--store={tmp_path / 'archive'}",
         ]
     ).start()
-    deadline = time.monotonic() + 30
-    while sum(line.get("event") == "serving" for line in sidecar.lines) < workers:
-        assert time.monotonic() < deadline, "the workers did not all start"
-        time.sleep(0.05)
+    wait_for_workers(sidecar, workers)
     return sidecar, metrics
 
 
@@ -100,10 +105,7 @@ def test_workers_journal_apart_and_their_acks_end_in_one_chain(
         ],
         env=seaweed.env,
     ).start()
-    deadline = time.monotonic() + 30
-    while sum(line.get("event") == "serving" for line in sidecar.lines) < 2:
-        assert time.monotonic() < deadline, "the workers did not all start"
-        time.sleep(0.05)
+    wait_for_workers(sidecar, 2)
     acked = set()
     for n in range(30):  # a connection each: both workers journal some
         own_connection = [("grpc.use_local_subchannel_pool", 1)]

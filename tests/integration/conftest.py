@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
 from msgarchive_server.domain.manifests.journal import Journal
@@ -41,24 +42,37 @@ class Archive:
         return list(Verifier(self.store, self.key.public_key(), deep=deep).run())
 
 
-@pytest.fixture
-def archive(seaweed: SeaweedFS, tmp_path: Path) -> Archive:
+def signed_archive(
+    seaweed: SeaweedFS,
+    journal_dir: Path,
+    mode: Literal["GOVERNANCE", "COMPLIANCE"],
+    requests: list[pb.ArchiveRequest],
+) -> Archive:
+    """`requests` archived under PREFIX into a fresh Object Lock bucket (retention
+    `mode`, 1 day), journaled, and sealed: their hour, then an empty one."""
     bucket = seaweed.new_bucket(object_lock=True)
-    seaweed.set_default_retention(bucket, "GOVERNANCE", days=1)  # tests may bypass it
-    store = seaweed.store(bucket, prefix=PREFIX, retention=Retention("GOVERNANCE", 1))
+    seaweed.set_default_retention(bucket, mode, days=1)
+    store = seaweed.store(bucket, prefix=PREFIX, retention=Retention(mode, 1))
     store.probe()
     now = [int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)]
-    journal = Journal(tmp_path, writer="w0")
+    journal = Journal(journal_dir, writer="w0")
     key = Ed25519PrivateKey.generate()
     sealer = Sealer(store, journal, Ed25519FileSigner(key), "pod-1", clock_ms=lambda: now[0])
     started = now[0]  # every ack in one hour, at a real time
     archiver = Archiver(store, journal=journal, clock_ms=lambda: started)
-    acked = [archiver.archive(make()).key for make in list(samples.REQUESTS.values())[:3]]
+    acked = [archiver.archive(request).key for request in requests]
     # Two hours later whatever the minute now: the archiving hour, then an empty one.
     now[0] = (now[0] // HOUR_MS) * HOUR_MS + 2 * HOUR_MS + 5 * 60 * 1000
     hours = sealer.seal_due()
     assert len(hours) == 2
     return Archive(bucket, store, key, acked, hours)
+
+
+@pytest.fixture
+def archive(seaweed: SeaweedFS, tmp_path: Path) -> Archive:
+    """Three copies under GOVERNANCE, which tests may bypass to tamper."""
+    requests = [make() for make in list(samples.REQUESTS.values())[:3]]
+    return signed_archive(seaweed, tmp_path, "GOVERNANCE", requests)
 
 
 def bypass_delete(s3: S3Client, bucket: str, key: str) -> None:
