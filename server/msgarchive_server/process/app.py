@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import socket
-import threading
 from concurrent import futures
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import grpc
@@ -38,6 +35,7 @@ from msgarchive_server.edge.interceptors import RequestLogInterceptor
 from msgarchive_server.edge.servicer import ArchiveServicer
 from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.config import Settings
+from msgarchive_server.process.signals import StopSignals
 from msgarchive_server.process.workers import WORKER_ENV, supervise
 from msgarchive_server.stores import Retention, Store, StoreError
 from msgarchive_server.stores.local import LocalStore
@@ -392,29 +390,23 @@ def serve(settings: Settings) -> int:
     sidecar = build_server(settings)
     check_store(sidecar)
     store = sidecar.store
-    stopping = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    sidecar.start()
-    log.info(
-        "serving",
-        listen=settings.listen,
-        port=None if settings.listen.startswith("unix:") else sidecar.port,
-        store=type(store).__name__,
-        bucket=store.bucket,
-        prefix=store.prefix,
-        accounts=len(sidecar.accounts.accounts),
-        pid=os.getpid(),
-        tls="mtls" if settings.tls_client_ca else "tls" if settings.tls_cert else "off",
-        metrics_port=sidecar.metrics_port or None,
-        archiving_available=sidecar.archiving_available,
-    )
-    stopping.wait()
-    log.info("draining", grace_seconds=settings.grace_period)
-    sidecar.stop(settings.grace_period)
+    with StopSignals() as signals:
+        sidecar.start()
+        log.info(
+            "serving",
+            listen=settings.listen,
+            port=None if settings.listen.startswith("unix:") else sidecar.port,
+            store=type(store).__name__,
+            bucket=store.bucket,
+            prefix=store.prefix,
+            accounts=len(sidecar.accounts.accounts),
+            pid=os.getpid(),
+            tls="mtls" if settings.tls_client_ca else "tls" if settings.tls_cert else "off",
+            metrics_port=sidecar.metrics_port or None,
+            archiving_available=sidecar.archiving_available,
+        )
+        signals.wait()
+        log.info("draining", grace_seconds=settings.grace_period)
+        sidecar.stop(settings.grace_period)
     log.info("stopped")
     return 0
