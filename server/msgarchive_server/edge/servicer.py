@@ -1,7 +1,5 @@
-"""The gRPC servicer: thin. The domain does the work; errors map in status.py.
-
-Every read adds audit fields (account, rpc, key or prefix, outcome) to the
-call's one summary log line, and never message content.
+"""The gRPC servicer: thin. The domain does the work; errors map in status.py;
+reads go through `ReadCalls` (auth, rate limit, audit), as the HTTP view does.
 """
 
 from __future__ import annotations
@@ -16,15 +14,15 @@ import structlog
 from msgarchive.keys import channel_of_enum
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
-from msgarchive_server.domain.errors import DomainError, InternalFault
-from msgarchive_server.domain.reads import ListQuery, Reader, ViewQuery
+from msgarchive_server.domain.errors import DomainError
+from msgarchive_server.domain.reads import ListQuery, Reader
 from msgarchive_server.edge import describe
-from msgarchive_server.edge.access import Access, is_local_peer
+from msgarchive_server.edge.access import is_local_peer
 from msgarchive_server.edge.calls import ArchiveCalls, Caller
+from msgarchive_server.edge.reads import ReadCalls, view
 from msgarchive_server.edge.response import ack_fields, file_info, summary, to_response
-from msgarchive_server.edge.status import grpc_code, to_status
+from msgarchive_server.edge.status import to_status
 from msgarchive_server.edge.streams import ArchiveStreams
-from msgarchive_server.telemetry.metrics import Metrics
 
 log = structlog.get_logger("msgarchive.read")
 
@@ -67,14 +65,12 @@ def _abort(context: grpc.ServicerContext, err: DomainError) -> NoReturn:
 class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
     def __init__(
         self,
-        access: Access,
-        metrics: Metrics,
         calls: ArchiveCalls,
         streams: ArchiveStreams,
+        reads: ReadCalls,
     ) -> None:
-        self.access = access
-        self.metrics = metrics
         self.calls = calls
+        self.reads = reads
         self.streams = streams
 
     # --- archiving -----------------------------------------------------------
@@ -104,36 +100,17 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
     def ViewMessage(  # noqa: N802
         self, request: pb.ViewMessageRequest, context: grpc.ServicerContext
     ) -> pb.ViewMessageResponse:
-        query = ViewQuery(
-            user_id=request.user_id,
-            campaign_channel=request.campaign_channel,
-            campaign_id=request.campaign_id,
-            sent_epoch_time=request.sent_epoch_time,
-            event_name=request.event_name,
-            platform=request.platform,
-            delivery_type=request.delivery_type,
-            campaign_type=request.campaign_type,
-            event_id=request.event_id,
-        )
-
-        def view(reader: Reader) -> pb.ViewMessageResponse:
-            copy = reader.view(query)
-            structlog.contextvars.bind_contextvars(key=copy.key)
-            details = pb.MessageDetails(
-                **describe.details(copy),
-                delivery_type=request.delivery_type,
-                campaign_type=request.campaign_type,
-                event_id=request.event_id,
-            )
+        def answer(reader: Reader) -> pb.ViewMessageResponse:
+            viewed = view(reader, request)
             return pb.ViewMessageResponse(
-                message_details=details,
-                message_content=pb.MessageContent(**describe.content(copy)),
-                file_info=file_info(copy),
-                archived_json=copy.json_text,
+                message_details=pb.MessageDetails(**viewed.details),
+                message_content=pb.MessageContent(**viewed.content),
+                file_info=file_info(viewed.copy),
+                archived_json=viewed.copy.json_text,
             )
 
         structlog.contextvars.bind_contextvars(campaign_id=request.campaign_id)
-        return self._read(context, "ViewMessage", view)
+        return self._read(context, "ViewMessage", answer)
 
     def GetArchivedMessage(  # noqa: N802
         self, request: pb.GetArchivedMessageRequest, context: grpc.ServicerContext
@@ -189,20 +166,9 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
         return self._read(context, "ListArchivedMessages", listing)
 
     def _read(self, context: grpc.ServicerContext, rpc: str, run: Callable[[Reader], T]) -> T:
-        structlog.contextvars.bind_contextvars(audit=True)
         try:
-            account, tenant = self.access.read_tenant(
-                authorization_of(context), is_local_peer(context.peer())
+            return self.reads.run(
+                rpc, authorization_of(context), is_local_peer(context.peer()), run
             )
-            structlog.contextvars.bind_contextvars(account=account)
-            answer = run(tenant.reader)
         except DomainError as err:
-            failed: DomainError = err
-        except Exception:
-            log.exception("read crashed")
-            failed = InternalFault()
-        else:
-            self.metrics.reads.labels(rpc, "OK").inc()
-            return answer
-        self.metrics.reads.labels(rpc, grpc_code(failed).name).inc()
-        _abort(context, failed)
+            _abort(context, err)

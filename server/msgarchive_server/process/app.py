@@ -32,6 +32,7 @@ from msgarchive_server.edge.access import Access, Tenant
 from msgarchive_server.edge.backpressure import InFlightLimit
 from msgarchive_server.edge.calls import ArchiveCalls
 from msgarchive_server.edge.interceptors import RequestLogInterceptor
+from msgarchive_server.edge.reads import ReadCalls
 from msgarchive_server.edge.servicer import ArchiveServicer
 from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.config import Settings
@@ -121,7 +122,8 @@ class Sidecar:
         access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
         calls = ArchiveCalls(access, self.metrics, InFlightLimit(settings.max_in_flight))
         self.streams = ArchiveStreams(calls, settings.stream_window)
-        servicer = ArchiveServicer(access, self.metrics, calls, self.streams)
+        self.reads = ReadCalls(access, self.metrics)
+        servicer = ArchiveServicer(calls, self.streams, self.reads)
         # A --workers worker shares its port with its siblings; otherwise no
         # one may share it (gRPC would allow it by default on Linux).
         reuse_port = WORKER_ENV in os.environ
