@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import structlog
+import trustme
 
 from tests.faults import FaultProxy
 from tests.seaweed import SeaweedFS
@@ -60,3 +61,24 @@ def restores_logging() -> Iterator[None]:
     flush_logs()
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1, and a client certificate, made now."""
+    ca = trustme.CA()
+    where = tmp_path_factory.mktemp("tls")
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("sender.campaigns.example")
+    files = {
+        "ca": ca.cert_pem,
+        "server_cert": server.cert_chain_pems[0],
+        "server_key": server.private_key_pem,
+        "client_cert": client.cert_chain_pems[0],
+        "client_key": client.private_key_pem,
+    }
+    paths = {}
+    for name, blob in files.items():
+        paths[name] = where / f"{name}.pem"
+        blob.write_to_path(str(paths[name]))
+    return paths

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
-import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 from msgarchive import (
@@ -262,27 +261,6 @@ def test_no_personal_data_in_any_log_line(
 # --- transport -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA, a server certificate for 127.0.0.1, and a client certificate, made now."""
-    ca = trustme.CA()
-    where = tmp_path_factory.mktemp("tls")
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("sender.campaigns.example")
-    files = {
-        "ca": ca.cert_pem,
-        "server_cert": server.cert_chain_pems[0],
-        "server_key": server.private_key_pem,
-        "client_cert": client.cert_chain_pems[0],
-        "client_key": client.private_key_pem,
-    }
-    paths = {}
-    for name, blob in files.items():
-        paths[name] = where / f"{name}.pem"
-        blob.write_to_path(str(paths[name]))
-    return paths
-
-
 def tls_credentials(paths: dict[str, Path], with_client_cert: bool) -> grpc.ChannelCredentials:
     return grpc.ssl_channel_credentials(
         root_certificates=paths["ca"].read_bytes(),
@@ -403,23 +381,6 @@ def test_the_in_flight_bound_trips_under_a_burst_and_recovers(
 
 
 # --- settings that stop startup -------------------------------------------------------
-
-
-def test_a_taken_metrics_port_stops_startup(tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        code, stderr = run_to_exit(
-            ["--listen=127.0.0.1:0", f"--store={tmp_path}", f"--metrics-listen=127.0.0.1:{port}"]
-        )
-    assert code == 2
-    assert stderr == (
-        f"msgarchive: error: --metrics-listen 127.0.0.1:{port}: cannot listen: "
-        "Address already in use\n"
-    )
 
 
 @pytest.mark.parametrize(

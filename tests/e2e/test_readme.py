@@ -24,6 +24,7 @@ SH_BLOCKS = re.findall(r"```sh\n(.*?)```", README, flags=re.DOTALL)
 EXAMPLES = [block for block in SH_BLOCKS if block.startswith("buf curl")]
 ARCHIVE_EXAMPLES = [e for e in EXAMPLES if "/Archive " in e and "/ViewMessage" not in e]
 assert any("/ArchiveStream " in e for e in EXAMPLES)
+HTTP_EXAMPLES = [block for block in SH_BLOCKS if block.startswith("curl http://127.0.0.1:8080")]
 INLINE_BUF_CURL = re.findall(r"`(buf curl [^`]+)`", README)
 API_KEY = "ma_readme_example_key"
 
@@ -37,7 +38,8 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
         f'api_key_sha256 = ["{key_digest(API_KEY)}"]\n'
     )
     process = SidecarProcess(
-        ["--listen=127.0.0.1:0", f"--accounts={accounts}"], cwd=workdir
+        ["--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0", f"--accounts={accounts}"],
+        cwd=workdir,
     ).start()
     try:
         yield process
@@ -47,7 +49,11 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
 
 def run(example: str, sidecar: SidecarProcess) -> list[dict[str, Any]]:
     """Run an example as a shell would; every JSON answer it printed."""
-    command = example.replace("127.0.0.1:50051", sidecar.address).replace("buf curl", f"{BUF} curl")
+    command = (
+        example.replace("127.0.0.1:50051", sidecar.address)
+        .replace("127.0.0.1:8080", f"127.0.0.1:{sidecar.serving['http_port']}")
+        .replace("buf curl", f"{BUF} curl")
+    )
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", command],
         capture_output=True,
@@ -95,3 +101,13 @@ def test_examples_run_as_written(index: int, sidecar: SidecarProcess) -> None:
 def test_health_example_runs_as_written(sidecar: SidecarProcess) -> None:
     (health,) = [e for e in INLINE_BUF_CURL if "Health/Check" in e]
     assert run(health, sidecar) == [{"status": "SERVING"}]
+
+
+def test_the_http_view_example_runs_as_written(sidecar: SidecarProcess) -> None:
+    (example,) = HTTP_EXAMPLES
+    (archive_then_view,) = [e for e in EXAMPLES if "/ViewMessage " in e]
+    ack, _ = run(archive_then_view, sidecar)
+    (answer,) = run(example, sidecar)
+    assert answer["status"] is True, answer
+    assert answer["data"]["file_info"]["key"] == ack["key"]
+    assert answer["data"]["message_details"]["campaign_id"] == "spring-sale"

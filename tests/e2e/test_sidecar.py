@@ -186,6 +186,7 @@ def _taken_port() -> socket.socket:
         (["--store", "s3://"], "missing bucket name"),
         (["--store", "/dev/null/archive"], "cannot write to /dev/null/archive"),
         (["--threads", "lots"], "--threads='lots': expected a number"),
+        (["--http-listen", "8080"], "--http-listen 8080: expected HOST:PORT or unix:PATH"),
     ],
 )
 def test_bad_configuration_stops_startup_with_one_line(args: list[str], says: str) -> None:
@@ -205,6 +206,37 @@ def test_a_taken_port_stops_startup(tmp_path: Path) -> None:
         stderr
         == f"msgarchive: error: --listen 127.0.0.1:{port}: cannot listen: Address already in use\n"
     )
+
+
+@pytest.mark.parametrize("flag", ["--http-listen", "--metrics-listen"])
+def test_a_taken_http_port_stops_startup(tmp_path: Path, flag: str) -> None:
+    with _taken_port() as taken:
+        port = taken.getsockname()[1]
+        code, stderr = run_to_exit(
+            ["--listen=127.0.0.1:0", f"{flag}=127.0.0.1:{port}", f"--store={tmp_path}"]
+        )
+    assert code == 2
+    assert stderr == (
+        f"msgarchive: error: {flag} 127.0.0.1:{port}: cannot listen: Address already in use\n"
+    )
+
+
+def test_the_http_view_on_a_unix_socket_is_local(tmp_path: Path) -> None:
+    socket_path = tmp_path / "http.sock"
+    sidecar = SidecarProcess(
+        ["--listen=127.0.0.1:0", f"--http-listen=unix:{socket_path}", f"--store={tmp_path}"]
+    ).start()
+    try:
+        done = subprocess.run(
+            ["curl", "--silent", "--unix-socket", str(socket_path), "--data",
+             '{"event_name": "SMS Sent"}', "http://localhost/v1/archival/view"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        # Served without credentials (local), and judged on its fields.
+        assert json.loads(done.stdout)["reason"] == "INVALID_LOOKUP", done.stdout
+        assert sidecar.stop() == 0
+    finally:
+        sidecar.kill()
 
 
 def test_a_unix_socket_in_a_missing_directory_stops_startup(tmp_path: Path) -> None:

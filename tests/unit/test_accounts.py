@@ -10,7 +10,7 @@ import pytest
 from msgarchive_server.domain.accounts import Accounts, AccountsFileError, key_digest, new_api_key
 from msgarchive_server.domain.errors import MissingCredentials, OverRateLimit, WrongAccount
 from msgarchive_server.domain.ratelimit import RateLimiter
-from msgarchive_server.edge.access import Access, is_local_peer
+from msgarchive_server.edge.access import Access, is_local_address, is_local_peer
 from msgarchive_server.stores import Retention
 
 KEY_A, KEY_B = "key-of-acme", "key-of-globex"
@@ -130,10 +130,27 @@ def test_rate_limit_trips_and_recovers() -> None:
         ("unix:", True),
         ("ipv4:10.1.2.3:5000", False),
         ("ipv6:[2001:db8::1]:5000", False),
+        ("ipv6:[::ffff:198.18.0.1]:5000", False),
+        ("ipv4:198.18.0.1:5000", False),
     ],
 )
 def test_local_peers(peer: str, local: bool) -> None:
     assert is_local_peer(peer) is local
+
+
+@pytest.mark.parametrize(
+    ("address", "local"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("198.18.0.1", False),
+        ("", False),
+        ("localhost", False),  # an HTTP peer is an address, never a name
+    ],
+)
+def test_local_addresses(address: str, local: bool) -> None:
+    assert is_local_address(address) is local
 
 
 def access(accounts: Accounts, per_minute: int = 1000) -> Access:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -93,8 +94,18 @@ def is_local_peer(peer: str) -> bool:
     if peer.startswith("unix"):
         return True
     if peer.startswith("ipv4:"):
-        return peer[5:].startswith("127.")
+        return is_local_address(peer[5:].rsplit(":", 1)[0])
     if peer.startswith("ipv6:"):
-        host = peer[5:].rsplit(":", 1)[0].strip("[]").lower()
-        return host == "::1" or host.startswith("::ffff:127.")
+        return is_local_address(peer[5:].rsplit(":", 1)[0].strip("[]"))
     return False
+
+
+def is_local_address(host: str) -> bool:
+    """True for a loopback address (IPv4, IPv6, or IPv4 mapped into IPv6)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback

@@ -1,4 +1,4 @@
-"""Domain errors as gRPC answers: a lookup in the catalogue, in one place.
+"""Domain errors as gRPC (and HTTP) answers: a lookup in the catalogue, in one place.
 
 Every error carries one `ErrorInfo` (domain "msgarchive.v1", the reason from
 protos/msgarchive/v1/error_reason.proto, its metadata); bad input adds a
@@ -13,7 +13,7 @@ import datetime
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2, message
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from msgarchive.errors import ERROR_DOMAIN, bad_request
@@ -74,3 +74,21 @@ def to_archive_error(err: DomainError) -> pb.ArchiveError:
     if err.retry_after is not None:
         error.retry_delay_ms = _retry_delay(err.retry_after).ToMilliseconds()
     return error
+
+
+# google.rpc.Code value -> the HTTP status the HTTP view answers with.
+_HTTP_STATUSES = {
+    code_pb2.INVALID_ARGUMENT: 400,
+    code_pb2.UNAUTHENTICATED: 401,
+    code_pb2.PERMISSION_DENIED: 403,
+    code_pb2.NOT_FOUND: 404,
+    code_pb2.RESOURCE_EXHAUSTED: 429,
+    code_pb2.FAILED_PRECONDITION: 503,
+    code_pb2.UNAVAILABLE: 503,
+    code_pb2.DEADLINE_EXCEEDED: 504,
+}
+
+
+def http_status(err: DomainError) -> int:
+    """The HTTP status of a domain error: 500 for a damaged copy or a crash."""
+    return _HTTP_STATUSES.get(err.code, 500)

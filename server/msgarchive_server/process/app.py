@@ -45,6 +45,7 @@ from msgarchive_server.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from msgarchive_server.domain.manifests.sealer import Sealer
+    from msgarchive_server.edge.http import HttpListener
 
 log = structlog.get_logger("msgarchive.server")
 
@@ -159,6 +160,29 @@ class Sidecar:
                 raise StartupError(
                     f"--metrics-listen {settings.metrics_listen}: cannot listen: {reason}"
                 ) from None
+        self.http = self._http_listener()
+
+    def _http_listener(self) -> HttpListener | None:
+        """The HTTP view, when --http-listen is set (with --workers, in worker 0 only)."""
+        settings = self.settings
+        if not settings.http_listen or os.environ.get(WORKER_ENV, "0") != "0":
+            return None
+        # Imported here: cheroot is only needed with --http-listen.
+        from msgarchive_server.edge.http import HttpListener, TlsFiles
+
+        tls = None
+        if settings.tls_cert and settings.tls_key:
+            tls = TlsFiles(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        probe_listen(settings.http_listen, flag="--http-listen")
+        try:
+            return HttpListener(
+                settings.http_listen, self.reads, tls, shutdown_timeout=settings.grace_period
+            )
+        except OSError as err:
+            reason = err.strerror or str(err)
+            raise StartupError(
+                f"--http-listen {settings.http_listen}: cannot listen: {reason}"
+            ) from None
 
     def _tenant(self, url: str, retention: Retention | None, store: Store | None = None) -> Tenant:
         store = store or make_store(self.settings, url, retention)
@@ -222,6 +246,8 @@ class Sidecar:
             if tenant.sealer is not None:
                 tenant.sealer.start()
         self.server.start()
+        if self.http is not None:
+            self.http.start()
         self._set_health(serving=self.archiving_available)
 
     def stop(self, grace: float) -> None:
@@ -231,6 +257,8 @@ class Sidecar:
         # Refuse new calls first, then tell health watchers (their streams are
         # in flight and still hear it): no call is taken once NOT_SERVING shows.
         stopped = self.server.stop(grace)
+        if self.http is not None:
+            self.http.stop()  # returns once its requests in progress are answered
         self.health.enter_graceful_shutdown()
         for tenant in self.tenants:
             tenant.circuit.stop()
@@ -330,7 +358,7 @@ def check_store(sidecar: Sidecar) -> None:
                 raise StartupError(f"store {tenant.store.bucket}: {err.error}") from None
 
 
-def probe_listen(address: str, reuse_port: bool = False) -> None:
+def probe_listen(address: str, reuse_port: bool = False, flag: str = "--listen") -> None:
     """Raise StartupError naming why `address` cannot be listened on.
 
     gRPC's own bind failure only says "Failed to bind"; this says why (address
@@ -339,12 +367,12 @@ def probe_listen(address: str, reuse_port: bool = False) -> None:
     if address.startswith("unix:"):
         path = Path(address.removeprefix("unix:").removeprefix("//"))
         if not path.parent.is_dir():
-            raise StartupError(f"--listen {address}: no such directory {path.parent}")
+            raise StartupError(f"{flag} {address}: no such directory {path.parent}")
         return
     host, _, port = address.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        raise StartupError(f"--listen {address}: expected HOST:PORT or unix:PATH")
+        raise StartupError(f"{flag} {address}: expected HOST:PORT or unix:PATH")
     try:
         infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
         family, kind, proto, _, sockaddr = infos[0]
@@ -355,7 +383,7 @@ def probe_listen(address: str, reuse_port: bool = False) -> None:
             sock.bind(sockaddr)
     except OSError as err:
         reason = err.strerror or str(err)
-        raise StartupError(f"--listen {address}: cannot listen: {reason}") from None
+        raise StartupError(f"{flag} {address}: cannot listen: {reason}") from None
 
 
 def seal(settings: Settings) -> int:
@@ -368,7 +396,9 @@ def seal(settings: Settings) -> int:
 
     # The stores, journals and sealers, without the sidecar's ports: it may run
     # beside a live sidecar.
-    quiet = dataclasses.replace(settings, listen="127.0.0.1:0", metrics_listen=None, workers=1)
+    quiet = dataclasses.replace(
+        settings, listen="127.0.0.1:0", metrics_listen=None, http_listen=None, workers=1
+    )
     sidecar = build_server(quiet)
     try:
         for tenant in sidecar.tenants:
@@ -405,6 +435,7 @@ def serve(settings: Settings) -> int:
             pid=os.getpid(),
             tls="mtls" if settings.tls_client_ca else "tls" if settings.tls_cert else "off",
             metrics_port=sidecar.metrics_port or None,
+            http_port=sidecar.http.port if sidecar.http else None,
             archiving_available=sidecar.archiving_available,
         )
         signals.wait()

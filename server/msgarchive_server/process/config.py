@@ -124,6 +124,14 @@ OPTIONS: tuple[Option, ...] = (
         metavar="ADDR",
     ),
     Option(
+        "http_listen",
+        "MSGARCHIVE_HTTP_LISTEN",
+        None,
+        "serve the reference view API (POST /v1/archival/view) over HTTP/JSON on "
+        "HOST:PORT or unix:PATH, with the --tls-* settings (off when unset)",
+        metavar="ADDR",
+    ),
+    Option(
         "store",
         "MSGARCHIVE_STORE",
         DEFAULT_STORE,
@@ -338,6 +346,7 @@ class Settings:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     metrics_listen: str | None = None
+    http_listen: str | None = None
     store: str = DEFAULT_STORE
     accounts: str | None = None
     s3_endpoint_url: str | None = None
@@ -398,6 +407,10 @@ class Settings:
             r"\[?[^\s\]]*\]?:[0-9]{1,5}", self.metrics_listen
         ):
             raise ConfigError(f"--metrics-listen {self.metrics_listen}: expected HOST:PORT")
+        if self.http_listen is not None and not re.fullmatch(
+            r"unix:.+|\[?[^\s\]]*\]?:[0-9]{1,5}", self.http_listen
+        ):
+            raise ConfigError(f"--http-listen {self.http_listen}: expected HOST:PORT or unix:PATH")
 
     @property
     def retention(self) -> Retention | None:

@@ -1,0 +1,278 @@
+"""The reference view API over HTTP/JSON: `POST /v1/archival/view`.
+
+Scripts written against the reference view API (Basic auth with the account id
+and API key, the `MOE-APPKEY` header, its JSON body) work unchanged against
+`--http-listen`. The request is the gRPC `ViewMessageRequest` in JSON (the same
+field names), and the answer is the reference envelope:
+
+    {"status": true, "data": {"message_details": …, "message_content": …, "file_info": …}}
+    {"status": false, "error_message": "…", "reason": "…"}
+
+The lookup, auth, rate limit, audit line and metrics are `ReadCalls` and
+`view`, as for the `ViewMessage` RPC; this module only parses and writes JSON.
+The server is cheroot (threaded, like the gRPC server), with the gRPC
+listener's TLS settings. The OpenAPI document is `GET /v1/archival/openapi.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import structlog
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from google.protobuf import json_format
+
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.domain.errors import BadLookup, DomainError
+from msgarchive_server.edge.access import is_local_address
+from msgarchive_server.edge.interceptors import REQUEST_ID_HEADER, new_request_id
+from msgarchive_server.edge.reads import ReadCalls, Viewed, view
+from msgarchive_server.edge.status import grpc_code, http_status
+
+log = structlog.get_logger("msgarchive.rpc")
+
+VIEW_PATH = "/v1/archival/view"
+OPENAPI_PATH = "/v1/archival/openapi.json"
+RPC_LABEL = "POST " + VIEW_PATH  # the `rpc` label of msgarchive_reads
+MAX_BODY_BYTES = 64 * 1024
+THREADS = 8
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Content Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+class HttpFailure(Exception):
+    """A request refused before it reached the read: its status and message."""
+
+    def __init__(self, status: int, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+
+def openapi_document() -> bytes:
+    return resources.files(__package__).joinpath("openapi.json").read_bytes()
+
+
+class ViewApp:
+    """The WSGI application: the view, the OpenAPI document, JSON errors for the rest."""
+
+    def __init__(self, reads: ReadCalls, *, unix_socket: bool = False) -> None:
+        self.reads = reads
+        self.unix_socket = unix_socket
+        self.openapi = openapi_document()
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        structlog.contextvars.clear_contextvars()
+        header_id = str(environ.get("HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_"), ""))
+        request_id = header_id[:128] or new_request_id()
+        method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        headers = [("X-Request-Id", request_id)]
+        if path == OPENAPI_PATH and method in ("GET", "HEAD"):
+            start_response(
+                "200 OK",
+                [
+                    *headers,
+                    ("Content-Type", "application/json"),
+                    ("Content-Length", str(len(self.openapi))),
+                ],
+            )
+            return [self.openapi]
+        structlog.contextvars.bind_contextvars(request_id=request_id, method=f"{method} {path}")
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            status, body = 200, self._route(environ, method, path)
+        except DomainError as err:
+            code = grpc_code(err).name
+            status, body = http_status(err), _failure(err.message, err.reason_name, err)
+            if err.retry_after is not None:
+                headers.append(("Retry-After", str(max(1, math.ceil(err.retry_after)))))
+            if status == 401:
+                headers.append(("WWW-Authenticate", 'Basic realm="msgarchive"'))
+        except HttpFailure as err:
+            code = "INVALID_ARGUMENT" if err.status < 500 else "INTERNAL"
+            status, body = err.status, _failure(err.message, err.reason)
+            if status == 405:
+                headers.append(("Allow", "POST"))
+        finally:
+            log.info(
+                "rpc",
+                code=code,
+                http_status=locals().get("status", 500),
+                duration_ms=round((time.perf_counter() - start) * 1000, 3),
+            )
+            structlog.contextvars.clear_contextvars()
+        data = json.dumps(body, ensure_ascii=False).encode()
+        start_response(
+            f"{status} {_REASONS.get(status, '')}",
+            [
+                *headers,
+                ("Content-Type", "application/json; charset=utf-8"),
+                ("Content-Length", str(len(data))),
+                # Copies are personal data: no cache keeps them.
+                ("Cache-Control", "no-store"),
+            ],
+        )
+        return [data]
+
+    def _route(self, environ: dict[str, Any], method: str, path: str) -> dict[str, Any]:
+        if path != VIEW_PATH:
+            raise HttpFailure(404, f"no such endpoint: {path}; the view is POST {VIEW_PATH}")
+        if method != "POST":
+            raise HttpFailure(405, f"{VIEW_PATH} takes POST, not {method}")
+        request = _view_request(environ)
+        structlog.contextvars.bind_contextvars(campaign_id=request.campaign_id)
+        local = self.unix_socket or is_local_address(str(environ.get("REMOTE_ADDR") or ""))
+        viewed = self.reads.run(
+            RPC_LABEL,
+            str(environ.get("HTTP_AUTHORIZATION", "")),
+            local,
+            lambda reader: view(reader, request),
+            account_id=str(environ.get("HTTP_MOE_APPKEY", "")).strip(),
+        )
+        return {"status": True, "data": reference_view(viewed)}
+
+
+def _view_request(environ: dict[str, Any]) -> pb.ViewMessageRequest:
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise HttpFailure(400, "Content-Length is not a number") from None
+    if length > MAX_BODY_BYTES:
+        raise HttpFailure(413, f"the body is over {MAX_BODY_BYTES} bytes")
+    raw = environ["wsgi.input"].read(length) if length else b""
+    try:
+        body = json.loads(raw)
+    except ValueError as err:
+        raise BadLookup([], f"the body is not JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise BadLookup([], "the body must be a JSON object with the view's fields")
+    try:
+        return json_format.ParseDict(body, pb.ViewMessageRequest(), ignore_unknown_fields=True)
+    except json_format.ParseError as err:
+        raise BadLookup([], str(err)) from None
+
+
+def _failure(message: str, reason: str, err: DomainError | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": False, "error_message": message}
+    if reason:
+        body["reason"] = reason
+    if err is not None and err.violations:
+        body["field_violations"] = [
+            {"field": v.field, "description": v.description} for v in err.violations
+        ]
+    return body
+
+
+def reference_view(viewed: Viewed) -> dict[str, Any]:
+    """A view's answer with the reference's field names (and a few of our own)."""
+    details = dict(viewed.details)
+    event_id = details.pop("event_id")
+    stored = viewed.copy.stored
+    retention = None
+    if stored.retention_mode or stored.legal_hold:
+        retention = {
+            "mode": stored.retention_mode or None,
+            "retain_until_ms": stored.retain_until_ms or None,
+            "legal_hold": stored.legal_hold,
+        }
+    return {
+        "message_details": {
+            "message_type": "campaign",
+            **details,
+            "moe_event_id": event_id or None,
+        },
+        "message_content": viewed.content,
+        "file_info": {
+            "version": stored.version_id or None,
+            "file_name": viewed.copy.key.rsplit("/", 1)[-1],
+            "bucket": viewed.copy.bucket,
+            "key": viewed.copy.key,
+            "etag": stored.etag,
+            "size_bytes": len(stored.body),
+            "retention": retention,
+        },
+        "archived_json": viewed.copy.json_text,
+    }
+
+
+class HttpListener:
+    """The HTTP view on `address` (HOST:PORT or unix:PATH), bound at construction."""
+
+    def __init__(
+        self,
+        address: str,
+        reads: ReadCalls,
+        tls: TlsFiles | None = None,
+        shutdown_timeout: float = 10.0,
+    ) -> None:
+        unix = address.startswith("unix:")
+        if unix:
+            bind: str | tuple[str, int] = address.removeprefix("unix:").removeprefix("//")
+        else:
+            host, _, port = address.rpartition(":")
+            bind = (host.strip("[]"), int(port))
+        self.server = wsgi.Server(
+            bind,
+            ViewApp(reads, unix_socket=unix),
+            numthreads=THREADS,
+            server_name="msgarchive",
+            shutdown_timeout=math.ceil(shutdown_timeout),
+        )
+        self.server.error_log = _error_log  # type: ignore[method-assign]
+        if tls is not None:
+            # certificate_chain is the CA that client certificates are checked against.
+            adapter = BuiltinSSLAdapter(tls.cert, tls.key, certificate_chain=tls.client_ca)
+            if tls.client_ca:
+                adapter.context.verify_mode = ssl.CERT_REQUIRED
+            self.server.ssl_adapter = adapter
+        self.server.prepare()  # binds now: a taken port fails the start, not later
+        bound = self.server.bind_addr
+        self.port = bound[1] if isinstance(bound, tuple) else 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.server.serve, name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop taking connections; requests in progress get the shutdown timeout."""
+        self.server.stop()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _error_log(msg: str = "", level: int = 20, traceback: bool = False) -> None:
+    log.warning("http server", detail=msg, exc_info=traceback)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """The gRPC listener's TLS files, which the HTTP listener serves with too."""
+
+    cert: str
+    key: str
+    client_ca: str | None = None  # with it, a client certificate is required (mTLS)
