@@ -10,7 +10,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY client/ client/
 COPY server/ server/
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[server]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[server,tracing]"
 
 # --- runtime -----------------------------------------------------------------
 FROM python:3.11-slim-bookworm
@@ -22,8 +22,9 @@ WORKDIR /var/lib/msgarchive
 ENV MSGARCHIVE_STORE=/var/lib/msgarchive/archive \
     MSGARCHIVE_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1
-# gRPC, and Prometheus metrics when MSGARCHIVE_METRICS_LISTEN is set.
-EXPOSE 50051 9464
+# gRPC; Prometheus metrics when MSGARCHIVE_METRICS_LISTEN is set; the HTTP
+# view when MSGARCHIVE_HTTP_LISTEN is set (e.g. 0.0.0.0:8080, with API keys).
+EXPOSE 50051 9464 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["msgarchive", "health", "--address", "127.0.0.1:50051"]
 ENTRYPOINT ["msgarchive", "serve"]

@@ -29,8 +29,8 @@ class SidecarProcess:
     ) -> None:
         """`python` runs it: this interpreter, or another install's."""
         self.args = [str(python), "-m", "msgarchive_server", "serve", *args]
-        # The machine's own AWS settings never leak into a test sidecar.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # The machine's own AWS and OpenTelemetry settings never reach a test sidecar.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTEL_"))}
         self.env = {**inherited, "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}
         self.cwd = cwd
         self.process: subprocess.Popen[str] | None = None

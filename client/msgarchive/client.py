@@ -29,6 +29,11 @@ from msgarchive.errors import MsgArchiveError, from_archive_error, from_rpc_erro
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 
+try:  # Tracing is the sender's choice: with OpenTelemetry, calls carry its trace.
+    from opentelemetry import propagate as _propagate
+except ImportError:  # pragma: no cover (the client-only install test runs without it)
+    _propagate = None  # type: ignore[assignment]
+
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
@@ -99,6 +104,16 @@ def stream_result(response: pb.ArchiveStreamResponse) -> StreamResult:
     return StreamResult(response.request_id, error=from_archive_error(response.error))
 
 
+def trace_metadata() -> Metadata:
+    """The current OpenTelemetry context as W3C `traceparent` (and `tracestate`,
+    `baggage`) metadata; empty without OpenTelemetry or a current span."""
+    if _propagate is None:
+        return ()
+    carrier: dict[str, str] = {}
+    _propagate.inject(carrier)
+    return tuple(carrier.items())
+
+
 def authorization(api_key: str, account_id: str = "") -> str:
     """The `authorization` header for an API key: Basic with an account, else Bearer."""
     if account_id:
@@ -117,7 +132,7 @@ class _ClientBase:
             self._auth = (("authorization", authorization(api_key, account_id or "")),)
 
     def _metadata(self, metadata: Metadata) -> Metadata:
-        return (*self._auth, *metadata)
+        return (*self._auth, *trace_metadata(), *metadata)
 
 
 class ArchiveClient(_ClientBase):

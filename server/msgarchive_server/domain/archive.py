@@ -8,6 +8,7 @@ confirmed; every other outcome is an exception.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from msgarchive_server.domain.retry import (
 )
 from msgarchive_server.stores import PutResult, Store, StoreError
 from msgarchive_server.stores.base import DAY_MS
+from msgarchive_server.telemetry import tracing
 from msgarchive_server.telemetry.metrics import Metrics
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -93,12 +95,17 @@ class Archiver:
         `deadline` is a `time.monotonic()` instant past which no retry starts.
         Raises `BadMessage`, `StoreUnusable`, `NotArchived` or `NoTimeToStore`.
         """
-        found = violations(request)
+        with tracing.span("validate"):
+            found = violations(request)
         if found:
             raise BadMessage(found)
-        where = location(request, self.store.prefix)
-        sent_at_ms = self._clock_ms()
-        body = render(request, message_id=where.message_id, sent_at_ms=sent_at_ms)
+        with tracing.span("render") as rendering:
+            where = location(request, self.store.prefix)
+            sent_at_ms = self._clock_ms()
+            body = render(request, message_id=where.message_id, sent_at_ms=sent_at_ms)
+            if rendering is not None:
+                rendering.set_attribute("msgarchive.message_id", where.message_id)
+                rendering.set_attribute("msgarchive.json_bytes", len(body))
         if len(body) > self.max_message_bytes:
             raise BadMessage(
                 [
@@ -112,11 +119,12 @@ class Archiver:
         if self.circuit is not None and self.circuit.is_open:
             raise StoreUnusable(self.circuit.reason)
         blob = compress(body)
+        attempt = itertools.count(1)
         try:
             result, attempts = with_retries(
                 self.retry,
                 deadline,
-                lambda: self._timed_put(where.key, blob),
+                lambda: self._timed_put(where.key, blob, next(attempt)),
                 self.attempt_estimate,
             )
         except RetriesExhausted as err:
@@ -147,7 +155,8 @@ class Archiver:
             stored_bytes=len(stored),
         )
         if self.journal is not None:
-            self._journal(ack, where, request.campaign_id, stored)
+            with tracing.span("journal"):
+                self._journal(ack, where, request.campaign_id, stored)
         return ack
 
     def _journal(self, ack: Ack, where: ArchiveLocation, campaign_id: str, stored: bytes) -> None:
@@ -176,14 +185,24 @@ class Archiver:
             log.error("manifest journal write failed", error=err.strerror or str(err))
             raise NotArchived("JournalWriteFailed", ack.attempts) from None
 
-    def _timed_put(self, key: str, blob: bytes) -> PutResult:
-        started = time.monotonic()
-        try:
-            result = self.store.put(key, blob)
-        except StoreError as err:
-            self._count_attempt(err.kind.value, time.monotonic() - started)
-            raise
-        took = time.monotonic() - started
+    def _timed_put(self, key: str, blob: bytes, attempt: int) -> PutResult:
+        with tracing.span(
+            "store.put", {"msgarchive.attempt": attempt, "msgarchive.store.bytes": len(blob)}
+        ) as put:
+            started = time.monotonic()
+            try:
+                result = self.store.put(key, blob)
+            except StoreError as err:
+                self._count_attempt(err.kind.value, time.monotonic() - started)
+                if put is not None:
+                    put.set_attribute("msgarchive.store.result", err.kind.value)
+                    put.set_attribute("msgarchive.store.error", err.code)
+                    tracing.failed(put, err.code)
+                raise
+            took = time.monotonic() - started
+            if put is not None:
+                put.set_attribute("msgarchive.store.result", "ok")
+                put.set_attribute("msgarchive.already_archived", result.already_existed)
         self._count_attempt("ok", took)
         self.attempt_estimate += _ESTIMATE_WEIGHT * (took - self.attempt_estimate)
         return result

@@ -27,6 +27,7 @@ import tenacity
 
 from msgarchive_server.domain.errors import NoTimeToStore
 from msgarchive_server.stores import ErrorKind, StoreError
+from msgarchive_server.telemetry import tracing
 
 T = TypeVar("T")
 
@@ -88,6 +89,11 @@ class _Stop(tenacity.stop.stop_base):
         return next_end >= self.deadline
 
 
+def _backoff(seconds: float) -> None:
+    with tracing.span("retry.wait", {"msgarchive.retry.wait_ms": round(seconds * 1000, 3)}):
+        time.sleep(seconds)
+
+
 def with_retries(
     policy: RetryPolicy,
     deadline: float | None,
@@ -123,6 +129,7 @@ def with_retries(
         ),
         stop=_Stop(policy, deadline, estimate),
         wait=tenacity.wait_random_exponential(multiplier=policy.base_delay, max=policy.max_delay),
+        sleep=_backoff,
         reraise=True,
     )
     codes: list[str] = []

@@ -27,6 +27,7 @@ from msgarchive_server.domain.errors import (
 )
 from msgarchive_server.edge.access import Access
 from msgarchive_server.edge.backpressure import InFlightLimit
+from msgarchive_server.telemetry import tracing
 from msgarchive_server.telemetry.metrics import Metrics
 
 log = structlog.get_logger("msgarchive.archive")
@@ -78,9 +79,18 @@ class ArchiveCalls:
         except DomainError as err:
             outcome = err.outcome
             self._count_failure(err)
+            tracing.note({"msgarchive.channel": channel, "msgarchive.reason": err.reason_name})
             raise
         else:
             outcome = "already_archived" if ack.already_archived else "ok"
+            tracing.note(
+                {
+                    "msgarchive.channel": channel,
+                    "msgarchive.message_id": ack.message_id,
+                    "msgarchive.attempts": ack.attempts,
+                    "msgarchive.already_archived": ack.already_archived,
+                }
+            )
             return ack
         finally:
             self.in_flight.leave()

@@ -37,6 +37,7 @@ from msgarchive_server.edge.access import is_local_address
 from msgarchive_server.edge.interceptors import REQUEST_ID_HEADER, new_request_id
 from msgarchive_server.edge.reads import ReadCalls, Viewed, view
 from msgarchive_server.edge.status import grpc_code, http_status
+from msgarchive_server.telemetry import tracing
 
 log = structlog.get_logger("msgarchive.rpc")
 
@@ -45,6 +46,7 @@ OPENAPI_PATH = "/v1/archival/openapi.json"
 RPC_LABEL = "POST " + VIEW_PATH  # the `rpc` label of msgarchive_reads
 MAX_BODY_BYTES = 64 * 1024
 THREADS = 8
+_TRACE_HEADERS = (("traceparent", "HTTP_TRACEPARENT"), ("tracestate", "HTTP_TRACESTATE"))
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {
@@ -102,29 +104,28 @@ class ViewApp:
             return [self.openapi]
         structlog.contextvars.bind_contextvars(request_id=request_id, method=f"{method} {path}")
         start = time.perf_counter()
-        code = "OK"
-        try:
-            status, body = 200, self._route(environ, method, path)
-        except DomainError as err:
-            code = grpc_code(err).name
-            status, body = http_status(err), _failure(err.message, err.reason_name, err)
-            if err.retry_after is not None:
-                headers.append(("Retry-After", str(max(1, math.ceil(err.retry_after)))))
-            if status == 401:
-                headers.append(("WWW-Authenticate", 'Basic realm="msgarchive"'))
-        except HttpFailure as err:
-            code = "INVALID_ARGUMENT" if err.status < 500 else "INTERNAL"
-            status, body = err.status, _failure(err.message, err.reason)
-            if status == 405:
-                headers.append(("Allow", "POST"))
-        finally:
-            log.info(
-                "rpc",
-                code=code,
-                http_status=locals().get("status", 500),
-                duration_ms=round((time.perf_counter() - start) * 1000, 3),
+        trace_headers = {
+            name: str(environ[key])
+            for name, key in (
+                ("traceparent", "HTTP_TRACEPARENT"),
+                ("tracestate", "HTTP_TRACESTATE"),
             )
-            structlog.contextvars.clear_contextvars()
+            if key in environ
+        }
+        attributes = {"http.request.method": method, "url.path": path}
+        with tracing.server_span(f"{method} {path}", trace_headers, attributes) as span:
+            status, body, code = self._answer(environ, method, path, headers)
+            if span is not None:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:  # a client's mistake does not fail the server's span
+                    tracing.failed(span, code)
+        log.info(
+            "rpc",
+            code=code,
+            http_status=status,
+            duration_ms=round((time.perf_counter() - start) * 1000, 3),
+        )
+        structlog.contextvars.clear_contextvars()
         data = json.dumps(body, ensure_ascii=False).encode()
         start_response(
             f"{status} {_REASONS.get(status, '')}",
@@ -137,6 +138,25 @@ class ViewApp:
             ],
         )
         return [data]
+
+    def _answer(
+        self, environ: dict[str, Any], method: str, path: str, headers: list[tuple[str, str]]
+    ) -> tuple[int, dict[str, Any], str]:
+        """The HTTP status, body and gRPC-style code name; adds headers an error needs."""
+        try:
+            return 200, self._route(environ, method, path), "OK"
+        except DomainError as err:
+            if err.retry_after is not None:
+                headers.append(("Retry-After", str(max(1, math.ceil(err.retry_after)))))
+            status = http_status(err)
+            if status == 401:
+                headers.append(("WWW-Authenticate", 'Basic realm="msgarchive"'))
+            return status, _failure(err.message, err.reason_name, err), grpc_code(err).name
+        except HttpFailure as err:
+            if err.status == 405:
+                headers.append(("Allow", "POST"))
+            code = "INVALID_ARGUMENT" if err.status < 500 else "INTERNAL"
+            return err.status, _failure(err.message, err.reason), code
 
     def _route(self, environ: dict[str, Any], method: str, path: str) -> dict[str, Any]:
         if path != VIEW_PATH:

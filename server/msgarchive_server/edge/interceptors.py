@@ -1,15 +1,21 @@
-"""Server interceptors: a request id and one summary log line per call."""
+"""Server interceptors: a request id, a trace span and one summary log line per call."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import structlog
+
+from msgarchive_server.telemetry import tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 log = structlog.get_logger("msgarchive.rpc")
 
@@ -33,6 +39,33 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
         if key == REQUEST_ID_HEADER and isinstance(value, str) and value:
             return value[:128]
     return ""
+
+
+def _rpc_span(
+    method: str, details: grpc.HandlerCallDetails, request_id: str, quiet: bool
+) -> contextlib.AbstractContextManager[Span | None]:
+    """The call's span (none for health checks and reflection), continuing the
+    caller's trace from its `traceparent` metadata."""
+    if quiet:
+        return contextlib.nullcontext()
+    service, _, name = method.lstrip("/").partition("/")
+    return tracing.server_span(
+        method.lstrip("/"),
+        details.invocation_metadata or (),
+        {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": name,
+            "msgarchive.request_id": request_id,
+        },
+    )
+
+
+def _end_rpc_span(span: Span | None, code: grpc.StatusCode) -> None:
+    if span is not None:
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code is not grpc.StatusCode.OK:
+            tracing.failed(span, code.name)
 
 
 class RequestLogInterceptor(grpc.ServerInterceptor):
@@ -59,21 +92,23 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
             start = time.perf_counter()
             code = grpc.StatusCode.OK
-            try:
-                return inner(request, context)
-            except Exception:
-                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-                if code is grpc.StatusCode.UNKNOWN:
-                    log.exception("unexpected error")
-                raise
-            finally:
-                emit = log.debug if quiet else log.info
-                emit(
-                    "rpc",
-                    code=code.name,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 3),
-                )
-                structlog.contextvars.clear_contextvars()
+            with _rpc_span(method, handler_call_details, request_id, quiet) as span:
+                try:
+                    return inner(request, context)
+                except Exception:
+                    code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+                    if code is grpc.StatusCode.UNKNOWN:
+                        log.exception("unexpected error")
+                    raise
+                finally:
+                    _end_rpc_span(span, code)
+                    emit = log.debug if quiet else log.info
+                    emit(
+                        "rpc",
+                        code=code.name,
+                        duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                    )
+                    structlog.contextvars.clear_contextvars()
 
         return grpc.unary_unary_rpc_method_handler(
             logged,
@@ -92,29 +127,32 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
 
         def logged(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
             structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(
-                request_id=header_id or new_request_id(), method=method
-            )
+            request_id = header_id or new_request_id()
+            structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
             start = time.perf_counter()
             code, answers = grpc.StatusCode.OK, 0
-            try:
-                for answer in inner(requests, context):
-                    answers += 1
-                    yield answer
-            except GeneratorExit:
-                code = grpc.StatusCode.CANCELLED
-                raise
-            except Exception:
-                code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-                raise
-            finally:
-                log.info(
-                    "rpc",
-                    code=code.name,
-                    answers=answers,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 3),
-                )
-                structlog.contextvars.clear_contextvars()
+            with _rpc_span(method, details, request_id, quiet=False) as span:
+                try:
+                    for answer in inner(requests, context):
+                        answers += 1
+                        yield answer
+                except GeneratorExit:
+                    code = grpc.StatusCode.CANCELLED
+                    raise
+                except Exception:
+                    code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+                    raise
+                finally:
+                    if span is not None:
+                        span.set_attribute("msgarchive.answers", answers)
+                    _end_rpc_span(span, code)
+                    log.info(
+                        "rpc",
+                        code=code.name,
+                        answers=answers,
+                        duration_ms=round((time.perf_counter() - start) * 1000, 3),
+                    )
+                    structlog.contextvars.clear_contextvars()
 
         return grpc.stream_stream_rpc_method_handler(
             logged,

@@ -24,6 +24,7 @@ from msgarchive_server.domain.errors import BadMessage, DomainError
 from msgarchive_server.edge.calls import ArchiveCalls, Caller
 from msgarchive_server.edge.response import ack_fields, to_response
 from msgarchive_server.edge.status import to_archive_error
+from msgarchive_server.telemetry import tracing
 
 log = structlog.get_logger("msgarchive.stream")
 
@@ -100,6 +101,7 @@ class ArchiveStreams:
         `is_active` says whether the call is still open (gRPC's
         `context.is_active`); once it is not, nothing more is read or sent.
         """
+        trace = tracing.current()  # the stream's span: each message's parent
         window = threading.Semaphore(self.window)
         answers: queue.SimpleQueue[_Answer | None] = queue.SimpleQueue()  # None: reading ended
         pending: set[str] = set()
@@ -128,18 +130,24 @@ class ArchiveStreams:
                 channel=archive.WhichOneof("message"),
             )
             started = time.perf_counter()
-            try:
-                ack = self.calls.run(archive, caller)
-            except DomainError as err:
-                response = _refused(request_id, err)
-                # The stream has its own summary line; a message gets one when
-                # it failed (warning), or at debug level when it was archived.
-                log.warning("archive", code=response.error.code, duration_ms=_ms_since(started))
-            else:
-                response = pb.ArchiveStreamResponse(
-                    request_id=request_id, ack=to_response(request_id, ack)
-                )
-                log.debug("archive", code="OK", duration_ms=_ms_since(started), **ack_fields(ack))
+            with tracing.span(
+                "archive", {"msgarchive.request_id": request_id}, parent=trace
+            ) as span:
+                try:
+                    ack = self.calls.run(archive, caller)
+                except DomainError as err:
+                    tracing.failed(span, err.reason_name)
+                    response = _refused(request_id, err)
+                    # The stream has its own summary line; a message gets one when
+                    # it failed (warning), or at debug level when it was archived.
+                    log.warning("archive", code=response.error.code, duration_ms=_ms_since(started))
+                else:
+                    response = pb.ArchiveStreamResponse(
+                        request_id=request_id, ack=to_response(request_id, ack)
+                    )
+                    log.debug(
+                        "archive", code="OK", duration_ms=_ms_since(started), **ack_fields(ack)
+                    )
             answers.put(_Answer(response, holds_place=True))
 
         def unread() -> None:

@@ -41,6 +41,7 @@ from msgarchive_server.process.workers import WORKER_ENV, supervise
 from msgarchive_server.stores import Retention, Store, StoreError
 from msgarchive_server.stores.local import LocalStore
 from msgarchive_server.stores.location import S3Location, store_location
+from msgarchive_server.telemetry import tracing
 from msgarchive_server.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -419,6 +420,10 @@ def serve(settings: Settings) -> int:
     """Run the sidecar until SIGTERM or SIGINT, then drain; the exit code."""
     if settings.workers > 1:
         return supervise(settings)
+    try:
+        tracing.configure()
+    except tracing.TracingConfigError as err:
+        raise StartupError(str(err)) from None
     sidecar = build_server(settings)
     check_store(sidecar)
     store = sidecar.store
@@ -436,10 +441,12 @@ def serve(settings: Settings) -> int:
             tls="mtls" if settings.tls_client_ca else "tls" if settings.tls_cert else "off",
             metrics_port=sidecar.metrics_port or None,
             http_port=sidecar.http.port if sidecar.http else None,
+            tracing=tracing.enabled(),
             archiving_available=sidecar.archiving_available,
         )
         signals.wait()
         log.info("draining", grace_seconds=settings.grace_period)
         sidecar.stop(settings.grace_period)
+        tracing.shutdown()  # exports the spans still buffered
     log.info("stopped")
     return 0
