@@ -5,8 +5,10 @@ Every mode stores the same kind of messages (all four channels in turn):
 - baseline: boto3 put_object of the same compressed bytes under the same keys,
   as a sender writing to S3 itself would send them (Content-MD5,
   If-None-Match: *), from this process: one thread, and a pool of 16;
-- Archive (unary) at concurrency 1 and 16, through the client library;
-- ArchiveStream with a window of 16 and of 64.
+- Archive (unary) at concurrency 1 and 16, through the client library, and at
+  concurrency 1 with tracing on (OTLP/HTTP to a sink in its own process);
+- ArchiveStream with a window of 16 and of 64 (and 16 with retention and
+  signed manifests).
 
 The modes run in rounds, A B C ... A B C ..., each round with fresh messages,
 so that a machine whose speed swings affects every mode alike. Each sidecar
@@ -15,8 +17,10 @@ latency, and CPU per archive in each process apart: the sender (this
 process), the sidecar, and the store (SeaweedFS). Each mode's figures are
 compared with its baseline's in the same round (concurrency 1 with the
 one-thread baseline, the rest with the 16-thread one), and the report gives
-the median of those per-round ratios with their min-max spread. Then a memory
-check: the sidecar's RSS after --rss-messages archives against after a tenth
+the median of those per-round ratios with their min-max spread. Tracing off
+is timed apart (the do-nothing spans of one archive), against the sidecar's
+CPU per archive. Then the view: the same lookups through ViewMessage and the
+HTTP view, interleaved per round. Then a memory check: the sidecar's RSS after --rss-messages archives against after a tenth
 of them. Exits non-zero if any message was lost or failed.
 """
 
@@ -26,6 +30,7 @@ import argparse
 import base64
 import hashlib
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,8 +38,11 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from google.protobuf import json_format
 
 from msgarchive import ArchiveClient
 from msgarchive.keys import location
@@ -61,12 +69,14 @@ class Mode:
     concurrency: int = 1  # unary callers or baseline threads
     window: int = 0  # a stream's window; 0 for unary
     manifests: bool = False  # retention on, and every ack journaled for signed manifests
+    tracing: bool = False  # spans exported over OTLP/HTTP to a sink in another process
 
 
 MODES = [
     Mode(BASE_1, ""),
     Mode(BASE_N, "", concurrency=CONCURRENCY),
     Mode("Archive, concurrency 1", BASE_1),
+    Mode("Archive, concurrency 1, tracing on", BASE_1, tracing=True),
     Mode(f"Archive, concurrency {CONCURRENCY}", BASE_N, concurrency=CONCURRENCY),
     Mode("ArchiveStream, window 16", BASE_N, ("--stream-window=16",), window=16),
     Mode(
@@ -239,6 +249,49 @@ def run_stream(
     return measured(pids, work)
 
 
+class SpanSink:
+    """An OTLP/HTTP endpoint in a process of its own that takes spans and drops them."""
+
+    SCRIPT = (
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_POST(self):\n"
+        "        self.rfile.read(int(self.headers['Content-Length']))\n"
+        "        self.send_response(200); self.send_header('Content-Length', '0')\n"
+        "        self.end_headers()\n"
+        "    def log_message(self, *a): pass\n"
+        "s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)\n"
+        "print(s.server_address[1], flush=True)\n"
+        "s.serve_forever()\n"
+    )
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 (our own script)
+            [sys.executable, "-c", self.SCRIPT], stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        self.endpoint = f"http://127.0.0.1:{int(self.process.stdout.readline())}"
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(10)
+
+
+def tracing_off_cost(spans_per_archive: int = 5, calls: int = 200_000) -> float:
+    """Microseconds per archive that tracing costs when off: `spans_per_archive`
+    entries into the shared do-nothing span (the RPC, validate, render, one
+    store attempt, and the attributes noted on the RPC span)."""
+    from msgarchive_server.telemetry import tracing
+
+    assert not tracing.enabled()
+    attributes = {"msgarchive.attempt": 1}
+    started = time.perf_counter()
+    for _ in range(calls):
+        with tracing.span("store.put", attributes):
+            pass
+    return (time.perf_counter() - started) / calls * spans_per_archive * 1e6
+
+
 def rss_growth(seaweed: SeaweedFS, total: int) -> tuple[int, int]:
     """The sidecar's RSS after a tenth of `total` stream archives, and after all."""
     bucket = seaweed.new_bucket()
@@ -273,6 +326,7 @@ def run_rounds(
             seaweed.set_default_retention(buckets[mode.name], "GOVERNANCE", days=1)
     sidecars: dict[str, SidecarProcess] = {}
     clients: dict[str, ArchiveClient] = {}
+    sink = SpanSink()
     try:
         for mode in MODES:
             if not mode.baseline:
@@ -288,7 +342,10 @@ def run_rounds(
                     "--retention-mode=GOVERNANCE",
                     "--retention-days=1",
                 ]
-            sidecar = s3_sidecar(buckets[mode.name], seaweed.endpoint, seaweed.env, *flags)
+            env = dict(seaweed.env)
+            if mode.tracing:
+                env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
+            sidecar = s3_sidecar(buckets[mode.name], seaweed.endpoint, env, *flags)
             sidecars[mode.name] = sidecar
             clients[mode.name] = ArchiveClient(
                 sidecar.address, options=[("grpc.enable_retries", 0)]
@@ -323,6 +380,7 @@ def run_rounds(
             client.close()
         for sidecar in sidecars.values():
             sidecar.kill()
+        sink.stop()
     return figures
 
 
@@ -421,11 +479,113 @@ def targets(figures: dict[str, Figures]) -> list[tuple[str, str, bool]]:
     ]  # fmt: skip
 
 
+def tracing_lines(figures: dict[str, Figures], off_cost_us: float) -> list[str]:
+    """Tracing on against off (Archive, concurrency 1, same rounds), and the off cost."""
+    off = figures["Archive, concurrency 1"].runs
+    on = figures["Archive, concurrency 1, tracing on"].runs
+    p50 = [n.percentile(0.5) - f.percentile(0.5) for n, f in zip(on, off, strict=True)]
+    cpu = [n.cpu_ms("sidecar") / f.cpu_ms("sidecar") for n, f in zip(on, off, strict=True)]
+    share = off_cost_us / 1000 / statistics.median(r.cpu_ms("sidecar") for r in off)
+    return [
+        f"- tracing on (OTLP/HTTP to a sink process) adds to Archive p50 at concurrency 1: "
+        f"{spread(p50, 3, ' ms')}; sidecar CPU per archive on/off: {spread(cpu, suffix='x')}",
+        f"- tracing off (nothing configured) costs {off_cost_us:.2f} us per archive "
+        f"(5 do-nothing spans, timed apart), {share:.2%} of the sidecar's CPU per archive: "
+        f"{'met' if share < 0.01 else 'MISSED'} (target: under 1%)",
+    ]
+
+
+def view_rounds(seaweed: SeaweedFS, rounds: int, count: int) -> dict[str, list[Run]]:
+    """ViewMessage over gRPC and the HTTP view, the same lookups, in interleaved rounds."""
+    assert seaweed.process is not None
+    bucket = seaweed.new_bucket()
+    sidecar = s3_sidecar(
+        bucket, seaweed.endpoint, seaweed.env,
+        "--http-listen=127.0.0.1:0", "--read-rate-limit=100000000",
+    )  # fmt: skip
+    assert sidecar.process is not None
+    pids = {"sidecar": sidecar.process.pid, "store": seaweed.process.pid}
+    today = time.strftime("%Y%m%d", time.gmtime())
+    batch = []
+    for n in range(count):
+        request = samples.sms_request(batch_id=today)
+        request.sms.to = f"+1555{n:07d}"
+        batch.append(request)
+    runs: dict[str, list[Run]] = {"ViewMessage (gRPC)": [], "POST /v1/archival/view": []}
+    try:
+        with ArchiveClient(sidecar.address) as client:
+            acks = [r.ack for r in client.archive_many(batch) if r.ack is not None]
+            views = [
+                pb.ViewMessageRequest(
+                    user_id=request.sms.to, campaign_channel="SMS",
+                    campaign_id=request.campaign_id, sent_epoch_time=ack.sent_at_ms // 1000,
+                    event_name="SMS Sent", platform="SMS",
+                )
+                for request, ack in zip(batch, acks, strict=True)
+            ]  # fmt: skip
+            bodies = [json_format.MessageToJson(v, preserving_proto_field_name=True) for v in views]
+            http = HTTPConnection("127.0.0.1", int(sidecar.serving["http_port"]), timeout=60)
+
+            def over_grpc() -> tuple[list[float], int]:
+                latencies = []
+                for view in views:
+                    started = time.perf_counter()
+                    client.view_message(view)
+                    latencies.append(time.perf_counter() - started)
+                return latencies, 0
+
+            def over_http() -> tuple[list[float], int]:
+                latencies, failures = [], 0
+                for body in bodies:
+                    started = time.perf_counter()
+                    http.request("POST", "/v1/archival/view", body)
+                    answer = http.getresponse()
+                    answer.read()
+                    latencies.append(time.perf_counter() - started)
+                    failures += answer.status != 200
+                return latencies, failures
+
+            over_grpc(), over_http()  # warm both
+            for _ in range(rounds):
+                runs["ViewMessage (gRPC)"].append(measured(pids, over_grpc))
+                runs["POST /v1/archival/view"].append(measured(pids, over_http))
+            http.close()
+    finally:
+        sidecar.kill()
+    return runs
+
+
+def view_table(runs: dict[str, list[Run]]) -> str:
+    rows = [
+        "| read | views/s | p50 ms | p99 ms | CPU ms/view: sender | sidecar |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = runs["ViewMessage (gRPC)"]
+    columns: list[tuple[Callable[[Run], float], int]] = [
+        (lambda r: r.rate, 0),
+        (lambda r: r.percentile(0.5), 2),
+        (lambda r: r.percentile(0.99), 2),
+        (lambda r: r.cpu_ms("sender"), 2),
+        (lambda r: r.cpu_ms("sidecar"), 2),
+    ]
+    for name, each in runs.items():
+        cells = []
+        for value, digits in columns:
+            cell = spread([value(r) for r in each], digits)
+            if each is not base:
+                ratios = [value(r) / value(b) for r, b in zip(each, base, strict=True)]
+                cell += f"<br>{spread(ratios, suffix='x')}"
+            cells.append(cell)
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (at least 1)")
     parser.add_argument("--messages", type=int, default=1000, help="messages per mode per round")
     parser.add_argument("--rss-messages", type=int, default=20000, help="0 skips the RSS check")
+    parser.add_argument("--views", type=int, default=300, help="views per read path per round")
     args = parser.parse_args(argv)
 
     def log(line: str) -> None:
@@ -436,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         seaweed.start()
         try:
             figures = run_rounds(seaweed, args.rounds, args.messages, log)
+            views = view_rounds(seaweed, args.rounds, args.views)
+            log("view rounds done")
             growth = rss_growth(seaweed, args.rss_messages) if args.rss_messages else None
         finally:
             seaweed.stop()
@@ -449,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for what, figure, met in targets(figures):
         print(f"- {what}: {figure}: {'met' if met else 'MISSED'}")
+    for line in tracing_lines(figures, tracing_off_cost()):
+        print(line)
     if growth:
         early, late = growth
         print(
@@ -457,7 +621,13 @@ def main(argv: list[str] | None = None) -> int:
             f"({late / early:.2f}x; target at most 1.10x): "
             f"{'met' if late / early <= 1.10 else 'MISSED'}"
         )
+    print(
+        f"\nThe view, {args.views} lookups per read path per round, one caller, "
+        "keep-alive connections; ratios are the HTTP view's to ViewMessage's in the same round.\n"
+    )
+    print(view_table(views))
     lost = sum(sum(r.failures for r in f.runs) + f.missing for f in figures.values())
+    lost += sum(r.failures for each in views.values() for r in each)
     if lost:
         print(f"\nFAILED: {lost} messages failed or are missing from the store", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
-SHORT_RUN = ["--rounds", "2", "--messages", "60", "--rss-messages", "200"]
+SHORT_RUN = ["--rounds", "2", "--messages", "60", "--rss-messages", "200", "--views", "20"]
 
 
 def test_the_benchmark_runs_and_loses_nothing() -> None:
@@ -28,12 +28,21 @@ def test_the_benchmark_runs_and_loses_nothing() -> None:
         "| boto3 put, 1 thread |",
         "| boto3 put, 16 threads |",
         "| Archive, concurrency 1 |",
+        "| Archive, concurrency 1, tracing on |",
         "| Archive, concurrency 16 |",
         "| ArchiveStream, window 16 |",
         "| ArchiveStream, window 64 |",
+        "| ViewMessage (gRPC) |",
+        "| POST /v1/archival/view |",
     ):
         assert row in done.stdout
     assert "Sidecar RSS after 20 archives" in done.stdout
-    for target in ("sidecar CPU per archive", "sender + sidecar CPU", "ArchiveStream throughput"):
+    for target in (
+        "sidecar CPU per archive",
+        "sender + sidecar CPU",
+        "ArchiveStream throughput",
+        "tracing on",
+        "tracing off",
+    ):
         assert f"- {target}" in done.stdout
     assert "Every message of every run was acknowledged and is in the store." in done.stdout
