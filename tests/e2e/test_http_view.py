@@ -158,6 +158,11 @@ def test_the_view_answers_what_view_message_answers(world: World) -> None:
     assert data["archived_json"] == grpc_view.archived_json
 
 
+def test_a_chunked_body(world: World) -> None:
+    answer = world.view("--header", ACME, "--header", "Transfer-Encoding: chunked")
+    assert answer.status == 200, answer.body
+
+
 def test_a_bearer_key_and_an_echoed_event_id(world: World) -> None:
     answer = world.view(
         "--header", f"Authorization: Bearer {KEYS['acme']}", event_id="evt-42"
@@ -213,7 +218,14 @@ def test_bad_json_a_wrong_method_and_an_unknown_path(world: World) -> None:
     assert "POST /v1/archival/view" in elsewhere.body["error_message"]
     huge = curl(world.url, "--header", ACME, "--data", json.dumps({"user_id": "x" * 70_000}))
     assert huge.status == 413
-    for answer in (not_json, a_list, get, elsewhere, huge):
+    huge_chunked = curl(
+        world.url, "--header", ACME, "--header", "Transfer-Encoding: chunked",
+        "--data", json.dumps({"user_id": "x" * 70_000}),
+    )  # fmt: skip
+    assert huge_chunked.status == 413
+    empty = curl(world.url, "--header", ACME, "--request", "POST")
+    assert (empty.status, empty.body["reason"]) == (400, "INVALID_LOOKUP")
+    for answer in (not_json, a_list, get, elsewhere, huge, huge_chunked, empty):
         conforms(answer, "Failure")
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,7 +140,8 @@ def test_the_server_install_serves(
 ) -> None:
     server_venv = venv_with(tmp_path_factory, f"{wheel}[server]")
     sidecar = SidecarProcess(
-        ["--listen=127.0.0.1:0", f"--store={tmp_path / 'copies'}"], python=server_venv / "python"
+        ["--listen=127.0.0.1:0", "--http-listen=127.0.0.1:0", f"--store={tmp_path / 'copies'}"],
+        python=server_venv / "python",
     ).start()
     try:
         health = run(server_venv / "msgarchive", "health", "--address", sidecar.address)
@@ -147,5 +149,10 @@ def test_the_server_install_serves(
         with ArchiveClient(sidecar.address) as client:
             ack = client.archive(samples.email_request())
         assert (tmp_path / "copies" / ack.key).exists()
+        # The HTTP view and its OpenAPI document come with the wheel.
+        port = sidecar.serving["http_port"]
+        url = f"http://127.0.0.1:{port}/v1/archival/openapi.json"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            assert json.load(answer)["paths"].keys() >= {"/v1/archival/view"}
     finally:
         assert sidecar.stop() == 0

@@ -183,7 +183,10 @@ def _view_request(environ: dict[str, Any]) -> pb.ViewMessageRequest:
         raise HttpFailure(400, "Content-Length is not a number") from None
     if length > MAX_BODY_BYTES:
         raise HttpFailure(413, f"the body is over {MAX_BODY_BYTES} bytes")
-    raw = environ["wsgi.input"].read(length) if length else b""
+    # Without a length (a chunked body), up to one byte past the limit.
+    raw = environ["wsgi.input"].read(length or MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise HttpFailure(413, f"the body is over {MAX_BODY_BYTES} bytes")
     try:
         body = json.loads(raw)
     except ValueError as err:
