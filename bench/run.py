@@ -21,7 +21,8 @@ the median of those per-round ratios with their min-max spread. Tracing off
 is timed apart (the do-nothing spans of one archive), against the sidecar's
 CPU per archive. Then the view: the same lookups through ViewMessage and the
 HTTP view, interleaved per round. Then a memory check: the sidecar's RSS
-after --rss-messages archives against after a tenth of them. Exits non-zero if any message was lost or failed.
+after --rss-messages archives against after a tenth of them. Exits non-zero
+if any message was lost or failed.
 """
 
 from __future__ import annotations
