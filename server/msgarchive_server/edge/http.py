@@ -32,7 +32,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from google.protobuf import json_format
 
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.domain.errors import BadLookup, DomainError
+from msgarchive_server.domain.errors import BadLookup, DomainError, InternalFault
 from msgarchive_server.edge.access import is_local_address
 from msgarchive_server.edge.interceptors import REQUEST_ID_HEADER, new_request_id
 from msgarchive_server.edge.reads import ReadCalls, Viewed, view
@@ -104,16 +104,11 @@ class ViewApp:
             return [self.openapi]
         structlog.contextvars.bind_contextvars(request_id=request_id, method=f"{method} {path}")
         start = time.perf_counter()
-        trace_headers = {
-            name: str(environ[key])
-            for name, key in (
-                ("traceparent", "HTTP_TRACEPARENT"),
-                ("tracestate", "HTTP_TRACESTATE"),
-            )
-            if key in environ
-        }
+        trace_headers = {name: str(environ[key]) for name, key in _TRACE_HEADERS if key in environ}
         attributes = {"http.request.method": method, "url.path": path}
-        with tracing.server_span(f"{method} {path}", trace_headers, attributes) as span:
+        # Span names stay few: the route, or the method alone for any other path.
+        name = f"{method} {VIEW_PATH}" if path == VIEW_PATH else method
+        with tracing.server_span(name, trace_headers, attributes) as span:
             status, body, code = self._answer(environ, method, path, headers)
             if span is not None:
                 span.set_attribute("http.response.status_code", status)
@@ -155,8 +150,11 @@ class ViewApp:
         except HttpFailure as err:
             if err.status == 405:
                 headers.append(("Allow", "POST"))
-            code = "INVALID_ARGUMENT" if err.status < 500 else "INTERNAL"
-            return err.status, _failure(err.message, err.reason), code
+            return err.status, _failure(err.message, err.reason), "INVALID_ARGUMENT"
+        except Exception:
+            log.exception("http view crashed")
+            fault = InternalFault()
+            return 500, _failure(fault.message, fault.reason_name), "INTERNAL"
 
     def _route(self, environ: dict[str, Any], method: str, path: str) -> dict[str, Any]:
         if path != VIEW_PATH:
@@ -289,7 +287,9 @@ class HttpListener:
 
 
 def _error_log(msg: str = "", level: int = 20, traceback: bool = False) -> None:
-    log.warning("http server", detail=msg, exc_info=traceback)
+    """cheroot's own messages (TLS handshakes that failed, clients gone), as log lines."""
+    emit = log.warning if level >= 30 else log.debug
+    emit("http server", detail=msg, exc_info=traceback)
 
 
 @dataclass(frozen=True, slots=True)
