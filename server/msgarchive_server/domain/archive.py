@@ -99,13 +99,13 @@ class Archiver:
             found = violations(request)
         if found:
             raise BadMessage(found)
-        with tracing.span("render") as rendering:
+        with tracing.span("render"):
             where = location(request, self.store.prefix)
             sent_at_ms = self._clock_ms()
             body = render(request, message_id=where.message_id, sent_at_ms=sent_at_ms)
-            if rendering is not None:
-                rendering.set_attribute("msgarchive.message_id", where.message_id)
-                rendering.set_attribute("msgarchive.json_bytes", len(body))
+            tracing.note(
+                {"msgarchive.message_id": where.message_id, "msgarchive.json_bytes": len(body)}
+            )
         if len(body) > self.max_message_bytes:
             raise BadMessage(
                 [
@@ -194,15 +194,18 @@ class Archiver:
                 result = self.store.put(key, blob)
             except StoreError as err:
                 self._count_attempt(err.kind.value, time.monotonic() - started)
-                if put is not None:
-                    put.set_attribute("msgarchive.store.result", err.kind.value)
-                    put.set_attribute("msgarchive.store.error", err.code)
-                    tracing.failed(put, err.code)
+                tracing.note(
+                    {"msgarchive.store.result": err.kind.value, "msgarchive.store.error": err.code}
+                )
+                tracing.failed(put, err.code)
                 raise
             took = time.monotonic() - started
-            if put is not None:
-                put.set_attribute("msgarchive.store.result", "ok")
-                put.set_attribute("msgarchive.already_archived", result.already_existed)
+            tracing.note(
+                {
+                    "msgarchive.store.result": "ok",
+                    "msgarchive.already_archived": result.already_existed,
+                }
+            )
         self._count_attempt("ok", took)
         self.attempt_estimate += _ESTIMATE_WEIGHT * (took - self.attempt_estimate)
         return result

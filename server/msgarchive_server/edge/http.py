@@ -110,10 +110,9 @@ class ViewApp:
         name = f"{method} {VIEW_PATH}" if path == VIEW_PATH else method
         with tracing.server_span(name, trace_headers, attributes) as span:
             status, body, code = self._answer(environ, method, path, headers)
-            if span is not None:
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:  # a client's mistake does not fail the server's span
-                    tracing.failed(span, code)
+            tracing.annotate(span, {"http.response.status_code": status})
+            if status >= 500:  # a client's mistake does not fail the server's span
+                tracing.failed(span, code)
         log.info(
             "rpc",
             code=code,

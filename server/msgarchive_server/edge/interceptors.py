@@ -62,10 +62,9 @@ def _rpc_span(
 
 
 def _end_rpc_span(span: Span | None, code: grpc.StatusCode) -> None:
-    if span is not None:
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
-        if code is not grpc.StatusCode.OK:
-            tracing.failed(span, code.name)
+    tracing.annotate(span, {"rpc.grpc.status_code": code.value[0]})
+    if code is not grpc.StatusCode.OK:
+        tracing.failed(span, code.name)
 
 
 class RequestLogInterceptor(grpc.ServerInterceptor):
@@ -143,8 +142,7 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
                     code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
                     raise
                 finally:
-                    if span is not None:
-                        span.set_attribute("msgarchive.answers", answers)
+                    tracing.annotate(span, {"msgarchive.answers": answers})
                     _end_rpc_span(span, code)
                     log.info(
                         "rpc",

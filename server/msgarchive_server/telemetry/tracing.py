@@ -95,6 +95,12 @@ def note(attributes: Attributes) -> None:
         trace.get_current_span().set_attributes(attributes)
 
 
+def annotate(target: Span | None, attributes: Attributes) -> None:
+    """Add attributes to a span (from `span()` or `server_span()`; None when off)."""
+    if target is not None:
+        target.set_attributes(attributes)
+
+
 def failed(target: Span | None, code: str) -> None:
     """Mark a span failed with an error code (never an exception's text)."""
     if target is not None:
