@@ -21,12 +21,11 @@ from pathlib import Path
 
 from msgarchive import ArchiveClient, MsgArchiveError
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.domain.accounts import key_digest
 from tests import samples
+from tests.accounts import KEYS, accounts_file
 from tests.sidecar import SidecarProcess
 
 ADDRESS = "198.18.0.1"
-KEYS = {"acme": "ma_acme_netns_key_0123456789", "globex": "ma_globex_netns_key_987654321"}
 
 
 def outcome(call: Callable[[], object]) -> str:
@@ -68,14 +67,8 @@ def start(workdir: Path, host: str, *extra: str) -> SidecarProcess:
 
 
 def with_accounts(workdir: Path) -> dict[str, object]:
-    accounts = workdir / "accounts.toml"
-    accounts.write_text(
-        "".join(
-            f'[accounts.{name}]\nstore = "{workdir / name}"\n'
-            f'api_key_sha256 = ["{key_digest(key)}"]\n'
-            for name, key in KEYS.items()
-        )
-    )
+    stores = {name: str(workdir / name) for name in KEYS}
+    accounts = accounts_file(workdir / "accounts.toml", stores)
     sidecar = start(workdir, ADDRESS, f"--accounts={accounts}")
     seen: dict[str, object] = {}
     target = f"{ADDRESS}:{sidecar.port}"

@@ -23,7 +23,8 @@ import pytest
 from msgarchive import ArchiveClient
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
-from tests.e2e.test_reads import KEYS, accounts_file, start_sidecar, today
+from tests.accounts import KEYS, accounts_file, s3_stores
+from tests.e2e.test_reads import start_sidecar, today
 from tests.seaweed import SeaweedFS
 from tests.sidecar import SidecarProcess
 
@@ -104,7 +105,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(seaweed: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     buckets = {"acme": seaweed.new_bucket(), "globex": seaweed.new_bucket()}
-    accounts = accounts_file(tmp_path_factory.mktemp("http") / "accounts.toml", buckets)
+    accounts = accounts_file(tmp_path_factory.mktemp("http") / "accounts.toml", s3_stores(buckets))
     sidecar = start_sidecar(seaweed, accounts, "--http-listen=127.0.0.1:0")
     try:
         with ArchiveClient(sidecar.address) as client:
@@ -264,7 +265,7 @@ def test_over_the_rate_limit_is_429_with_retry_after(seaweed: SeaweedFS, tmp_pat
     buckets = {"acme": seaweed.new_bucket(), "globex": seaweed.new_bucket()}
     sidecar = start_sidecar(
         seaweed,
-        accounts_file(tmp_path / "accounts.toml", buckets),
+        accounts_file(tmp_path / "accounts.toml", s3_stores(buckets)),
         "--http-listen=127.0.0.1:0",
         "--read-rate-limit=1",
     )
@@ -293,7 +294,7 @@ def test_a_store_that_does_not_answer_is_503(seaweed: SeaweedFS, tmp_path: Path)
         [
             "--listen=127.0.0.1:0",
             "--http-listen=127.0.0.1:0",
-            f"--accounts={accounts_file(tmp_path / 'accounts.toml', buckets)}",
+            f"--accounts={accounts_file(tmp_path / 'accounts.toml', s3_stores(buckets))}",
             f"--s3-endpoint-url=http://127.0.0.1:{_closed_port()}",
             "--s3-path-style=true",
             "--max-retries=0",

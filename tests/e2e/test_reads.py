@@ -31,10 +31,10 @@ from msgarchive import (
     Unauthenticated,
 )
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.domain.accounts import key_digest
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.payloads import decompress
 from tests import samples
+from tests.accounts import KEYS, accounts_file, s3_stores
 from tests.seaweed import SeaweedFS
 from tests.sidecar import SidecarProcess
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-KEYS = {"acme": "ma_acme_test_key_0123456789", "globex": "ma_globex_test_key_9876543210"}
 TODAY = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
 BOUNDARY = calendar.timegm((2024, 10, 1, 0, 3, 0))  # 3 minutes into October
 GLOBEX_PHONE = "+44 20 7946 0018"
@@ -63,21 +62,6 @@ class World:
     def stored_json(self, account: str, key: str) -> str:
         blob = self.s3.get_object(Bucket=self.buckets[account], Key=key)["Body"].read()
         return decompress(blob).decode()
-
-
-def accounts_file(path: Path, buckets: dict[str, str]) -> Path:
-    path.write_text(
-        f"""
-[accounts.acme]
-store = "s3://{buckets["acme"]}"
-api_key_sha256 = ["{key_digest(KEYS["acme"])}"]
-
-[accounts.globex]
-store = "s3://{buckets["globex"]}/globex"
-api_key_sha256 = ["{key_digest(KEYS["globex"])}"]
-"""
-    )
-    return path
 
 
 def start_sidecar(seaweed: SeaweedFS, accounts: Path, *extra: str) -> SidecarProcess:
@@ -102,7 +86,7 @@ def today(request: pb.ArchiveRequest, account: str) -> pb.ArchiveRequest:
 @pytest.fixture(scope="module")
 def world(seaweed: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     buckets = {"acme": seaweed.new_bucket(), "globex": seaweed.new_bucket()}
-    accounts = accounts_file(tmp_path_factory.mktemp("reads") / "accounts.toml", buckets)
+    accounts = accounts_file(tmp_path_factory.mktemp("reads") / "accounts.toml", s3_stores(buckets))
     sidecar = start_sidecar(seaweed, accounts)
     built = World(sidecar, buckets, seaweed.client())
     with ArchiveClient(sidecar.address) as client:  # loopback: archiving needs no key
@@ -390,7 +374,9 @@ def test_view_and_get_commands(world: World) -> None:
 def test_the_rate_limit_trips_and_recovers(seaweed: SeaweedFS, tmp_path: Path) -> None:
     buckets = {"acme": seaweed.new_bucket(), "globex": seaweed.new_bucket()}
     sidecar = start_sidecar(
-        seaweed, accounts_file(tmp_path / "accounts.toml", buckets), "--read-rate-limit=30"
+        seaweed,
+        accounts_file(tmp_path / "accounts.toml", s3_stores(buckets)),
+        "--read-rate-limit=30",
     )
     query = pb.ListArchivedMessagesRequest(channel=pb.CHANNEL_SMS, yyyymm=TODAY[:6])
     try:
