@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,6 +81,19 @@ class SidecarProcess:
             self.lines.append(line)
             self._lines.put(line)
         self._lines.put(None)
+
+    def wait_for_line(
+        self, match: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> dict[str, Any]:
+        """The first log line `match` accepts, waiting for the sidecar's log thread
+        to write it (a call's line can follow its answer)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in list(self.lines) if match(line)), None)
+            if found is not None:
+                return found
+            assert time.monotonic() < deadline, "no such log line"
+            time.sleep(0.05)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         """Signal the sidecar and wait; its exit code."""

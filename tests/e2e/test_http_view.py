@@ -242,10 +242,7 @@ def test_the_audit_line_names_the_account_and_the_key_and_no_content(world: Worl
     answer = world.view("--header", ACME, "--header", "X-Request-Id: audit-http-1")
     assert answer.status == 200
     assert answer.headers["x-request-id"] == "audit-http-1"
-    line = next(
-        (line for line in world.sidecar.lines if line.get("request_id") == "audit-http-1"), None
-    )
-    assert line is not None, "the view was not logged"
+    line = world.sidecar.wait_for_line(lambda line: line.get("request_id") == "audit-http-1")
     assert {
         k: line.get(k) for k in ("event", "audit", "account", "key", "code", "http_status")
     } == {
