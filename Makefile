@@ -33,8 +33,8 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[server,dev]'
 	touch $@
 
-$(BUF): package.json
-	npm install --no-audit --no-fund --loglevel=error
+$(BUF): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # The reference `lz4` command, which the end-to-end tests decompress copies with.

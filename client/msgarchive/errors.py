@@ -134,6 +134,11 @@ class ArchiveFailed(Unavailable):
         return int(value) if value and value.isdigit() else None
 
 
+class JournalFull(ArchiveFailed):
+    """JOURNAL_FULL: the sidecar's manifest journal has no disk space, so it
+    could not record the ack; the message was not archived. Safe to retry."""
+
+
 class StoreUnavailable(Unavailable):
     """STORE_UNAVAILABLE: the store did not answer a read. Safe to retry."""
 
@@ -201,6 +206,7 @@ ERROR_CLASSES: dict[str, type[MsgArchiveError]] = {
     "RATE_LIMITED": RateLimited,
     "STORE_UNAVAILABLE": StoreUnavailable,
     "OVERLOADED": Overloaded,
+    "JOURNAL_FULL": JournalFull,
 }
 # Errors without a msgarchive reason (the sidecar was not reached, the call
 # timed out in transit), by status code.

@@ -21,6 +21,7 @@ from msgarchive_server.domain.errors import (
     DomainError,
     InFlightFull,
     InternalFault,
+    JournalUnavailable,
     MissingCredentials,
     NoSuchCopy,
     NotArchived,
@@ -49,6 +50,7 @@ EXPECTED: dict[str, tuple[grpc.StatusCode, type[errors.MsgArchiveError]]] = {
     "RATE_LIMITED": (S.RESOURCE_EXHAUSTED, errors.RateLimited),
     "STORE_UNAVAILABLE": (S.UNAVAILABLE, errors.StoreUnavailable),
     "OVERLOADED": (S.RESOURCE_EXHAUSTED, errors.Overloaded),
+    "JOURNAL_FULL": (S.UNAVAILABLE, errors.JournalFull),
 }
 
 # One of each error the server raises.
@@ -66,6 +68,7 @@ SAMPLES: list[DomainError] = [
     OverRateLimit("acme", 2.5),
     StoreNotAnswering("InternalError"),
     InFlightFull(48),
+    JournalUnavailable("No space left on device"),
 ]
 
 

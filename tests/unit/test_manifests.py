@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import hashlib
 import itertools
 import json
+import os
+import queue
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,11 +17,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from msgarchive.proofs import included
 from msgarchive_server.domain.archive import Archiver
-from msgarchive_server.domain.errors import NotArchived
+from msgarchive_server.domain.errors import JournalUnavailable, NotArchived
+from msgarchive_server.domain.manifests import journal as journal_module
 from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.heads import Ed25519FileSigner, verify
-from msgarchive_server.domain.manifests.journal import Journal
+from msgarchive_server.domain.manifests.journal import Journal, Sealed
 from msgarchive_server.domain.manifests.sealer import SealConflict, Sealer, hour_keys
 from tests import samples
 from tests.unit.fakes import FakeStore
@@ -140,7 +145,7 @@ def test_sealing_again_after_a_crash_keeps_the_chain(
     first.journal.append(entry(1, H0_MS + 1))
     clock.ms = H0_MS + HOUR_MS + 3 * 60_000
 
-    def crash(hour: datetime.datetime) -> None:
+    def crash(state: Sealed) -> None:
         raise KeyboardInterrupt  # killed after writing, before recording the seal
 
     monkeypatch.setattr(first.journal, "mark_sealed", crash)
@@ -159,7 +164,7 @@ def test_sealing_again_after_a_crash_keeps_the_chain(
 
     late_clock = Clock(H0_MS + HOUR_MS + 3 * 60_000)
     other = sealer(tmp_path / "other", store, late_clock, Ed25519PrivateKey.generate())
-    other.journal.mark_sealed(H0 - datetime.timedelta(hours=1))
+    other.journal.mark_sealed(Sealed(H0 - datetime.timedelta(hours=1)))
     other.journal.append(entry(1, H0_MS + 1))
     with pytest.raises(SealConflict):  # another signer's head is not adopted
         other.seal_due()
@@ -227,3 +232,120 @@ def test_what_a_killed_process_left_mapped_is_read(tmp_path: Path) -> None:
         entry(1, H0_MS + 1),
         entry(2, H0_MS + 2),
     ]
+
+
+def test_a_restart_within_the_hour_seals_a_second_part_of_it(tmp_path: Path) -> None:
+    store, clock, key = FakeStore(), Clock(H0_MS + 10 * 60_000), Ed25519PrivateKey.generate()
+    first = sealer(tmp_path, store, clock, key)
+    first.journal.append(entry(1, clock.ms))
+    assert first.seal_now() == [H0]  # the sidecar stops at 05:10
+    first.journal.close()
+
+    clock.ms = H0_MS + 20 * 60_000  # started again at 05:20, the same hour
+    again = sealer(tmp_path, store, clock, key)
+    for n in (2, 3, 4):  # every archive after the restart is journaled, in hour 05
+        assert again.journal.append(entry(n, clock.ms + n)) == H0
+    assert again.seal_now() == [H0]  # and it stops again at 05:20
+
+    (_, head_1), (manifest_2, head_2) = (hour_keys("", "pod-1", H0, part) for part in (1, 2))
+    assert head_2.endswith("/05/head.2.json")
+    second = verify(store.objects[head_2], key.public_key())
+    assert second is not None
+    assert (second["part"], second["count"]) == (2, 3)
+    assert [e.key for e in parquet.decode(store.objects[manifest_2])] == [
+        entry(n, 0).key for n in (2, 3, 4)
+    ]
+    assert second["previous"]["key"] == head_1  # the chain runs through both parts
+
+    # Once the hour is over, a quiet hour keeps its two parts; the next hour
+    # links to its last part.
+    clock.ms = H0_MS + HOUR_MS + 3 * 60_000
+    third = sealer(tmp_path, store, clock, key)
+    assert third.seal_due() == []
+    clock.ms += HOUR_MS
+    assert third.seal_due() == [H0 + datetime.timedelta(hours=1)]
+    _, next_head = hour_keys("", "pod-1", H0 + datetime.timedelta(hours=1))
+    assert json.loads(store.objects[next_head])["previous"]["key"] == head_2
+    assert not any(".3." in name for name in store.objects)
+
+
+def test_acks_interleaved_across_the_hour_never_stop_the_journal(tmp_path: Path) -> None:
+    """One thread's ack at 05:59:59.999 is journaled after another's at 06:00:00.001
+    opened hour 06: the late one joins hour 06, and every later one goes in too."""
+    journal = Journal(tmp_path, writer="w1")
+    next_hour = H0 + datetime.timedelta(hours=1)
+    assert journal.append(entry(1, H0_MS + HOUR_MS + 1)) == next_hour
+    assert journal.append(entry(2, H0_MS + HOUR_MS - 1)) == next_hour
+    assert journal.append(entry(3, H0_MS + HOUR_MS + 2)) == next_hour
+    assert [e.key for e in journal.entries_through(next_hour)] == [
+        entry(n, 0).key for n in (1, 2, 3)
+    ]
+
+
+def test_the_sealed_state_of_a_journal_before_parts_still_reads(tmp_path: Path) -> None:
+    (tmp_path / "sealed").write_text(f"{H0:%Y%m%d%H}\n")
+    journal = Journal(tmp_path, writer="w1")
+    assert journal.sealed == Sealed(H0, parts=1, open=False)
+    assert journal.append(entry(1, H0_MS + 5)) == H0 + datetime.timedelta(hours=1)
+
+
+def test_a_full_disk_is_an_error_the_archiver_sees_and_it_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes: queue.SimpleQueue[bool] = queue.SimpleQueue()
+    journal = Journal(tmp_path, writer="w1", on_change=changes.put, probe_interval=0.01)
+    room = threading.Event()
+
+    def reserve(fd: int, offset: int, length: int) -> None:
+        if not room.is_set():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        os.posix_fallocate(fd, offset, length)
+
+    monkeypatch.setattr(journal_module, "_reserve", reserve)
+    store = FakeStore()
+    archiver = Archiver(store, journal=journal)
+    with pytest.raises(JournalUnavailable) as raised:
+        archiver.archive(samples.sms_request())
+    assert raised.value.metadata == {"journal_error": "No space left on device"}
+    assert journal.full
+    assert changes.get(timeout=30) is False
+    stored = len(store.objects)
+    with pytest.raises(JournalUnavailable):  # refused before the store is asked
+        archiver.archive(samples.email_request())
+    assert len(store.objects) == stored
+
+    room.set()  # space is freed: the probe finds it, no restart
+    assert changes.get(timeout=30) is True
+    assert not journal.full
+    assert archiver.archive(samples.email_request()).key in store.objects
+    journal.close()
+
+
+def test_a_nearly_full_disk_is_used_page_by_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past what the disk can give at once, the journal grows by the pages one line needs."""
+    allowed = journal_module.FIRST_RESERVATION + 2 * journal_module.PAGE
+    asked: list[int] = []
+
+    def reserve(fd: int, offset: int, length: int) -> None:
+        asked.append(length)
+        if offset + length > allowed:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        os.posix_fallocate(fd, offset, length)
+
+    monkeypatch.setattr(journal_module, "_reserve", reserve)
+    journal = Journal(tmp_path, writer="w1")
+    line = len(entry(0, H0_MS).journal_line())
+    n = 0
+    while True:
+        n += 1
+        try:
+            journal.append(entry(n, H0_MS + n))
+        except journal_module.JournalFull:
+            break
+        assert n < 10_000, "the disk never filled"
+    assert (n - 1) * line > journal_module.FIRST_RESERVATION + journal_module.PAGE
+    assert journal_module.PAGE in asked  # it fell back to single pages
+    journal.close()
+    assert len(journal.entries_through(H0)) == n - 1  # every entry before the full one

@@ -73,6 +73,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The sidecar is serving as many archives as it takes (--max-in-flight).
     Status RESOURCE_EXHAUSTED, with RetryInfo. Nothing was written.
     """
+    JOURNAL_FULL: _ErrorReason.ValueType  # 14
+    """The disk of the manifest journal (--manifests-dir) is full, so no ack can
+    be recorded there before it is given. Status UNAVAILABLE. Metadata:
+    `journal_error` (the system's words, e.g. "No space left on device").
+    The sender must not deliver the message; retrying is safe. Calls fail fast
+    like this, and health reports NOT_SERVING, until the journal has room again
+    (a background probe checks every second; no restart is needed).
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """ErrorReason lists every google.rpc.ErrorInfo reason the service returns, in
@@ -134,5 +142,13 @@ STORE_UNAVAILABLE: ErrorReason.ValueType  # 12
 OVERLOADED: ErrorReason.ValueType  # 13
 """The sidecar is serving as many archives as it takes (--max-in-flight).
 Status RESOURCE_EXHAUSTED, with RetryInfo. Nothing was written.
+"""
+JOURNAL_FULL: ErrorReason.ValueType  # 14
+"""The disk of the manifest journal (--manifests-dir) is full, so no ack can
+be recorded there before it is given. Status UNAVAILABLE. Metadata:
+`journal_error` (the system's words, e.g. "No space left on device").
+The sender must not deliver the message; retrying is safe. Calls fail fast
+like this, and health reports NOT_SERVING, until the journal has room again
+(a background probe checks every second; no restart is needed).
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

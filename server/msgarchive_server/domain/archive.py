@@ -20,9 +20,14 @@ from msgarchive.keys import ArchiveLocation, location
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation, violations
 from msgarchive_server.domain.circuit import StoreCircuit
-from msgarchive_server.domain.errors import BadMessage, NotArchived, StoreUnusable
+from msgarchive_server.domain.errors import (
+    BadMessage,
+    JournalUnavailable,
+    NotArchived,
+    StoreUnusable,
+)
 from msgarchive_server.domain.manifests.entries import ManifestEntry
-from msgarchive_server.domain.manifests.journal import Journal
+from msgarchive_server.domain.manifests.journal import Journal, JournalFull
 from msgarchive_server.domain.payloads import compress, decompress, render
 from msgarchive_server.domain.retry import (
     RetriesExhausted,
@@ -93,7 +98,8 @@ class Archiver:
         """Store `request`'s copy and return the ack.
 
         `deadline` is a `time.monotonic()` instant past which no retry starts.
-        Raises `BadMessage`, `StoreUnusable`, `NotArchived` or `NoTimeToStore`.
+        Raises `BadMessage`, `StoreUnusable`, `JournalUnavailable`, `NotArchived`
+        or `NoTimeToStore`.
         """
         with tracing.span("validate"):
             found = violations(request)
@@ -118,6 +124,9 @@ class Archiver:
             )
         if self.circuit is not None and self.circuit.is_open:
             raise StoreUnusable(self.circuit.reason)
+        if self.journal is not None and self.journal.full:
+            # No ack could be recorded: refuse before writing to the store.
+            raise JournalUnavailable(self.journal.full_reason)
         blob = compress(body)
         attempt = itertools.count(1)
         try:
@@ -181,6 +190,8 @@ class Archiver:
         assert self.journal is not None
         try:
             self.journal.append(entry)
+        except JournalFull as err:
+            raise JournalUnavailable(err.error) from None
         except OSError as err:
             log.error("manifest journal write failed", error=err.strerror or str(err))
             raise NotArchived("JournalWriteFailed", ack.attempts) from None

@@ -101,6 +101,22 @@ class StoreUnusable(DomainError):
         self.attempts = attempts
 
 
+class JournalUnavailable(DomainError):
+    """The manifest journal's disk is full: no ack can be recorded; nothing was acked."""
+
+    code = code_pb2.UNAVAILABLE
+    reason = ErrorReason.JOURNAL_FULL
+    outcome = "journal_full"
+
+    def __init__(self, journal_error: str) -> None:
+        super().__init__(
+            f"the manifest journal's disk is full ({journal_error}): no ack can be "
+            "recorded; do not send the message, retry once the journal has room",
+            metadata={"journal_error": journal_error},
+        )
+        self.journal_error = journal_error
+
+
 class NoTimeToStore(DomainError):
     """The caller's deadline was nearer than one store attempt; none was made."""
 

@@ -39,6 +39,12 @@ class Tenant:
     reader: Reader
     sealer: Sealer | None = None  # with manifests, in the process that seals them
 
+    @property
+    def takes_archives(self) -> bool:
+        """False while the store's circuit is open or the journal's disk is full."""
+        journal = self.archiver.journal
+        return not self.circuit.is_open and not (journal is not None and journal.full)
+
 
 class Access:
     def __init__(

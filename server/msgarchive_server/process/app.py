@@ -113,14 +113,14 @@ class Sidecar:
             raise StartupError(str(err)) from None
         # One tenant per account (accounts never share a store: Accounts.load
         # checks), or one default tenant for every account without a file.
+        self.tenants: list[Tenant] = []
         tenants = {
             a.account_id: self._tenant(a.store, retention=a.retention or settings.retention)
             for a in self.accounts.accounts.values()
         }
         default = None if tenants else self._tenant(settings.store, settings.retention, store)
         self.tenants = [default] if default else list(tenants.values())
-        for tenant in self.tenants:
-            self.metrics.store_available.labels(tenant.store.bucket).set(1)
+        self._report_availability()
         access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
         calls = ArchiveCalls(access, self.metrics, InFlightLimit(settings.max_in_flight))
         self.streams = ArchiveStreams(calls, settings.stream_window)
@@ -188,7 +188,7 @@ class Sidecar:
     def _tenant(self, url: str, retention: Retention | None, store: Store | None = None) -> Tenant:
         store = store or make_store(self.settings, url, retention)
         circuit = StoreCircuit(
-            store, self._on_circuit_change, max_delay=self.settings.probe_max_interval
+            store, self._on_availability_change, max_delay=self.settings.probe_max_interval
         )
         journal, sealer = self._manifests(store)
         archiver = Archiver(
@@ -222,15 +222,18 @@ class Sidecar:
         directory = journal_directory(Path(settings.manifests_dir), store.bucket, store.prefix)
         worker = os.environ.get(WORKER_ENV, "0")
         try:
-            journal = Journal(directory, writer=f"w{worker}")
+            journal = Journal(
+                directory, writer=f"w{worker}", on_change=self._on_availability_change
+            )
+            if worker != "0":
+                return journal, None
+            writer = settings.manifest_writer or socket.gethostname()
+            # On a full disk this starts anyway, NOT_SERVING: sealing frees space.
+            return journal, Sealer(store, journal, signer, writer)
         except OSError as err:
             raise StartupError(
-                f"--manifests-dir {settings.manifests_dir}: {err.strerror}"
+                f"--manifests-dir {settings.manifests_dir}: {err.strerror or err}"
             ) from None
-        if worker != "0":
-            return journal, None
-        writer = settings.manifest_writer or socket.gethostname()
-        return journal, Sealer(store, journal, signer, writer)
 
     @property
     def store(self) -> Store:
@@ -239,8 +242,8 @@ class Sidecar:
 
     @property
     def archiving_available(self) -> bool:
-        """True while any store takes writes."""
-        return any(not tenant.circuit.is_open for tenant in self.tenants)
+        """True while any store takes writes and its journal has room."""
+        return any(tenant.takes_archives for tenant in self.tenants)
 
     def start(self) -> None:
         for tenant in self.tenants:
@@ -281,17 +284,29 @@ class Sidecar:
     def _seal_now(sealer: Sealer) -> None:
         try:
             sealed = sealer.seal_now()
+        except OSError as err:
+            log.error(
+                "sealing at shutdown failed; the journal keeps the entries",
+                error=err.strerror or str(err),
+            )
         except Exception:
             # The journal stays on disk: the next start, or msgarchive seal, seals it.
             log.exception("sealing at shutdown failed; the journal keeps the entries")
         else:
             log.info("sealed at shutdown", hours=len(sealed))
 
-    def _on_circuit_change(self, serving: bool) -> None:
-        for tenant in self.tenants:
-            available = 0 if tenant.circuit.is_open else 1
-            self.metrics.store_available.labels(tenant.store.bucket).set(available)
+    def _on_availability_change(self, serving: bool) -> None:
+        """A store's circuit or a journal's disk changed: metrics and health follow."""
+        self._report_availability()
         self._set_health(serving=self.archiving_available)
+
+    def _report_availability(self) -> None:
+        for tenant in self.tenants:
+            bucket = tenant.store.bucket
+            self.metrics.store_available.labels(bucket).set(0 if tenant.circuit.is_open else 1)
+            journal = tenant.archiver.journal
+            if journal is not None:
+                self.metrics.journal_full.labels(bucket).set(1 if journal.full else 0)
 
     def _set_health(self, *, serving: bool) -> None:
         if self.draining:
@@ -408,9 +423,16 @@ def seal(settings: Settings) -> int:
                     hours = tenant.sealer.seal_now()
                 except (StoreError, SealConflict) as err:
                     raise StartupError(f"store {tenant.store.bucket}: cannot seal: {err}") from None
+                except OSError as err:
+                    raise StartupError(
+                        f"--manifests-dir {settings.manifests_dir}: cannot seal: "
+                        f"{err.strerror or err}; rerun once the disk has room"
+                    ) from None
                 log.info("sealed", bucket=tenant.store.bucket, hours=len(hours))
     finally:
         for tenant in sidecar.tenants:
+            if tenant.archiver.journal is not None:
+                tenant.archiver.journal.close()
             tenant.store.close()
         sidecar.metrics.close()
     return 0

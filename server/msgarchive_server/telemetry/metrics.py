@@ -80,6 +80,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.journal_full = Gauge(
+            "msgarchive_journal_full",
+            "1 while the manifest journal's disk has no room (archives are refused), else 0.",
+            ["bucket"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
         self.reads = Counter(
             "msgarchive_reads", "Read calls, by RPC and status code.", ["rpc", "code"], registry=r
         )

@@ -1,6 +1,7 @@
-"""Signed heads: one per UTC hour, chaining every hour's manifest to the last.
+"""Signed heads: one per UTC hour (or per part of one), chaining every manifest to the last.
 
-A head states the hour, how many copies its manifest lists, the manifest's
+A head states the hour and the part of it (1, or more for an hour sealed
+early and then again; see sealer.py), how many copies its manifest lists, the manifest's
 key and SHA-256, the Merkle root of its entries (RFC 6962), and the previous
 head's key, SHA-256 and signature; then its signer's signature over all of
 that (canonical JSON: sorted keys, no spaces). Changing or removing any
@@ -94,6 +95,7 @@ def head(
     bucket: str,
     prefix: str,
     hour: datetime.datetime,
+    part: int,
     count: int,
     manifest_key: str,
     manifest_sha256: str,
@@ -101,13 +103,14 @@ def head(
     previous: Link | None,
     signer: Signer,
 ) -> bytes:
-    """The signed head of one hour, as stored (canonical JSON)."""
+    """The signed head of one hour's `part`, as stored (canonical JSON)."""
     body: dict[str, Any] = {
         "format": HEAD_FORMAT,
         "writer": writer,
         "bucket": bucket,
         "prefix": prefix,
         "hour": hour.strftime("%Y-%m-%dT%H:00:00Z"),
+        "part": part,
         "count": count,
         "manifest": {"key": manifest_key, "sha256": manifest_sha256},
         "merkle_root": merkle_root.hex(),

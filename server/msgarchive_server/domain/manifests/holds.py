@@ -31,7 +31,7 @@ from msgarchive_server.domain.manifests import parquet
 from msgarchive_server.domain.manifests.entries import ManifestEntry, canonical
 from msgarchive_server.domain.manifests.heads import Signer
 from msgarchive_server.domain.manifests.heads import verify as verify_signed
-from msgarchive_server.domain.manifests.sealer import JSON, MANIFEST_ROOT
+from msgarchive_server.domain.manifests.sealer import JSON, MANIFEST_ROOT, part_name
 from msgarchive_server.stores import ListPage, PutResult, StoredObject
 
 HOLDS_ROOT = "_msgarchive/holds"
@@ -73,7 +73,8 @@ def selected(store: HoldingStore, selection: Selection) -> list[tuple[str, str]]
     found: set[tuple[str, str]] = set()
     root = f"{store.prefix}{MANIFEST_ROOT}/"
     for key in _keys(store, root):
-        if key.endswith("/manifest.parquet"):
+        named = part_name(key.rsplit("/", 1)[-1])
+        if named is not None and named[0] == "manifest":
             for entry in parquet.decode(store.get(key).body):
                 if selection.matches(entry):
                     found.add((entry.key, entry.version_id))

@@ -1,7 +1,8 @@
 """`msgarchive prove KEY`: the proof that one copy is in a signed manifest.
 
 The copy's manifest is found from its write time: the manifests of its hour
-and the next (a late entry goes to the next hour) of every writer. The proof
+and the next (a late entry goes to the next hour), every part of them, of
+every writer. The proof
 holds the copy's entry (the Merkle leaf, as canonical JSON), its place and
 audit path in the hour's tree, and the hour's signed head as stored; anyone
 with the public key can check it (`msgarchive check-proof`) without seeing
@@ -16,7 +17,7 @@ from typing import Any, Protocol
 
 from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.journal import hour_of
-from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys
+from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
 from msgarchive_server.stores import ListPage, NoSuchObject, StoredObject
 
 PROOF_FORMAT = "msgarchive.inclusion-proof.v1"
@@ -36,32 +37,40 @@ def prove(store: ReadableStore, key: str) -> dict[str, Any] | None:
     except NoSuchObject:
         return None
     root = f"{store.prefix}{MANIFEST_ROOT}/"
-    writers = sorted({item.key[len(root) :].split("/", 1)[0] for item in _all(store, root)})
+    # writer -> hour folder -> the parts sealed there
+    parts: dict[str, dict[str, set[int]]] = {}
+    for item in _all(store, root):
+        writer, _, rest = item.key[len(root) :].partition("/")
+        folder, _, name = rest.rpartition("/")
+        named = part_name(name)
+        if named is not None and named[0] == "manifest":
+            parts.setdefault(writer, {}).setdefault(folder, set()).add(named[1])
     hour = hour_of(written)
-    for writer in writers:
+    for writer in sorted(parts):
         for candidate in (
             hour,
             hour + datetime.timedelta(hours=1),
             hour - datetime.timedelta(hours=1),
         ):
-            manifest_key, head_key = hour_keys(store.prefix, writer, candidate)
-            try:
-                entries = parquet.decode(store.get(manifest_key).body)
-                head = store.get(head_key).body
-            except NoSuchObject:
-                continue
-            for index, entry in enumerate(entries):
-                if entry.key == key:
-                    leaves = [merkle.leaf_hash(e.leaf()) for e in entries]
-                    return {
-                        "format": PROOF_FORMAT,
-                        "leaf": entry.leaf().decode(),
-                        "index": index,
-                        "size": len(entries),
-                        "path": [h.hex() for h in merkle.inclusion_proof(index, leaves)],
-                        "head_key": head_key,
-                        "head": json.loads(head),
-                    }
+            for part in sorted(parts[writer].get(f"{candidate:%Y/%m/%d/%H}", ())):
+                manifest_key, head_key = hour_keys(store.prefix, writer, candidate, part)
+                try:
+                    entries = parquet.decode(store.get(manifest_key).body)
+                    head = store.get(head_key).body
+                except NoSuchObject:
+                    continue
+                for index, entry in enumerate(entries):
+                    if entry.key == key:
+                        leaves = [merkle.leaf_hash(e.leaf()) for e in entries]
+                        return {
+                            "format": PROOF_FORMAT,
+                            "leaf": entry.leaf().decode(),
+                            "index": index,
+                            "size": len(entries),
+                            "path": [h.hex() for h in merkle.inclusion_proof(index, leaves)],
+                            "head_key": head_key,
+                            "head": json.loads(head),
+                        }
     return None
 
 

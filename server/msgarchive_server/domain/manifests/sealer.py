@@ -9,11 +9,21 @@ write-once, under the store's prefix and outside `sent_messages/`:
 
 Every hour gets both, an hour without copies an empty manifest, from the hour
 the chain started on; each head links to the one before. With retention on,
-the bucket's default retention locks them as it locks the copies. After a
-crash, sealing an hour again finds what it wrote first: an identical manifest
-is kept, and a head already stored is adopted if it is this signer's and
-names the same manifest; anything else stops sealing (SealConflict) rather
-than fork the chain.
+the bucket's default retention locks them as it locks the copies.
+
+A sidecar that stops seals the hour it is in, though it is not over, so that
+every copy it acknowledged is in a signed manifest when it exits. That is the
+hour's first part. If a sidecar with the same journal acknowledges more copies
+in that hour (a restart within the hour), they are sealed as its next part,
+`manifest.2.parquet` and `head.2.json`, and so on; each part's head states
+its `part` and links to the part before, so the chain runs through every part
+of every hour in order. An hour gets a next part only for copies it has not
+sealed yet: an hour sealed early and then quiet keeps its parts as they are.
+
+After a crash, sealing a part again finds what it wrote first: an identical
+manifest is kept, and a head already stored is adopted if it is this signer's
+and names the same manifest; anything else stops sealing (SealConflict)
+rather than fork the chain.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -29,8 +40,9 @@ from pathlib import Path
 import structlog
 
 from msgarchive_server.domain.manifests import merkle, parquet
+from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.heads import Link, Signer, head
-from msgarchive_server.domain.manifests.journal import Journal, hour_of
+from msgarchive_server.domain.manifests.journal import Journal, Sealed, hour_of
 from msgarchive_server.stores import Store
 
 log = structlog.get_logger("msgarchive.manifests")
@@ -45,10 +57,23 @@ class SealConflict(Exception):
     """The store holds a different head for an hour this sidecar is sealing."""
 
 
-def hour_keys(prefix: str, writer: str, hour: datetime.datetime) -> tuple[str, str]:
-    """The keys of an hour's manifest and head."""
+# The name of a part's manifest or head in its hour's folder.
+_PART_NAME = re.compile(r"(?P<kind>manifest|head)(?:\.(?P<part>[2-9]|[1-9]\d+))?\.(parquet|json)")
+
+
+def hour_keys(prefix: str, writer: str, hour: datetime.datetime, part: int = 1) -> tuple[str, str]:
+    """The keys of an hour's manifest and head (of its `part`: the first by default)."""
     base = f"{prefix}{MANIFEST_ROOT}/{writer}/{hour:%Y/%m/%d/%H}/"
-    return base + "manifest.parquet", base + "head.json"
+    suffix = "" if part == 1 else f".{part}"
+    return f"{base}manifest{suffix}.parquet", f"{base}head{suffix}.json"
+
+
+def part_name(name: str) -> tuple[str, int] | None:
+    """("manifest" or "head", part) for a file name in an hour's folder, else None."""
+    found = _PART_NAME.fullmatch(name)
+    if found is None:
+        return None
+    return found["kind"], int(found["part"] or 1)
 
 
 class Sealer:
@@ -71,29 +96,42 @@ class Sealer:
         self._chain_file = journal.directory / "chain.json"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        if journal.sealed_until is None:
+        if journal.sealed is None:
             # A new chain starts with the current hour: nothing before it was
             # journaled here, so there is nothing to seal.
-            journal.mark_sealed(hour_of(clock_ms()) - HOUR)
+            journal.start_chain(hour_of(clock_ms()))
 
     def seal_due(self) -> list[datetime.datetime]:
         """Seal every hour that is over and not sealed yet; the hours sealed."""
         last_complete = hour_of(self._clock_ms() - int(self.grace.total_seconds() * 1000)) - HOUR
-        return self._seal_through(last_complete)
+        return self._seal_through(last_complete, early=None)
 
     def seal_now(self) -> list[datetime.datetime]:
         """Seal every hour through the current one, which is not over: when the
-        sidecar stops, so that nothing it acknowledged stays unsealed. Entries of
-        this hour journaled later go to the next hour's manifest."""
-        return self._seal_through(hour_of(self._clock_ms()))
+        sidecar stops, so that nothing it acknowledged stays unsealed. The
+        current hour stays open: entries of it journaled later (a restart
+        within the hour) are sealed as its next part."""
+        current = hour_of(self._clock_ms())
+        return self._seal_through(current, early=current)
 
-    def _seal_through(self, last: datetime.datetime) -> list[datetime.datetime]:
+    def _seal_through(
+        self, last: datetime.datetime, early: datetime.datetime | None
+    ) -> list[datetime.datetime]:
+        """Seal the open hours through `last`; `early` is the one not over yet."""
         sealed = []
-        assert self.journal.sealed_until is not None
-        hour = self.journal.sealed_until + HOUR
+        state = self.journal.sealed
+        assert state is not None
+        hour = state.first_open_hour
         while hour <= last:
-            self._seal(hour)
-            sealed.append(hour)
+            part = state.parts + 1 if state.open and hour == state.hour else 1
+            entries = self.journal.entries_through(hour)
+            if part == 1 or entries:
+                state = self._seal(hour, part, entries, still_open=hour == early)
+                sealed.append(hour)
+            elif hour != early:
+                # Nothing since its last part, and now it is over: it has every part.
+                state = Sealed(hour, part - 1, open=False)
+                self.journal.mark_sealed(state)
             hour += HOUR
         return sealed
 
@@ -101,11 +139,17 @@ class Sealer:
         """Seal in the background every `interval` seconds until stop()."""
 
         def run() -> None:
-            while not self._stop.wait(interval):
+            # At once first: a journal left by a stopped or crashed sidecar may
+            # hold hours that are due (and, on a full disk, sealing frees it).
+            while True:
                 try:
                     self.seal_due()
+                except OSError as err:
+                    log.error("sealing failed; retrying", error=err.strerror or str(err))
                 except Exception:
                     log.exception("sealing failed; retrying")
+                if self._stop.wait(interval):
+                    return
 
         self._thread = threading.Thread(target=run, name="manifest-sealer", daemon=True)
         self._thread.start()
@@ -115,12 +159,14 @@ class Sealer:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def _seal(self, hour: datetime.datetime) -> None:
-        entries = self.journal.entries_through(hour)
+    def _seal(
+        self, hour: datetime.datetime, part: int, entries: list[ManifestEntry], still_open: bool
+    ) -> Sealed:
+        """Seal `part` of `hour` with `entries`; the journal's state after it."""
         manifest = parquet.encode(entries)
         manifest_sha256 = hashlib.sha256(manifest).hexdigest()
         root = merkle.root([merkle.leaf_hash(entry.leaf()) for entry in entries])
-        manifest_key, head_key = hour_keys(self.store.prefix, self.writer, hour)
+        manifest_key, head_key = hour_keys(self.store.prefix, self.writer, hour, part)
         written = self.store.put(manifest_key, manifest, PARQUET)
         if written.existing_copy is not None and written.existing_copy != manifest:
             raise SealConflict(f"{manifest_key} holds another manifest")
@@ -129,6 +175,7 @@ class Sealer:
             bucket=self.store.bucket,
             prefix=self.store.prefix,
             hour=hour,
+            part=part,
             count=len(entries),
             manifest_key=manifest_key,
             manifest_sha256=manifest_sha256,
@@ -146,8 +193,17 @@ class Sealer:
             json.dumps({"key": link.key, "sha256": link.sha256, "signature": link.signature})
         )
         tmp.replace(self._chain_file)
-        self.journal.mark_sealed(hour)
-        log.info("hour sealed", hour=f"{hour:%Y-%m-%dT%H}", copies=len(entries), head=head_key)
+        state = Sealed(hour, part, open=still_open)
+        self.journal.mark_sealed(state)
+        log.info(
+            "hour sealed",
+            hour=f"{hour:%Y-%m-%dT%H}",
+            part=part,
+            still_open=still_open,
+            copies=len(entries),
+            head=head_key,
+        )
+        return state
 
     def _previous(self) -> Link | None:
         try:

@@ -1,8 +1,9 @@
 """`msgarchive verify`: the chain of signed heads, then the store against the manifests.
 
 1. Chains. For every writer under `<prefix>_msgarchive/manifests/`, the heads
-   are read hour by hour: each must verify under the public key and link to
-   the one before it (key, SHA-256 and signature); hours between two heads are
+   are read hour by hour, and part by part within an hour: each must verify
+   under the public key and link to the one before it (key, SHA-256 and
+   signature); hours between two heads, and parts before a later part, are
    missing; each head's manifest must have the SHA-256, row count and Merkle
    root (RFC 6962) the head states.
    The hold log (`_msgarchive/holds/`) is checked the same way.
@@ -39,7 +40,7 @@ from msgarchive.keys import KEY_ROOT, parse_key
 from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.heads import verify as verify_head
 from msgarchive_server.domain.manifests.holds import verify_log
-from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT
+from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.stores import ListPage, NoSuchObject, StoredObject, VersionSummary
 from msgarchive_server.stores.base import RETENTION_MODES
@@ -130,63 +131,78 @@ class Verifier:
 
     def _chains(self, index: sqlite3.Connection) -> Iterator[Finding]:
         root = f"{self.store.prefix}{MANIFEST_ROOT}/"
-        hours: dict[str, dict[datetime.datetime, set[str]]] = {}
+        # writer -> hour -> part -> the names found ("head", "manifest")
+        found: dict[str, dict[datetime.datetime, dict[int, set[str]]]] = {}
         for key in self._keys(root):
-            found = _HOUR_KEY.fullmatch(key[len(root) :])
-            if found is None:
+            match = _HOUR_KEY.fullmatch(key[len(root) :])
+            named = part_name(match["name"]) if match else None
+            if match is None or named is None:
                 continue
-            hour = datetime.datetime.strptime(found["hour"], "%Y/%m/%d/%H").replace(
+            hour = datetime.datetime.strptime(match["hour"], "%Y/%m/%d/%H").replace(
                 tzinfo=datetime.UTC
             )
-            hours.setdefault(found["writer"], {}).setdefault(hour, set()).add(found["name"])
-        for writer, sealed in sorted(hours.items()):
-            yield from self._chain(index, root, writer, sealed)
+            parts = found.setdefault(match["writer"], {}).setdefault(hour, {})
+            parts.setdefault(named[1], set()).add(named[0])
+        for writer, sealed in sorted(found.items()):
+            yield from self._chain(index, writer, sealed)
 
     def _chain(
         self,
         index: sqlite3.Connection,
-        root: str,
         writer: str,
-        sealed: dict[datetime.datetime, set[str]],
+        sealed: dict[datetime.datetime, dict[int, set[str]]],
     ) -> Iterator[Finding]:
+        """One writer's heads in order, hour by hour and part by part."""
+        prefix = self.store.prefix
         previous: tuple[str, str, str] | None = None  # key, sha256, signature
         expected_hour: datetime.datetime | None = None
         for hour in sorted(sealed):
             if (self.since and hour < self.since) or (self.until and hour > self.until):
                 continue
-            base = f"{root}{writer}/{hour:%Y/%m/%d/%H}/"
-            head_key = base + "head.json"
             if expected_hour is not None:
                 while expected_hour < hour:
-                    yield Finding("hour_missing", f"{root}{writer}/{expected_hour:%Y/%m/%d/%H}/",
+                    folder = hour_keys(prefix, writer, expected_hour)[1].rsplit("/", 1)[0]
+                    yield Finding("hour_missing", folder + "/",
                                   "no head for this hour between two sealed ones")  # fmt: skip
                     expected_hour += HOUR
             expected_hour = hour + HOUR
-            if "head.json" not in sealed[hour]:
-                yield Finding("hour_missing", head_key, "the hour has a manifest but no head")
-                previous = None
-                continue
-            stored = self.store.get(head_key).body
-            self.progress.heads += 1
-            fields = verify_head(stored, self.public_key)
-            if fields is None:
-                yield Finding("head_unsigned", head_key, "its signature does not verify")
-                previous = None
-                continue
-            link = fields.get("previous")
-            if previous is not None:
-                expected = {"key": previous[0], "sha256": previous[1], "signature": previous[2]}
-                if link != expected:
-                    yield Finding("chain_broken", head_key, "it does not link to the head before")
-            elif (
-                link is not None
-                and self.since is None
-                and link.get("key") not in _head_keys(root, writer, sealed)
-            ):
-                yield Finding("chain_broken", head_key, f"it links to {link.get('key')}, not found")
-            previous = (head_key, hashlib.sha256(stored).hexdigest(), str(fields["signature"]))
-            yield from self._manifest(index, fields, base + "manifest.parquet")
-            self._on_progress(self.progress)
+            parts = sealed[hour]
+            for part in range(1, max(parts) + 1):
+                manifest_key, head_key = hour_keys(prefix, writer, hour, part)
+                if "head" not in parts.get(part, set()):
+                    what = "the hour has a manifest but no head" if part in parts else (
+                        f"part {part} of the hour has no head, though a later part has one"
+                    )  # fmt: skip
+                    yield Finding("hour_missing", head_key, what)
+                    previous = None
+                    continue
+                stored = self.store.get(head_key).body
+                self.progress.heads += 1
+                fields = verify_head(stored, self.public_key)
+                if fields is None:
+                    yield Finding("head_unsigned", head_key, "its signature does not verify")
+                    previous = None
+                    continue
+                if fields.get("part", 1) != part:
+                    yield Finding("chain_broken", head_key, f"it is not part {part} of its hour")
+                link = fields.get("previous")
+                if previous is not None:
+                    expected = {"key": previous[0], "sha256": previous[1], "signature": previous[2]}
+                    if link != expected:
+                        yield Finding(
+                            "chain_broken", head_key, "it does not link to the head before"
+                        )
+                elif (
+                    link is not None
+                    and self.since is None
+                    and link.get("key") not in _head_keys(prefix, writer, sealed)
+                ):
+                    yield Finding(
+                        "chain_broken", head_key, f"it links to {link.get('key')}, not found"
+                    )
+                previous = (head_key, hashlib.sha256(stored).hexdigest(), str(fields["signature"]))
+                yield from self._manifest(index, fields, manifest_key)
+                self._on_progress(self.progress)
 
     def _manifest(
         self, index: sqlite3.Connection, head: dict[str, Any], key: str
@@ -306,5 +322,12 @@ def _deep(key: str, stored: StoredObject, sha256: str, message_id: str) -> Itera
         yield Finding("copy_altered", key, "it is not the JSON copy of the message its key names")
 
 
-def _head_keys(root: str, writer: str, sealed: dict[datetime.datetime, set[str]]) -> set[str]:
-    return {f"{root}{writer}/{hour:%Y/%m/%d/%H}/head.json" for hour in sealed}
+def _head_keys(
+    prefix: str, writer: str, sealed: dict[datetime.datetime, dict[int, set[str]]]
+) -> set[str]:
+    return {
+        hour_keys(prefix, writer, hour, part)[1]
+        for hour, parts in sealed.items()
+        for part, names in parts.items()
+        if "head" in names
+    }
