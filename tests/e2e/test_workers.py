@@ -117,3 +117,26 @@ def test_workers_journal_apart_and_their_acks_end_in_one_chain(
     code, out, err = verify(bucket, public_file, seaweed.endpoint, seaweed.env)
     assert (code, out) == (0, ""), out + err
     assert f"{len(acked)} manifest entries" in err
+
+
+def test_a_bare_metrics_port_means_loopback_for_the_supervisor_too(tmp_path: Path) -> None:
+    """`--metrics-listen :PORT` with --workers: the supervisor parses it as the
+    workers do (it crashed in getaddrinfo), and serves on 127.0.0.1."""
+    metrics = free_port()
+    sidecar = SidecarProcess(
+        [
+            "--workers=2",
+            f"--listen=:{free_port()}",
+            f"--metrics-listen=:{metrics}",
+            f"--store={tmp_path / 'archive'}",
+        ]
+    ).start()
+    try:
+        wait_for_workers(sidecar, 2)
+        with ArchiveClient(sidecar.address) as client:
+            client.archive(samples.sms_request())
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as reply:
+            assert b"msgarchive_archive_duration_seconds" in reply.read()
+    finally:
+        assert sidecar.stop() == 0
+    assert "Traceback" not in sidecar.stderr

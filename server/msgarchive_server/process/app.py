@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
+from msgarchive_server import addresses
 from msgarchive_server.domain.accounts import Accounts, AccountsFileError
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.circuit import StoreCircuit
@@ -144,12 +145,13 @@ class Sidecar:
         )
         self._set_health(serving=False)
         probe_listen(settings.listen, reuse_port)
+        listen = addresses.canonical(settings.listen)  # ":PORT" is loopback, as everywhere
         try:
             credentials = server_credentials(settings)
             if credentials is None:
-                self.port = self.server.add_insecure_port(settings.listen)
+                self.port = self.server.add_insecure_port(listen)
             else:
-                self.port = self.server.add_secure_port(settings.listen, credentials)
+                self.port = self.server.add_secure_port(listen, credentials)
         except RuntimeError as err:
             raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
         self.metrics_port = 0
@@ -380,17 +382,17 @@ def probe_listen(address: str, reuse_port: bool = False, flag: str = "--listen")
     gRPC's own bind failure only says "Failed to bind"; this says why (address
     in use, no such directory, unknown host) in one line.
     """
-    if address.startswith("unix:"):
-        path = Path(address.removeprefix("unix:").removeprefix("//"))
+    try:
+        where = addresses.parse(address)
+    except addresses.BadAddress as err:
+        raise StartupError(f"{flag} {address}: {err}") from None
+    if where.unix:
+        path = Path(where.path)
         if not path.parent.is_dir():
             raise StartupError(f"{flag} {address}: no such directory {path.parent}")
         return
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit():
-        raise StartupError(f"{flag} {address}: expected HOST:PORT or unix:PATH")
     try:
-        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(where.host, where.port, type=socket.SOCK_STREAM)
         family, kind, proto, _, sockaddr = infos[0]
         with socket.socket(family, kind, proto) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -454,7 +456,7 @@ def serve(settings: Settings) -> int:
         log.info(
             "serving",
             listen=settings.listen,
-            port=None if settings.listen.startswith("unix:") else sidecar.port,
+            port=None if addresses.parse(settings.listen).unix else sidecar.port,
             store=type(store).__name__,
             bucket=store.bucket,
             prefix=store.prefix,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from msgarchive_server import addresses
 from msgarchive_server.stores.base import RETENTION_MODES, Retention
 from msgarchive_server.stores.location import BadLocation, store_location
 
@@ -390,8 +391,7 @@ class Settings:
             r"[A-Za-z0-9_.-]{1,128}", self.manifest_writer
         ):
             raise ConfigError("--manifest-writer: 1 to 128 characters of A-Z a-z 0-9 _ . -")
-        if not self.listen.strip():
-            raise ConfigError("--listen: an address is required")
+        self._check_address("--listen", self.listen)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
         if self.tls_client_ca and not self.tls_cert:
@@ -401,16 +401,23 @@ class Settings:
                 f"--max-in-flight {self.max_in_flight} must be below --threads {self.threads}, "
                 "so reads and health checks always get a thread"
             )
-        if self.workers > 1 and (self.listen.startswith("unix:") or self.listen.endswith(":0")):
-            raise ConfigError("--workers needs a TCP address with a fixed port to share")
-        if self.metrics_listen is not None and not re.fullmatch(
-            r"\[?[^\s\]]*\]?:[0-9]{1,5}", self.metrics_listen
-        ):
-            raise ConfigError(f"--metrics-listen {self.metrics_listen}: expected HOST:PORT")
-        if self.http_listen is not None and not re.fullmatch(
-            r"unix:.+|\[?[^\s\]]*\]?:[0-9]{1,5}", self.http_listen
-        ):
-            raise ConfigError(f"--http-listen {self.http_listen}: expected HOST:PORT or unix:PATH")
+        if self.workers > 1:
+            listen = addresses.parse(self.listen)
+            if listen.unix or listen.port == 0:
+                raise ConfigError("--workers needs a TCP address with a fixed port to share")
+        if self.metrics_listen is not None:
+            self._check_address("--metrics-listen", self.metrics_listen, unix=False)
+        if self.http_listen is not None:
+            self._check_address("--http-listen", self.http_listen)
+
+    @staticmethod
+    def _check_address(flag: str, text: str, *, unix: bool = True) -> None:
+        if not text.strip():
+            raise ConfigError(f"{flag}: an address is required")
+        try:
+            addresses.parse(text, unix=unix)
+        except addresses.BadAddress as err:
+            raise ConfigError(f"{flag} {text}: {err}") from None
 
     @property
     def retention(self) -> Retention | None:

@@ -24,6 +24,7 @@ import structlog
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
+from msgarchive_server import addresses
 from msgarchive_server.process.config import OPTIONS, Settings
 
 log = structlog.get_logger("msgarchive.workers")
@@ -68,10 +69,8 @@ def supervise(settings: Settings) -> int:
         if settings.metrics_listen:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-            host, _, port = settings.metrics_listen.rpartition(":")
-            metrics_server, _ = start_http_server(
-                int(port), addr=host.strip("[]"), registry=registry
-            )
+            where = addresses.parse(settings.metrics_listen, unix=False)
+            metrics_server, _ = start_http_server(where.port, addr=where.host, registry=registry)
         log.info("workers started", workers=[w.pid for w in workers], listen=settings.listen)
         failed = None
         while failed is None and not stopping.wait(_POLL_SECONDS):

@@ -12,6 +12,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from msgarchive_server import addresses
+
 # Archive latency: sub-millisecond local writes to multi-second retried ones.
 _ARCHIVE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _BYTES_BUCKETS = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
@@ -118,10 +120,8 @@ class Metrics:
 
     def serve(self, address: str) -> int:
         """Serve /metrics on HOST:PORT; the port (OSError if it is taken)."""
-        host, _, port = address.rpartition(":")
-        self._server, _ = start_http_server(
-            int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry
-        )
+        where = addresses.parse(address, unix=False)
+        self._server, _ = start_http_server(where.port, addr=where.host, registry=self.registry)
         return int(self._server.server_port)
 
     def close(self) -> None:
