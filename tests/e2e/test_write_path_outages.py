@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from msgarchive import ArchiveClient, JournalFull
+from msgarchive import ArchiveClient, ArchiveRequest, JournalFull
 from tests import samples
 from tests.seaweed import SeaweedFS
 from tests.sidecar import (
@@ -42,7 +42,7 @@ def manifest_flags(journal: Path, key_file: Path) -> tuple[str, ...]:
     )
 
 
-def request(n: int) -> object:
+def request(n: int) -> ArchiveRequest:
     return samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n)
 
 
