@@ -22,6 +22,7 @@ from msgarchive.errors import (
     RateLimited,
     ResourceExhausted,
     StoreUnavailable,
+    StreamIdle,
     Unauthenticated,
     Unavailable,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "ResourceExhausted",
     "SmsMessage",
     "StoreUnavailable",
+    "StreamIdle",
     "StreamResult",
     "Unauthenticated",
     "Unavailable",

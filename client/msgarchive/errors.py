@@ -139,6 +139,11 @@ class JournalFull(ArchiveFailed):
     could not record the ack; the message was not archived. Safe to retry."""
 
 
+class StreamIdle(Unavailable):
+    """STREAM_IDLE: the sidecar closed an ArchiveStream that sent nothing for a
+    while; every message it sent was answered. Open a new stream to send more."""
+
+
 class StoreUnavailable(Unavailable):
     """STORE_UNAVAILABLE: the store did not answer a read. Safe to retry."""
 
@@ -207,6 +212,7 @@ ERROR_CLASSES: dict[str, type[MsgArchiveError]] = {
     "STORE_UNAVAILABLE": StoreUnavailable,
     "OVERLOADED": Overloaded,
     "JOURNAL_FULL": JournalFull,
+    "STREAM_IDLE": StreamIdle,
 }
 # Errors without a msgarchive reason (the sidecar was not reached, the call
 # timed out in transit), by status code.

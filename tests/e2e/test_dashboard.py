@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from msgarchive import ArchiveClient, InvalidMessage
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
-from tests.sidecar import SidecarProcess
+from tests.sidecar import SidecarProcess, manifest_key_pair
 
 pytestmark = pytest.mark.e2e
 
@@ -61,8 +61,16 @@ def names_in(query: str) -> set[str]:
 def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     """The sample names a sidecar exports once it has done a bit of everything."""
     store = tmp_path_factory.mktemp("copies")
+    keys_dir = tmp_path_factory.mktemp("keys")
+    key_file, _ = manifest_key_pair(keys_dir)  # manifests on: the journal's metrics too
     sidecar = SidecarProcess(
-        ["--listen=127.0.0.1:0", f"--store={store}", "--metrics-listen=127.0.0.1:0"]
+        [
+            "--listen=127.0.0.1:0",
+            f"--store={store}",
+            "--metrics-listen=127.0.0.1:0",
+            f"--manifests-dir={keys_dir / 'journal'}",
+            f"--manifest-signing-key={key_file}",
+        ]
     ).start()
     try:
         with ArchiveClient(sidecar.address) as client:

@@ -343,7 +343,7 @@ def test_the_in_flight_bound_trips_under_a_burst_and_recovers(
 ) -> None:
     proxy.delay = 0.5
     proxy.set_rates({Fault.DELAY: 1.0})
-    sidecar = start(seaweed, bucket, proxy, "--max-in-flight=2", "--threads=8")
+    sidecar = start(seaweed, bucket, proxy, "--max-in-flight=2", "--max-streams=2", "--threads=8")
     outcomes: list[object] = []
     lock = threading.Lock()
 
@@ -389,7 +389,7 @@ def test_the_in_flight_bound_trips_under_a_burst_and_recovers(
         (["--tls-client-ca=ca.pem"], "--tls-client-ca (mTLS) needs --tls-cert and --tls-key"),
         (["--tls-cert=/nonexistent/c.pem", "--tls-key=/nonexistent/k.pem"],
          "--tls-cert /nonexistent/c.pem: No such file or directory"),
-        (["--max-in-flight=80"], "--max-in-flight 80 must be below --threads 64"),
+        (["--max-in-flight=80"], "--max-in-flight 80 plus --max-streams 8 must be below"),
     ],
 )  # fmt: skip
 def test_invalid_transport_settings_stop_startup(

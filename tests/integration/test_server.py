@@ -34,7 +34,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def sidecar(seaweed: SeaweedFS, bucket: str) -> Iterator[Sidecar]:
     store = seaweed.store(bucket, prefix="tenant-a/")
-    running = build_server(Settings(listen="127.0.0.1:0", threads=8, max_in_flight=4), store)
+    running = build_server(
+        Settings(listen="127.0.0.1:0", threads=8, max_in_flight=4, max_streams=2), store
+    )
     running.start()
     try:
         yield running
@@ -109,7 +111,9 @@ def test_reads_during_a_store_outage_are_store_unavailable(seaweed: SeaweedFS, b
         probe.bind(("127.0.0.1", 0))
         endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
     store = seaweed.store(bucket, endpoint=endpoint, connect_timeout=1)
-    running = build_server(Settings(listen="127.0.0.1:0", threads=8, max_in_flight=4), store)
+    running = build_server(
+        Settings(listen="127.0.0.1:0", threads=8, max_in_flight=4, max_streams=2), store
+    )
     running.start()
     key = samples.expected_key("sms")
     try:

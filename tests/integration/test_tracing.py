@@ -50,7 +50,9 @@ def spans() -> Iterator[InMemorySpanExporter]:
 @pytest.fixture
 def sidecar(seaweed: SeaweedFS, bucket: str, proxy: FaultProxy) -> Iterator[Sidecar]:
     store = seaweed.store(bucket, endpoint=proxy.endpoint)
-    settings = Settings(listen="127.0.0.1:0", http_listen="127.0.0.1:0", threads=8, max_in_flight=4)
+    settings = Settings(
+        listen="127.0.0.1:0", http_listen="127.0.0.1:0", threads=8, max_in_flight=4, max_streams=2
+    )
     running = build_server(settings, store)
     running.start()
     try:

@@ -29,6 +29,7 @@ from msgarchive_server.domain.errors import (
     OverRateLimit,
     StoreNotAnswering,
     StoreUnusable,
+    StreamIdle,
     WrongAccount,
     catalogue,
 )
@@ -51,6 +52,7 @@ EXPECTED: dict[str, tuple[grpc.StatusCode, type[errors.MsgArchiveError]]] = {
     "STORE_UNAVAILABLE": (S.UNAVAILABLE, errors.StoreUnavailable),
     "OVERLOADED": (S.RESOURCE_EXHAUSTED, errors.Overloaded),
     "JOURNAL_FULL": (S.UNAVAILABLE, errors.JournalFull),
+    "STREAM_IDLE": (S.UNAVAILABLE, errors.StreamIdle),
 }
 
 # One of each error the server raises.
@@ -69,6 +71,7 @@ SAMPLES: list[DomainError] = [
     StoreNotAnswering("InternalError"),
     InFlightFull(48),
     JournalUnavailable("No space left on device"),
+    StreamIdle(60),
 ]
 
 

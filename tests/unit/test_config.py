@@ -62,7 +62,11 @@ def test_store_urls(store: str, where: object) -> None:
         (["--s3-path-style", "maybe"], {}, "expected true or false"),
         (["--tls-cert", "c.pem"], {}, "--tls-cert and --tls-key go together"),
         (["--tls-client-ca", "ca.pem"], {}, "--tls-client-ca (mTLS) needs --tls-cert"),
-        (["--max-in-flight", "64"], {}, "--max-in-flight 64 must be below --threads 64"),
+        (
+            ["--max-in-flight", "60"],
+            {},
+            "--max-in-flight 60 plus --max-streams 8 must be below --threads 64",
+        ),
         (["--metrics-listen", "9464"], {}, "--metrics-listen 9464: expected HOST:PORT"),
         (["--retention-mode", "GOVERNANCE"], {}, "--retention-mode and --retention-days go"),
         (["--retention-days", "30"], {}, "--retention-mode and --retention-days go"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.accounts import Accounts
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.circuit import StoreCircuit
-from msgarchive_server.domain.errors import InFlightFull
+from msgarchive_server.domain.errors import InFlightFull, StreamIdle
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.domain.reads import Reader
 from msgarchive_server.edge.access import Access, Tenant
@@ -177,3 +178,67 @@ def test_a_stream_that_ends_stops_reading_and_answering() -> None:
         store.release.set()
         streams.close()
     assert len(store.objects) == 1  # what had started finishes; the rest never started
+
+
+def test_refusals_count_against_the_window_so_an_unread_stream_is_held_back() -> None:
+    """Messages without a request_id are refused, and their answers too wait for a
+    window place: a caller that sends and never reads is not read past the window."""
+    calls = calls_for(FakeStore())
+    streams = ArchiveStreams(calls, window=4)
+    pulled = [0]
+    stop = threading.Event()
+
+    def requests() -> Iterator[pb.ArchiveStreamRequest]:
+        while not stop.is_set() and pulled[0] < 10_000:
+            pulled[0] += 1
+            yield pb.ArchiveStreamRequest(archive=sms(pulled[0], request_id=""))
+
+    answers = streams.serve(requests(), LOCAL, lambda: not stop.is_set())
+    try:
+        first = next(answers)  # the caller reads one answer, then no more
+        assert [v.field for v in first.error.field_violations] == ["archive.request_id"]
+        deadline = time.monotonic() + 2.0  # long enough for an unbounded reader to run away
+        while time.monotonic() < deadline and pulled[0] <= 6:
+            time.sleep(0.01)
+        # 4 answers waiting (the window), one read and waiting for a place, one sent.
+        assert pulled[0] <= 6, f"the reader took {pulled[0]} messages past the window"
+    finally:
+        stop.set()
+        streams.close()
+
+
+def test_an_idle_stream_is_closed_once_every_message_is_answered() -> None:
+    store = HeldStore()
+    calls = calls_for(store)
+    streams = ArchiveStreams(calls, window=4, idle_timeout=0.2)
+    hold = threading.Event()
+
+    def requests() -> Iterator[pb.ArchiveStreamRequest]:
+        yield pb.ArchiveStreamRequest(archive=sms(0))
+        hold.wait(WAIT)  # then the caller sends nothing
+
+    got: queue.SimpleQueue[object] = queue.SimpleQueue()
+
+    def consume() -> None:
+        try:
+            for answer in streams.serve(requests(), LOCAL, lambda: True):
+                got.put(answer)
+        except StreamIdle as err:
+            got.put(err)
+
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    try:
+        assert store.entered.acquire(timeout=WAIT)
+        time.sleep(0.5)  # idle past the timeout, but "0" is still in flight: not closed
+        assert got.empty()
+        store.release.set()
+        first = got.get(timeout=WAIT)
+        assert isinstance(first, pb.ArchiveStreamResponse)
+        assert first.ack.key in store.objects
+        assert isinstance(got.get(timeout=WAIT), StreamIdle)  # then idle: closed
+    finally:
+        hold.set()
+        store.release.set()
+        consumer.join(WAIT)
+        streams.close()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n msgarchive/v1/error_reason.proto\x12\rmsgarchive.v1*\xcd\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_MESSAGE\x10\x01\x12\x15\n\x11\x46\x41ILED_TO_ARCHIVE\x10\x02\x12\x17\n\x13\x41RCHIVE_UNAVAILABLE\x10\x03\x12\x12\n\x0eINTERNAL_ERROR\x10\x04\x12\x16\n\x12\x44\x45\x41\x44LINE_TOO_SHORT\x10\x05\x12\x12\n\x0eINVALID_LOOKUP\x10\x06\x12\x12\n\x0e\x43OPY_NOT_FOUND\x10\x07\x12\x10\n\x0c\x43OPY_DAMAGED\x10\x08\x12\x17\n\x13\x43REDENTIALS_MISSING\x10\t\x12\x11\n\rWRONG_ACCOUNT\x10\n\x12\x10\n\x0cRATE_LIMITED\x10\x0b\x12\x15\n\x11STORE_UNAVAILABLE\x10\x0c\x12\x0e\n\nOVERLOADED\x10\r\x12\x10\n\x0cJOURNAL_FULL\x10\x0e\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n msgarchive/v1/error_reason.proto\x12\rmsgarchive.v1*\xde\x02\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_MESSAGE\x10\x01\x12\x15\n\x11\x46\x41ILED_TO_ARCHIVE\x10\x02\x12\x17\n\x13\x41RCHIVE_UNAVAILABLE\x10\x03\x12\x12\n\x0eINTERNAL_ERROR\x10\x04\x12\x16\n\x12\x44\x45\x41\x44LINE_TOO_SHORT\x10\x05\x12\x12\n\x0eINVALID_LOOKUP\x10\x06\x12\x12\n\x0e\x43OPY_NOT_FOUND\x10\x07\x12\x10\n\x0c\x43OPY_DAMAGED\x10\x08\x12\x17\n\x13\x43REDENTIALS_MISSING\x10\t\x12\x11\n\rWRONG_ACCOUNT\x10\n\x12\x10\n\x0cRATE_LIMITED\x10\x0b\x12\x15\n\x11STORE_UNAVAILABLE\x10\x0c\x12\x0e\n\nOVERLOADED\x10\r\x12\x10\n\x0cJOURNAL_FULL\x10\x0e\x12\x0f\n\x0bSTREAM_IDLE\x10\x0f\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'msgarchive.v1.error_reason_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORREASON']._serialized_start=52
-  _globals['_ERRORREASON']._serialized_end=385
+  _globals['_ERRORREASON']._serialized_end=402
 # @@protoc_insertion_point(module_scope)

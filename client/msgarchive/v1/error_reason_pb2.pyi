@@ -70,8 +70,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     STORE_UNAVAILABLE: _ErrorReason.ValueType  # 12
     """The store did not answer a read. Status UNAVAILABLE. Safe to retry."""
     OVERLOADED: _ErrorReason.ValueType  # 13
-    """The sidecar is serving as many archives as it takes (--max-in-flight).
-    Status RESOURCE_EXHAUSTED, with RetryInfo. Nothing was written.
+    """The sidecar is serving as many archives as it takes (--max-in-flight), or
+    as many streams (--max-streams in all, --max-streams-per-peer from one
+    address: the stream is refused at its start). Status RESOURCE_EXHAUSTED,
+    with RetryInfo. Nothing was written.
     """
     JOURNAL_FULL: _ErrorReason.ValueType  # 14
     """The disk of the manifest journal (--manifests-dir) is full, so no ack can
@@ -80,6 +82,12 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     The sender must not deliver the message; retrying is safe. Calls fail fast
     like this, and health reports NOT_SERVING, until the journal has room again
     (a background probe checks every second; no restart is needed).
+    """
+    STREAM_IDLE: _ErrorReason.ValueType  # 15
+    """An ArchiveStream sent nothing for --stream-idle-timeout while none of its
+    messages was in flight, and the sidecar closed it so that its place goes
+    to another. Status UNAVAILABLE. Every message the stream sent was
+    answered; open a new stream to send more.
     """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
@@ -140,8 +148,10 @@ RetryInfo.
 STORE_UNAVAILABLE: ErrorReason.ValueType  # 12
 """The store did not answer a read. Status UNAVAILABLE. Safe to retry."""
 OVERLOADED: ErrorReason.ValueType  # 13
-"""The sidecar is serving as many archives as it takes (--max-in-flight).
-Status RESOURCE_EXHAUSTED, with RetryInfo. Nothing was written.
+"""The sidecar is serving as many archives as it takes (--max-in-flight), or
+as many streams (--max-streams in all, --max-streams-per-peer from one
+address: the stream is refused at its start). Status RESOURCE_EXHAUSTED,
+with RetryInfo. Nothing was written.
 """
 JOURNAL_FULL: ErrorReason.ValueType  # 14
 """The disk of the manifest journal (--manifests-dir) is full, so no ack can
@@ -150,5 +160,11 @@ be recorded there before it is given. Status UNAVAILABLE. Metadata:
 The sender must not deliver the message; retrying is safe. Calls fail fast
 like this, and health reports NOT_SERVING, until the journal has room again
 (a background probe checks every second; no restart is needed).
+"""
+STREAM_IDLE: ErrorReason.ValueType  # 15
+"""An ArchiveStream sent nothing for --stream-idle-timeout while none of its
+messages was in flight, and the sidecar closed it so that its place goes
+to another. Status UNAVAILABLE. Every message the stream sent was
+answered; open a new stream to send more.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

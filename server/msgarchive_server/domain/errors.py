@@ -20,6 +20,8 @@ from msgarchive.validation import FieldViolation, summarize
 
 # How long an overloaded sidecar asks callers to wait before retrying.
 OVERLOAD_RETRY_S = 0.05
+# How long a caller refused a stream is asked to wait: streams are long-lived.
+STREAMS_RETRY_S = 1.0
 
 
 class DomainError(Exception):
@@ -129,16 +131,39 @@ class NoTimeToStore(DomainError):
 
 
 class InFlightFull(DomainError):
-    """--max-in-flight archives are being served; this one was refused at once."""
+    """--max-in-flight archives (or --max-streams streams) are being served; this
+    one was refused at once."""
 
     code = code_pb2.RESOURCE_EXHAUSTED
     reason = ErrorReason.OVERLOADED
     outcome = "overloaded"
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, what: str = "archives are in flight") -> None:
         super().__init__(
-            f"{limit} archives are in flight, the most this sidecar takes: retry shortly",
+            f"{limit} {what}, the most this sidecar takes: retry shortly",
             retry_after=OVERLOAD_RETRY_S,
+        )
+
+    @classmethod
+    def streams(cls, limit: int, per_peer: bool) -> InFlightFull:
+        """A stream refused because `limit` streams are open (from this peer)."""
+        refused = cls(limit, "streams are open" + (" from this peer" if per_peer else ""))
+        refused.retry_after = STREAMS_RETRY_S
+        return refused
+
+
+class StreamIdle(DomainError):
+    """A stream sent nothing for --stream-idle-timeout with nothing in flight: closed
+    so that it gives its place back. Every message it sent was answered."""
+
+    code = code_pb2.UNAVAILABLE
+    reason = ErrorReason.STREAM_IDLE
+    outcome = "idle"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            f"the stream sent nothing for {seconds:g} s and was closed; every message it "
+            "sent was answered: open a new stream to send more"
         )
 
 

@@ -71,6 +71,15 @@ class Access:
             raise MissingCredentials("archiving from beyond this host needs the account's API key")
         return self.tenants.get(account_id, self.default)
 
+    def check_archiver(self, authorization: str, local: bool) -> None:
+        """Refuse, before its first message, a stream from a caller who could
+        archive for no account: unknown credentials, or none from beyond this
+        host. (Each message's account is still checked against the key.)"""
+        if authorization:
+            self.accounts.authenticate(authorization)
+        elif not local:
+            raise MissingCredentials("archiving from beyond this host needs the account's API key")
+
     def read_tenant(self, authorization: str, local: bool) -> tuple[str, Tenant]:
         """The caller's account and tenant for a read, after auth and rate limit.
 
@@ -93,6 +102,15 @@ class Access:
         if wait:
             raise OverRateLimit(account, wait)
         return account, tenant
+
+
+def peer_host(peer: str) -> str:
+    """The caller's address without its port (gRPC's `context.peer()`): one peer
+    however many connections it opens; "unix" for every unix-socket caller."""
+    if peer.startswith("unix"):
+        return "unix"
+    kind, _, rest = peer.partition(":")
+    return f"{kind}:{rest.rsplit(':', 1)[0]}" if kind in ("ipv4", "ipv6") else peer
 
 
 def is_local_peer(peer: str) -> bool:

@@ -1,7 +1,7 @@
-"""A bound on archives in flight: beyond it, unary calls are refused at once.
+"""Bounds on archives in flight and on open streams: beyond them, refused at once.
 
 Refusing (RESOURCE_EXHAUSTED with RetryInfo) beats queueing without limit:
-the sender learns at once to slow down, and memory stays bounded.
+the sender learns at once to slow down, and memory and threads stay bounded.
 """
 
 from __future__ import annotations
@@ -33,3 +33,49 @@ class InFlightLimit:
         with self._freed:
             self._count -= 1
             self._freed.notify()
+
+
+class StreamSlots:
+    """A bound on streams open at once: in all, and per remote peer.
+
+    Each open stream holds one of the gRPC server's threads for as long as it
+    is open, sending or not, so without a bound a caller who opens enough
+    streams (idle ones will do) takes every thread, and health checks, unary
+    archives and reads wait behind them. Local callers (the sidecar's own pod,
+    on loopback or a unix socket) count in the total only: they all share one
+    address, and they are the sender itself.
+    """
+
+    def __init__(self, limit: int, per_peer: int) -> None:
+        self.limit = limit
+        self.per_peer = per_peer
+        self._lock = threading.Lock()
+        self._open = 0
+        self._by_peer: dict[str, int] = {}
+
+    def try_open(self, peer: str, local: bool) -> str:
+        """Take a place for a stream from `peer`: "" if taken, else what is full
+        ("total" or "peer")."""
+        with self._lock:
+            if self._open >= self.limit:
+                return "total"
+            if not local and self._by_peer.get(peer, 0) >= self.per_peer:
+                return "peer"
+            self._open += 1
+            if not local:
+                self._by_peer[peer] = self._by_peer.get(peer, 0) + 1
+            return ""
+
+    def close(self, peer: str, local: bool) -> None:
+        with self._lock:
+            self._open -= 1
+            if not local:
+                left = self._by_peer[peer] - 1
+                if left:
+                    self._by_peer[peer] = left
+                else:
+                    del self._by_peer[peer]
+
+    @property
+    def open(self) -> int:
+        return self._open

@@ -1,10 +1,12 @@
-"""Server interceptors: a request id, a trace span and one summary log line per call."""
+"""Server interceptors: a request id, a trace span and one summary log line per call;
+and a bound on the streams open at once."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -12,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import structlog
 
+from msgarchive_server.domain.errors import InFlightFull
+from msgarchive_server.edge.access import is_local_peer, peer_host
+from msgarchive_server.edge.backpressure import StreamSlots
+from msgarchive_server.edge.status import to_status
 from msgarchive_server.telemetry import tracing
+from msgarchive_server.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -154,6 +161,56 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
 
         return grpc.stream_stream_rpc_method_handler(
             logged,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+class StreamSlotsInterceptor(grpc.ServerInterceptor):
+    """Every call that streams requests (ArchiveStream, reflection) takes a place
+    in `slots` for as long as it is open, or is refused at its start with
+    RESOURCE_EXHAUSTED / OVERLOADED: each holds a server thread while open, and
+    unary calls and health checks must always find one. (Health's Watch streams
+    answers only, without holding a thread, and is not bounded here.)"""
+
+    def __init__(self, slots: StreamSlots, metrics: Metrics) -> None:
+        self.slots = slots
+        self.metrics = metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.stream_stream is None:
+            return handler
+        inner = handler.stream_stream
+        slots, metrics = self.slots, self.metrics
+
+        def bounded(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
+            peer, local = peer_host(context.peer()), is_local_peer(context.peer())
+            full = slots.try_open(peer, local)
+            if full:
+                metrics.stream_refused(full)
+                limit = slots.limit if full == "total" else slots.per_peer
+                context.abort_with_status(to_status(InFlightFull.streams(limit, full == "peer")))
+            once = threading.Lock()
+
+            def give_back() -> None:  # when the call ends, however it ends
+                if once.acquire(blocking=False):
+                    slots.close(peer, local)
+                    metrics.streams_open.set(slots.open)
+
+            metrics.streams_open.set(slots.open)
+            context.add_callback(give_back)
+            try:
+                yield from inner(requests, context)
+            finally:
+                give_back()
+
+        return grpc.stream_stream_rpc_method_handler(
+            bounded,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

@@ -93,7 +93,15 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
     def ArchiveStream(  # noqa: N802
         self, requests: Iterator[pb.ArchiveStreamRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.ArchiveStreamResponse]:
-        return self.streams.serve(requests, caller_of(context), context.is_active)
+        caller = caller_of(context)
+        try:
+            # Credentials that can archive for no account end the stream at once,
+            # rather than hold a thread until each message is refused.
+            self.calls.access.check_archiver(caller.authorization, caller.local)
+            yield from self.streams.serve(requests, caller, context.is_active)
+        except DomainError as err:
+            structlog.contextvars.bind_contextvars(reason=err.reason_name)
+            _abort(context, err)
 
     # --- reads ---------------------------------------------------------------
 

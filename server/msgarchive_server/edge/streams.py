@@ -4,7 +4,11 @@ A reader thread takes each request, waits for a place in the stream's window
 and in the sidecar's in-flight bound, and hands the message to the shared
 stream pool. While either is full it stops reading, so gRPC flow control
 holds the sender back instead of buffering without limit. Every request gets
-exactly one answer, an ack or that message's error, in completion order.
+exactly one answer, an ack or that message's error, in completion order, and
+every answer holds a window place until it is sent, refusals included: a
+caller that sends and never reads is held back after `window` messages.
+A stream with nothing in flight that sends nothing for `idle_timeout`
+seconds is ended (UNAVAILABLE / STREAM_IDLE), so that it frees its thread.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import structlog
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation
-from msgarchive_server.domain.errors import BadMessage, DomainError
+from msgarchive_server.domain.errors import BadMessage, DomainError, StreamIdle
 from msgarchive_server.edge.calls import ArchiveCalls, Caller
 from msgarchive_server.edge.response import ack_fields, to_response
 from msgarchive_server.edge.status import to_archive_error
@@ -34,8 +38,10 @@ _WAIT_SLICE = 0.25
 
 @dataclass(frozen=True, slots=True)
 class _Answer:
+    """An answer to send; each holds a window place until it is sent."""
+
     response: pb.ArchiveStreamResponse
-    holds_place: bool  # it took a window place, to give back once sent
+    pending: bool  # its request_id is among the stream's pending ones
 
 
 class Workers:
@@ -81,9 +87,10 @@ class ArchiveStreams:
     """Serves ArchiveStream calls; their messages run on one set of workers, no
     more than the in-flight bound."""
 
-    def __init__(self, calls: ArchiveCalls, window: int) -> None:
+    def __init__(self, calls: ArchiveCalls, window: int, idle_timeout: float = 60.0) -> None:
         self.calls = calls
         self.window = window
+        self.idle_timeout = idle_timeout
         self.workers = Workers(calls.in_flight.limit, "stream")
 
     def close(self) -> None:
@@ -100,6 +107,7 @@ class ArchiveStreams:
 
         `is_active` says whether the call is still open (gRPC's
         `context.is_active`); once it is not, nothing more is read or sent.
+        Raises StreamIdle once the stream has been idle for `idle_timeout`.
         """
         trace = tracing.current()  # the stream's span: each message's parent
         window = threading.Semaphore(self.window)
@@ -107,6 +115,7 @@ class ArchiveStreams:
         pending: set[str] = set()
         lock = threading.Lock()
         read = [0]
+        last_read = [time.monotonic()]  # when the last request came in
 
         def wait_for(take: threading.Semaphore | None) -> bool:
             """Take a window place (`take`) or an in-flight place; False if the call ended."""
@@ -148,7 +157,7 @@ class ArchiveStreams:
                     log.debug(
                         "archive", code="OK", duration_ms=_ms_since(started), **ack_fields(ack)
                     )
-            answers.put(_Answer(response, holds_place=True))
+            answers.put(_Answer(response, pending=True))
 
         def unread() -> None:
             """The call ended before this request could start: it will not be answered."""
@@ -158,19 +167,20 @@ class ArchiveStreams:
         def reader() -> None:
             try:
                 for message in requests:
+                    last_read[0] = time.monotonic()
                     request_id = message.archive.request_id
                     with lock:
                         read[0] += 1
                         problem = _request_id_problem(request_id, pending)
                         if problem is None:
                             pending.add(request_id)
-                    if problem is not None:
-                        refused = BadMessage([FieldViolation("archive.request_id", problem)])
-                        answers.put(_Answer(_refused(request_id, refused), holds_place=False))
-                        continue
-                    if not wait_for(window):
+                    if not wait_for(window):  # a refusal too waits for its place
                         unread()
                         return
+                    if problem is not None:
+                        refused = BadMessage([FieldViolation("archive.request_id", problem)])
+                        answers.put(_Answer(_refused(request_id, refused), pending=False))
+                        continue
                     if not wait_for(None):
                         window.release()
                         unread()
@@ -198,15 +208,18 @@ class ArchiveStreams:
             except queue.Empty:
                 if not is_active():
                     return  # cancelled or past its deadline: nobody is listening
+                idle = time.monotonic() - last_read[0]
+                if not done and answered == read[0] and idle > self.idle_timeout:
+                    raise StreamIdle(self.idle_timeout) from None
                 continue
             if answer is None:
                 done = True
                 continue
             answered += 1
-            if answer.holds_place:
+            if answer.pending:
                 with lock:
                     pending.discard(answer.response.request_id)
-                window.release()
+            window.release()
             yield answer.response
 
 

@@ -30,9 +30,9 @@ from msgarchive_server.domain.retry import (
     with_retries,
 )
 from msgarchive_server.edge.access import Access, Tenant
-from msgarchive_server.edge.backpressure import InFlightLimit
+from msgarchive_server.edge.backpressure import InFlightLimit, StreamSlots
 from msgarchive_server.edge.calls import ArchiveCalls
-from msgarchive_server.edge.interceptors import RequestLogInterceptor
+from msgarchive_server.edge.interceptors import RequestLogInterceptor, StreamSlotsInterceptor
 from msgarchive_server.edge.reads import ReadCalls
 from msgarchive_server.edge.servicer import ArchiveServicer
 from msgarchive_server.edge.streams import ArchiveStreams
@@ -124,7 +124,9 @@ class Sidecar:
         self._report_availability()
         access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
         calls = ArchiveCalls(access, self.metrics, InFlightLimit(settings.max_in_flight))
-        self.streams = ArchiveStreams(calls, settings.stream_window)
+        self.streams = ArchiveStreams(
+            calls, settings.stream_window, idle_timeout=settings.stream_idle_timeout
+        )
         self.reads = ReadCalls(access, self.metrics)
         servicer = ArchiveServicer(calls, self.streams, self.reads)
         # A --workers worker shares its port with its siblings; otherwise no
@@ -132,7 +134,13 @@ class Sidecar:
         reuse_port = WORKER_ENV in os.environ
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
-            interceptors=[RequestLogInterceptor()],
+            interceptors=[
+                RequestLogInterceptor(),
+                StreamSlotsInterceptor(
+                    StreamSlots(settings.max_streams, settings.max_streams_per_peer),
+                    self.metrics,
+                ),
+            ],
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes + _HEADROOM),
                 ("grpc.so_reuseport", 1 if reuse_port else 0),

@@ -304,10 +304,37 @@ OPTIONS: tuple[Option, ...] = (
         "N",
     ),
     Option(
+        "max_streams",
+        "MSGARCHIVE_MAX_STREAMS",
+        "8",
+        "ArchiveStream (and reflection) calls open at once, each holding a thread; more "
+        "are refused at their start with RESOURCE_EXHAUSTED",
+        _positive_int,
+        "N",
+    ),
+    Option(
+        "max_streams_per_peer",
+        "MSGARCHIVE_MAX_STREAMS_PER_PEER",
+        "2",
+        "streams open at once from one remote address (local callers: only --max-streams)",
+        _positive_int,
+        "N",
+    ),
+    Option(
+        "stream_idle_timeout",
+        "MSGARCHIVE_STREAM_IDLE_TIMEOUT",
+        "60",
+        "seconds a stream may send nothing, with no message in flight, before it is "
+        "closed (UNAVAILABLE / STREAM_IDLE) and its place freed",
+        _positive_float,
+        "SECONDS",
+    ),
+    Option(
         "threads",
         "MSGARCHIVE_THREADS",
         "64",
-        "gRPC worker threads; more than --max-in-flight, so reads and health always get one",
+        "gRPC worker threads; more than --max-in-flight plus --max-streams, so reads and "
+        "health always get one",
         _positive_int,
         "N",
     ),
@@ -370,6 +397,9 @@ class Settings:
     workers: int = 1
     max_in_flight: int = 48
     stream_window: int = 64
+    max_streams: int = 8
+    max_streams_per_peer: int = 2
+    stream_idle_timeout: float = 60.0
     threads: int = 64
     grace_period: float = 10.0
     log_level: str = "info"
@@ -396,10 +426,11 @@ class Settings:
             raise ConfigError("--tls-cert and --tls-key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
-        if self.max_in_flight >= self.threads:
+        if self.max_in_flight + self.max_streams >= self.threads:
             raise ConfigError(
-                f"--max-in-flight {self.max_in_flight} must be below --threads {self.threads}, "
-                "so reads and health checks always get a thread"
+                f"--max-in-flight {self.max_in_flight} plus --max-streams {self.max_streams} "
+                f"must be below --threads {self.threads}, so reads and health checks always "
+                "get a thread"
             )
         if self.workers > 1:
             listen = addresses.parse(self.listen)

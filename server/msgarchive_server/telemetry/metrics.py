@@ -89,6 +89,19 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemax",
         )
+        self.streams_open = Gauge(
+            "msgarchive_streams_open",
+            "ArchiveStream and reflection calls open now (each holds a server thread).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.streams_refused = Counter(
+            "msgarchive_streams_refused",
+            "Streams refused at their start: --max-streams (total) or "
+            "--max-streams-per-peer (peer) were open.",
+            ["limit"],
+            registry=r,
+        )
         self.reads = Counter(
             "msgarchive_reads", "Read calls, by RPC and status code.", ["rpc", "code"], registry=r
         )
@@ -109,6 +122,9 @@ class Metrics:
 
     def archive_failed(self, reason: str, store_error: str) -> None:
         self._child(self.failures, reason, store_error).inc()
+
+    def stream_refused(self, limit: str) -> None:
+        self._child(self.streams_refused, limit).inc()
 
     def store_attempt(self, result: str, seconds: float) -> None:
         self._child(self.store_attempts, result).inc()
