@@ -10,8 +10,9 @@ field names), and the answer is the reference envelope:
 
 The lookup, auth, rate limit, audit line and metrics are `ReadCalls` and
 `view`, as for the `ViewMessage` RPC; this module only parses and writes JSON.
-The server is cheroot (threaded, like the gRPC server), with the gRPC
-listener's TLS settings. The OpenAPI document is `GET /v1/archival/openapi.json`.
+The server is edge/httpserver.py (asyncio and h11: a thread only for a
+request that has fully arrived), with the gRPC listener's TLS settings. The
+OpenAPI document is `GET /v1/archival/openapi.json`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,13 +27,13 @@ from importlib import resources
 from typing import Any
 
 import structlog
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from google.protobuf import json_format
 
 from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server import addresses
 from msgarchive_server.domain.errors import BadLookup, DomainError, InternalFault
 from msgarchive_server.edge.access import is_local_address
+from msgarchive_server.edge.httpserver import HttpServer, Limits
 from msgarchive_server.edge.interceptors import REQUEST_ID_HEADER, new_request_id
 from msgarchive_server.edge.reads import ReadCalls, Viewed, view
 from msgarchive_server.edge.status import grpc_code, http_status
@@ -240,7 +240,11 @@ def reference_view(viewed: Viewed) -> dict[str, Any]:
 
 
 class HttpListener:
-    """The HTTP view on `address` (HOST:PORT or unix:PATH), bound at construction."""
+    """The HTTP view on `address` (HOST:PORT or unix:PATH), bound at construction.
+
+    Served by `HttpServer` (edge/httpserver.py): idle, slow and malformed
+    clients are bounded by deadlines and limits there and never hold a thread.
+    """
 
     def __init__(
         self,
@@ -248,47 +252,37 @@ class HttpListener:
         reads: ReadCalls,
         tls: TlsFiles | None = None,
         shutdown_timeout: float = 10.0,
+        timeout: float = 10.0,
     ) -> None:
-        unix = address.startswith("unix:")
-        if unix:
-            bind: str | tuple[str, int] = address.removeprefix("unix:").removeprefix("//")
-        else:
-            host, _, port = address.rpartition(":")
-            bind = (host.strip("[]"), int(port))
-        self.server = wsgi.Server(
-            bind,
-            ViewApp(reads, unix_socket=unix),
-            numthreads=THREADS,
-            server_name="msgarchive",
-            shutdown_timeout=math.ceil(shutdown_timeout),
+        where = addresses.parse(address)
+        self.shutdown_timeout = shutdown_timeout
+        self.server = HttpServer(
+            where,
+            ViewApp(reads, unix_socket=where.unix),
+            _refusal,
+            ssl_context=tls.context() if tls is not None else None,
+            limits=Limits(
+                head_timeout=timeout,
+                body_timeout=timeout,
+                write_timeout=timeout,
+                max_body_bytes=MAX_BODY_BYTES,
+                threads=THREADS,
+            ),
         )
-        self.server.error_log = _error_log  # type: ignore[method-assign]
-        if tls is not None:
-            # certificate_chain is the CA that client certificates are checked against.
-            adapter = BuiltinSSLAdapter(tls.cert, tls.key, certificate_chain=tls.client_ca)
-            if tls.client_ca:
-                adapter.context.verify_mode = ssl.CERT_REQUIRED
-            self.server.ssl_adapter = adapter
-        self.server.prepare()  # binds now: a taken port fails the start, not later
-        bound = self.server.bind_addr
-        self.port = bound[1] if isinstance(bound, tuple) else 0
-        self._thread: threading.Thread | None = None
+        self.port = self.server.port
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.server.serve, name="http", daemon=True)
-        self._thread.start()
+        self.server.start()
 
     def stop(self) -> None:
         """Stop taking connections; requests in progress get the shutdown timeout."""
-        self.server.stop()
-        if self._thread is not None:
-            self._thread.join()
+        self.server.stop(self.shutdown_timeout)
 
 
-def _error_log(msg: str = "", level: int = 20, traceback: bool = False) -> None:
-    """cheroot's own messages (TLS handshakes that failed, clients gone), as log lines."""
-    emit = log.warning if level >= 30 else log.debug
-    emit("http server", detail=msg, exc_info=traceback)
+def _refusal(status: int, message: str) -> bytes:
+    """The envelope of a request the server refused before the view saw it."""
+    reason = "INTERNAL_ERROR" if status >= 500 else "INVALID_LOOKUP"
+    return json.dumps(_failure(message, reason)).encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,3 +292,11 @@ class TlsFiles:
     cert: str
     key: str
     client_ca: str | None = None  # with it, a client certificate is required (mTLS)
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        if self.client_ca:
+            context.load_verify_locations(self.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context

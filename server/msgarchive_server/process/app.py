@@ -178,7 +178,7 @@ class Sidecar:
         settings = self.settings
         if not settings.http_listen or os.environ.get(WORKER_ENV, "0") != "0":
             return None
-        # Imported here: cheroot is only needed with --http-listen.
+        # Imported here: h11 and asyncio are only needed with --http-listen.
         from msgarchive_server.edge.http import HttpListener, TlsFiles
 
         tls = None
@@ -187,7 +187,11 @@ class Sidecar:
         probe_listen(settings.http_listen, flag="--http-listen")
         try:
             return HttpListener(
-                settings.http_listen, self.reads, tls, shutdown_timeout=settings.grace_period
+                settings.http_listen,
+                self.reads,
+                tls,
+                shutdown_timeout=settings.grace_period,
+                timeout=settings.http_timeout,
             )
         except OSError as err:
             reason = err.strerror or str(err)

@@ -330,6 +330,15 @@ OPTIONS: tuple[Option, ...] = (
         "SECONDS",
     ),
     Option(
+        "http_timeout",
+        "MSGARCHIVE_HTTP_TIMEOUT",
+        "10",
+        "seconds the HTTP listener waits for a request's head, then for its body, and "
+        "for a client to read its answer",
+        _positive_float,
+        "SECONDS",
+    ),
+    Option(
         "threads",
         "MSGARCHIVE_THREADS",
         "64",
@@ -400,6 +409,7 @@ class Settings:
     max_streams: int = 8
     max_streams_per_peer: int = 2
     stream_idle_timeout: float = 60.0
+    http_timeout: float = 10.0
     threads: int = 64
     grace_period: float = 10.0
     log_level: str = "info"
