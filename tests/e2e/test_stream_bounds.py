@@ -96,3 +96,52 @@ def test_500_idle_streams_leave_health_archives_and_reads_served(
         hold.set()
         channel.close()
     served(sidecar.address, 3)  # and the places come back when the streams end
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_stream_whose_answers_are_never_read_cannot_grow_the_sidecar(
+    sidecar: SidecarProcess,
+) -> None:
+    """300,000 two-byte messages (no request_id: each is refused) on one stream
+    whose caller never reads its answers: the sidecar's memory stays bounded.
+    (It grew by 361 MiB here before every answer took a window place; grpcio's
+    client keeps taking answers into its own buffers, so this sender is not
+    held back, but the sidecar holds no more than the window.)"""
+    assert sidecar.process is not None
+    before = rss_mib(sidecar.process.pid)
+    pulled = [0]
+    stop = threading.Event()
+
+    def messages() -> Iterator[bytes]:
+        while pulled[0] < 300_000 and not stop.is_set():
+            pulled[0] += 1
+            yield b"\x0a\x00"  # an ArchiveStreamRequest with an empty archive
+
+    channel = grpc.insecure_channel(sidecar.address)
+    call = channel.stream_stream(
+        "/msgarchive.v1.ArchiveService/ArchiveStream",
+        request_serializer=lambda raw: raw,
+        response_deserializer=lambda raw: raw,
+    )(messages())
+    try:
+        # Until all are sent, or the sender is held back (none taken for 5 s).
+        deadline, last, still_since = time.monotonic() + 300, -1, time.monotonic()
+        while pulled[0] < 300_000 and time.monotonic() - still_since < 5:
+            assert time.monotonic() < deadline, "neither sent nor held back"
+            if pulled[0] != last:
+                last, still_since = pulled[0], time.monotonic()
+            time.sleep(0.1)
+        grown = rss_mib(sidecar.process.pid) - before
+    finally:
+        stop.set()
+        call.cancel()
+        channel.close()
+    print(f"\nunread stream: {pulled[0]} messages taken, sidecar grew {grown:.1f} MiB")
+    assert grown < 64
+    served(sidecar.address, 4)
