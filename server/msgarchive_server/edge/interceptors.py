@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("msgarchive.rpc")
 
+Handler = grpc.RpcMethodHandler[Any, Any]
+Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
+
 REQUEST_ID_HEADER = "x-request-id"
 # Probes and tooling: logged at debug, so health checks do not flood the log.
 _QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
@@ -79,9 +82,9 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    ) -> Handler | None:
         handler = continuation(handler_call_details)
         if handler is not None and handler.stream_stream is not None:
             return self._logged_stream(handler, handler_call_details)
@@ -179,9 +182,9 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    ) -> Handler | None:
         handler = continuation(handler_call_details)
         if handler is None or handler.stream_stream is None:
             return handler
