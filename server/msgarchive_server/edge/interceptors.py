@@ -24,10 +24,11 @@ from msgarchive_server.telemetry.metrics import Metrics
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-log = structlog.get_logger("msgarchive.rpc")
+    # For the checker only: grpcio's handler type cannot be subscripted at run time.
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
 
-Handler = grpc.RpcMethodHandler[Any, Any]
-Continuation = Callable[[grpc.HandlerCallDetails], Handler | None]
+log = structlog.get_logger("msgarchive.rpc")
 
 REQUEST_ID_HEADER = "x-request-id"
 # Probes and tooling: logged at debug, so health checks do not flood the log.
