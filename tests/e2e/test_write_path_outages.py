@@ -132,7 +132,7 @@ def test_a_full_journal_disk_refuses_with_journal_full_then_recovers_without_res
 ) -> None:
     key_file, public_file = manifest_key_pair(tmp_path)
     with small_disk(tmp_path / "journal") as disk:
-        filler = fill(disk, leave=96 * 1024)
+        filler = fill(disk, leave=192 * 1024)  # the journal's reserve (64 KiB), then ~2 files
         sidecar = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, *manifest_flags(disk, key_file))
         acked, refused = [], None
         with ArchiveClient(sidecar.address) as client:
@@ -166,24 +166,49 @@ def test_a_full_journal_disk_refuses_with_journal_full_then_recovers_without_res
     assert findings[0]["key"] not in acked
 
 
-def test_starting_and_sealing_on_a_full_journal_disk(
+def acked_then_killed(seaweed: SeaweedFS, bucket: str, flags: tuple[str, ...]) -> set[str]:
+    """Five acks from a sidecar then killed with SIGKILL: its journal stays, unsealed."""
+    first = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, *flags)
+    with ArchiveClient(first.address) as client:
+        acked = {client.archive(request(n)).key for n in range(5)}
+    first.stop(signal.SIGKILL)
+    return acked
+
+
+def test_a_sidecar_started_on_a_full_journal_disk_serves_and_seals_its_way_out(
     seaweed: SeaweedFS, bucket: str, tmp_path: Path
 ) -> None:
     key_file, public_file = manifest_key_pair(tmp_path)
     with small_disk(tmp_path / "journal") as disk:
         flags = manifest_flags(disk, key_file)
-        first = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, *flags)
-        with ArchiveClient(first.address) as client:
-            acked = {client.archive(request(n)).key for n in range(5)}
-        first.stop(signal.SIGKILL)  # its journal stays on the disk, unsealed
-        filler = fill(disk)
+        acked_then_killed(seaweed, bucket, flags)
+        fill(disk)  # not a byte left
 
         again = s3_sidecar(bucket, seaweed.endpoint, seaweed.env, *flags)  # starts, no traceback
         assert health(again.address) == "NOT_SERVING"
+        assert metric(again, "msgarchive_journal_full") == 1
         with ArchiveClient(again.address) as client, pytest.raises(JournalFull):
             client.archive(request(100))
+        assert list(disk.rglob("*.jsonl"))  # the killed sidecar's journal, unsealed
+        # Stopping seals what the killed sidecar acked: the journal's reserve
+        # records the seal, and the sealed hour's files are deleted.
         assert again.stop() == 0
         assert "Traceback" not in again.stderr
+        again.wait_for_line(lambda line: line.get("event") == "sealed at shutdown")
+        assert not list(disk.rglob("*.jsonl"))
+    assert findings_of(bucket, public_file, seaweed) == []  # the five acks are listed
+
+
+def test_seal_on_a_full_disk_fails_in_one_line_and_succeeds_with_room(
+    seaweed: SeaweedFS, bucket: str, tmp_path: Path
+) -> None:
+    key_file, public_file = manifest_key_pair(tmp_path)
+    with small_disk(tmp_path / "journal") as disk:
+        flags = manifest_flags(disk, key_file)
+        acked_then_killed(seaweed, bucket, flags)
+        for reserve in disk.rglob(".reserve"):  # used up by an earlier seal, say
+            reserve.unlink()
+        filler = fill(disk)
 
         store_flags = [f"--store=s3://{bucket}", f"--s3-endpoint-url={seaweed.endpoint}",
                        "--s3-path-style=true", *flags[:3]]  # fmt: skip
@@ -200,7 +225,6 @@ def test_starting_and_sealing_on_a_full_journal_disk(
         sealed = subprocess.run(seal, capture_output=True, text=True, env={**seaweed.env},
                                 timeout=120, check=False)  # fmt: skip
         assert sealed.returncode == 0, sealed.stderr
-        assert not list(disk.glob("*.jsonl"))  # sealed hours leave the journal
+        assert not list(disk.rglob("*.jsonl"))  # sealed hours leave the journal
     # Nothing unlisted: the killed sidecar's five acks are in the sealed manifests.
     assert findings_of(bucket, public_file, seaweed) == []
-    assert len(acked) == 5

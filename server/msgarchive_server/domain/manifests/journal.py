@@ -28,6 +28,8 @@ a full disk is an error the code sees (`JournalFull`), never SIGBUS. While the
 journal is full, archives are refused at once, and a background probe retries
 the reservation until space is freed (sealing frees it too: sealed hours'
 files are deleted); `on_change` tells the sidecar each time the state flips.
+Sealing needs a few bytes of its own to record what it sealed: a small reserve
+file is kept for that, and let go when the disk has none left.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ MAX_RESERVATION_STEP = 8 * 1024 * 1024
 PAGE = mmap.PAGESIZE
 # How often a full journal checks whether space has been freed.
 PROBE_INTERVAL_S = 1.0
+# Disk kept back for the journal's own small state files (`sealed`, the chain
+# file): on a disk with no byte free, it is let go so that sealing, which
+# deletes sealed hours' files and so frees the disk, can still record itself.
+RESERVE_BYTES = 64 * 1024
+RESERVE_NAME = ".reserve"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -181,6 +188,7 @@ class Journal:
         self._prober: threading.Thread | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self.sealed = self._read_sealed()  # None until a chain starts
+        self._keep_reserve()
         try:
             self._check_room()  # a sidecar started on a full disk says so at once
         except OSError as err:
@@ -258,13 +266,14 @@ class Journal:
             with self._lock:
                 self._full = ""
                 self._prober = None
+            self._keep_reserve()
             log.info("manifest journal has room again", directory=str(self.directory))
             self.on_change(True)
             return
 
     def _check_room(self) -> None:
         """Raise OSError unless a new journal file's first reservation fits."""
-        probe = self.directory / ".space-probe"
+        probe = self.directory / f".space-probe.{self.writer}"
         fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             _reserve(fd, 0, FIRST_RESERVATION)
@@ -329,6 +338,49 @@ class Journal:
                 self._segment = None
         for path in self._files_through(state.hour):
             path.unlink(missing_ok=True)
+        self._keep_reserve()
+
+    def write_state(self, name: str, text: str) -> None:
+        """Replace the state file `name` in the journal's directory, atomically.
+        On a disk with no room, the reserve is let go for it."""
+        target = self.directory / name
+        tmp = target.with_name(target.name + ".tmp")
+        for last_try in (False, True):
+            try:
+                tmp.write_text(text)
+                os.replace(tmp, target)
+                return
+            except OSError as err:
+                tmp.unlink(missing_ok=True)
+                if last_try or err.errno not in _NO_SPACE:
+                    raise
+                if not self._release_reserve():
+                    raise
+
+    def _keep_reserve(self) -> None:
+        """Make the reserve file if there is none and the disk has room for it."""
+        reserve = self.directory / RESERVE_NAME
+        if reserve.exists():
+            return
+        try:
+            fd = os.open(reserve, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            return  # another process of this journal made it, or no room
+        try:
+            _reserve(fd, 0, RESERVE_BYTES)
+        except OSError:
+            reserve.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def _release_reserve(self) -> bool:
+        """Let the reserve go; False if there was none."""
+        try:
+            (self.directory / RESERVE_NAME).unlink()
+        except FileNotFoundError:
+            return False
+        log.warning("manifest journal disk full: its reserve is used to record a seal")
+        return True
 
     def close(self) -> None:
         self._stopped.set()
@@ -341,14 +393,7 @@ class Journal:
                 self._segment = None
 
     def _save(self, state: Sealed) -> None:
-        target = self.directory / "sealed"
-        tmp = target.with_suffix(".tmp")
-        try:
-            tmp.write_text(state.line())
-            os.replace(tmp, target)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        self.write_state("sealed", state.line())
         self._unsaved = False
 
     def _files_through(self, hour: datetime.datetime) -> list[Path]:

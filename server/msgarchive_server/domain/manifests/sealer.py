@@ -188,11 +188,10 @@ class Sealer:
             stored = self._adopt(head_key, put.existing_copy, manifest_sha256)
         fields = json.loads(stored)
         link = Link(head_key, hashlib.sha256(stored).hexdigest(), fields["signature"])
-        tmp = self._chain_file.with_suffix(".tmp")
-        tmp.write_text(
-            json.dumps({"key": link.key, "sha256": link.sha256, "signature": link.signature})
+        self.journal.write_state(
+            self._chain_file.name,
+            json.dumps({"key": link.key, "sha256": link.sha256, "signature": link.signature}),
         )
-        tmp.replace(self._chain_file)
         state = Sealed(hour, part, open=still_open)
         self.journal.mark_sealed(state)
         log.info(
