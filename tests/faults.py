@@ -176,6 +176,7 @@ class _RelayHandler(BaseHTTPRequestHandler):
     owner: FaultProxy
     protocol_version = "HTTP/1.1"
     _upstream: http.client.HTTPConnection | None = None
+    _writing = False  # a PUT passing through, not yet answered
 
     def setup(self) -> None:
         super().setup()
@@ -190,15 +191,23 @@ class _RelayHandler(BaseHTTPRequestHandler):
         """Quiet: the tests count faults instead."""
 
     def do_GET(self) -> None:
-        if self.command == "PUT":
+        self._writing = self.command == "PUT"
+        if self._writing:
             self.owner.write_started()
         try:
             self._relay()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the sidecar hung up (a deadline passed)
         finally:
-            if self.command == "PUT":
-                self.owner.write_ended()
+            self._write_ended()
+
+    def _write_ended(self) -> None:
+        """A write counts as over once its answer is about to go back: the
+        sidecar may start its next write as soon as it reads the answer, before
+        this thread returns, and the two must not be counted as concurrent."""
+        if self._writing:
+            self._writing = False
+            self.owner.write_ended()
 
     do_PUT = do_HEAD = do_POST = do_DELETE = do_GET  # noqa: N815
 
@@ -229,6 +238,7 @@ class _RelayHandler(BaseHTTPRequestHandler):
         if fault is Fault.LOST_RESPONSE:
             self._reset()
             return
+        self._write_ended()
         self.send_response(status, reason)
         for key, value in reply_headers:
             if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
@@ -262,6 +272,7 @@ class _RelayHandler(BaseHTTPRequestHandler):
             f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
             f"<Message>{message}</Message><RequestId>fault-proxy</RequestId></Error>"
         ).encode()
+        self._write_ended()
         self.send_response(status)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(xml)))
@@ -269,5 +280,6 @@ class _RelayHandler(BaseHTTPRequestHandler):
         self.wfile.write(xml)
 
     def _reset(self) -> None:
+        self._write_ended()
         self.close_connection = True
         _reset(self.connection)
