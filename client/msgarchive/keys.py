@@ -21,7 +21,12 @@ from typing import NamedTuple
 
 from msgarchive.errors import InvalidMessage
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive.validation import normalize_email, normalize_phone, violations
+from msgarchive.validation import (
+    CAMPAIGN_ID_PATTERN,
+    normalize_email,
+    normalize_phone,
+    violations,
+)
 
 KEY_ROOT = "sent_messages"
 KEY_SUFFIX = ".json.lz4"
@@ -84,7 +89,11 @@ class KeyParts(NamedTuple):
 _KEY = re.compile(
     r"(?P<prefix>(?:.*/)?)"
     + re.escape(KEY_ROOT)
-    + r"/(?P<folder>[^/]+)/(?P<yyyymm>[^/]+)/(?P<campaign_id>[^/]+)/(?P<user_hash>[^/]+)"
+    # Every segment as the layout writes it, so that no crafted key ('..', '.',
+    # a NUL byte, a backslash, a 10 KB segment) is ever taken for a copy's.
+    + r"/(?P<folder>[A-Za-z]+)/(?P<yyyymm>[0-9]{6})/(?P<campaign_id>"
+    + CAMPAIGN_ID_PATTERN.pattern
+    + r")/(?P<user_hash>[0-9a-f]{32})"
     + r"/(?P<message_id>[0-9a-f]{64})"
     + re.escape(KEY_SUFFIX)
 )

@@ -36,6 +36,7 @@ def test_a_crash_is_a_500_envelope(restores_logging: None) -> None:
     status, body = call(ViewApp(CrashingReads()), "POST", "/v1/archival/view", b'{"user_id": "1"}')
     assert status == "500 Internal Server Error"
     assert (body["status"], body["reason"]) == (False, "INTERNAL_ERROR")
+    assert body["error_message"] == "internal error: the read failed; retrying may help"
 
 
 def test_the_openapi_document_needs_no_credentials() -> None:

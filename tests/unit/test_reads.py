@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import calendar
 import dataclasses
 import datetime
@@ -353,3 +354,57 @@ def test_a_store_that_does_not_answer_is_store_not_answering() -> None:
         reader.view(sms_view(T0))
     with pytest.raises(StoreNotAnswering):
         reader.list(ListQuery("sms", "202409"))
+
+
+class UntouchableStore(FakeStore):
+    """A store no crafted lookup may reach."""
+
+    def get(self, key: str) -> StoredObject:
+        raise AssertionError(f"the store was asked for {key!r}")
+
+    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
+        raise AssertionError(f"the store was listed at {prefix!r}")
+
+
+MID = "a" * 64
+HASH = "b" * 32
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        f"sent_messages/Sms/a/../../{MID}.json.lz4",
+        f"sent_messages/Sms/202409/../{HASH}/{MID}.json.lz4",
+        f"sent_messages/Sms/202409/./{HASH}/{MID}.json.lz4",
+        f"sent_messages/Sms/202409/c1/..\\{MID}.json.lz4",
+        f"sent_messages/Sms/202409/c\0/{HASH}/{MID}.json.lz4",
+        f"sent_messages/Sms/20240/c1/{HASH}/{MID}.json.lz4",
+        f"sent_messages/Sms/202409/c1/{HASH[:31]}/{MID}.json.lz4",
+        f"sent_messages/Sms/202409/{'c' * 10_000}/{HASH}/{MID}.json.lz4",
+        f"sent_messages/Sms/202409/c1/{HASH}/../{MID}.json.lz4",
+    ],
+)
+def test_a_key_off_the_layout_is_refused_before_any_store_is_asked(key: str) -> None:
+    with pytest.raises(BadLookup) as raised:
+        Reader(UntouchableStore()).get(key)
+    assert raised.value.violations[0].field == "key"
+
+
+@pytest.mark.parametrize("cursor", ["x", [], ["1", "k"], [1], [1.5, "k"], {"a": 1}, None, 7])
+@pytest.mark.parametrize("newest_first", [True, False])
+def test_a_tampered_page_token_is_refused_as_the_callers_error(
+    cursor: object, newest_first: bool
+) -> None:
+    """A token is base64 JSON, so anyone can write one with this query's
+    fingerprint: its cursor is checked before it is used."""
+    store = FakeStore()
+    fill(store, 5)
+    reader = Reader(store)
+    query = ListQuery("sms", "202409", page_size=2, newest_first=newest_first)
+    token = reader.list(query).next_page_token
+    fields = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    fields["c"] = cursor
+    forged = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
+    with pytest.raises(BadLookup) as raised:
+        reader.list(dataclasses.replace(query, page_token=forged))
+    assert raised.value.violations[0].field == "page_token"

@@ -168,14 +168,18 @@ class StreamIdle(DomainError):
 
 
 class InternalFault(DomainError):
-    """An unexpected fault in the sidecar; the copy may not be stored."""
+    """An unexpected fault in the sidecar; an archive's copy may not be stored."""
 
     code = code_pb2.INTERNAL
     reason = ErrorReason.INTERNAL_ERROR
     outcome = "internal"
 
-    def __init__(self) -> None:
-        super().__init__("internal error: the copy may not be stored; do not send the message")
+    def __init__(self, reading: bool = False) -> None:
+        super().__init__(
+            "internal error: the read failed; retrying may help"
+            if reading
+            else "internal error: the copy may not be stored; do not send the message"
+        )
 
 
 # --- who may call --------------------------------------------------------------

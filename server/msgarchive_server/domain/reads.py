@@ -259,6 +259,8 @@ class Reader:
         self, prefix: str, query: ListQuery, size: int, fingerprint: str, cursor: Any
     ) -> ListResult:
         result = ListResult()
+        if cursor is not None and not (isinstance(cursor, str) and cursor.startswith(prefix)):
+            raise _bad_token()
         after = str(cursor or "")
         while True:
             page = self._list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
@@ -297,7 +299,14 @@ class Reader:
             after = page.items[-1].key
         everything.sort(key=lambda item: (-item.stored_at_ms, item.key))
         if cursor is not None:
-            stored_at, key = int(cursor[0]), str(cursor[1])
+            if not (
+                isinstance(cursor, list)
+                and len(cursor) == 2
+                and type(cursor[0]) is int
+                and isinstance(cursor[1], str)
+            ):
+                raise _bad_token()
+            stored_at, key = cursor
             everything = [i for i in everything if (-i.stored_at_ms, i.key) > (-stored_at, key)]
         result = ListResult(items=everything[:size])
         if len(everything) > size:
@@ -388,12 +397,17 @@ def _read_token(token: str, fingerprint: str) -> Any:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-        ok = isinstance(data, dict) and data.get("q") == fingerprint and "c" in data
+        ok = isinstance(data, dict) and data.get("q") == fingerprint and data.get("c") is not None
     except ValueError:
         ok = False
     if not ok:
-        raise BadLookup([FieldViolation("page_token", "does not belong to this query")])
+        raise _bad_token()
     return data["c"]
+
+
+def _bad_token() -> BadLookup:
+    """A page token this query did not hand out (another query's, or tampered with)."""
+    return BadLookup([FieldViolation("page_token", "does not belong to this query")])
 
 
 def sent_time(sent_at_ms: int) -> str:

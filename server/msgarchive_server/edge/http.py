@@ -152,7 +152,7 @@ class ViewApp:
             return err.status, _failure(err.message, err.reason), "INVALID_ARGUMENT"
         except Exception:
             log.exception("http view crashed")
-            fault = InternalFault()
+            fault = InternalFault(reading=True)
             return 500, _failure(fault.message, fault.reason_name), "INTERNAL"
 
     def _route(self, environ: dict[str, Any], method: str, path: str) -> dict[str, Any]:

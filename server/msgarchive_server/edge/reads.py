@@ -55,7 +55,7 @@ class ReadCalls:
             failed: DomainError = err
         except Exception:
             log.exception("read crashed")
-            failed = InternalFault()
+            failed = InternalFault(reading=True)
         else:
             self.metrics.reads.labels(rpc, "OK").inc()
             return answer
