@@ -7,8 +7,11 @@ import json
 from typing import Any
 from wsgiref.util import setup_testing_defaults
 
+import pytest
+
 from msgarchive_server.edge.http import ViewApp
 from msgarchive_server.edge.reads import ReadCalls
+from msgarchive_server.telemetry.logs import configure_logging, flush_logs
 
 
 class CrashingReads(ReadCalls):
@@ -43,3 +46,27 @@ def test_the_openapi_document_needs_no_credentials() -> None:
     status, body = call(ViewApp(CrashingReads()), "GET", "/v1/archival/openapi.json")
     assert status == "200 OK"
     assert body["openapi"] == "3.1.0"
+
+
+def test_no_log_line_carries_the_path_and_every_refusal_has_a_reason(
+    capsys: pytest.CaptureFixture[str], restores_logging: None
+) -> None:
+    configure_logging("info", "json")
+    app = ViewApp(CrashingReads())
+    address = "@".join(["jane.doe", "example.com"])
+    for method, path, expected in (
+        ("GET", f"/v1/archival/messages/{address}", "404 Not Found"),
+        ("POST", f"/v1/archival/view/{address}", "404 Not Found"),
+        ("GET", "/v1/archival/view", "405 Method Not Allowed"),
+    ):
+        status, body = call(app, method, path)
+        assert status == expected
+        assert (body["status"], body["reason"]) == (False, "INVALID_LOOKUP")
+    status, body = call(app, "POST", "/v1/archival/view", b"x" * (65 * 1024))
+    assert (status, body["reason"]) == ("413 Content Too Large", "INVALID_LOOKUP")
+    flush_logs()
+    out = capsys.readouterr().out
+    assert address not in out
+    methods = [json.loads(line).get("method") for line in out.splitlines()]
+    assert "GET (other)" in methods
+    assert "POST (other)" in methods

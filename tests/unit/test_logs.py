@@ -47,3 +47,23 @@ def test_botocore_debug_is_held_back(json_logs: pytest.CaptureFixture[str]) -> N
     logging.getLogger("msgarchive.x").debug("ours at debug")
     got = lines(json_logs)
     assert [g["event"] for g in got] == ["ours at debug"]
+
+
+def test_a_crash_line_carries_the_exception_type_and_traceback_without_its_message(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", "json")
+    address = "@".join(["jane.doe", "example.com"])  # built at run time: not in the source
+
+    def view_jane() -> None:
+        raise KeyError(address)  # an exception's message can hold an address
+
+    try:
+        view_jane()
+    except KeyError:
+        structlog.get_logger("msgarchive.rpc").exception("http view crashed")
+    (line,) = lines(json_logs)
+    assert line["event"] == "http view crashed"
+    assert line["exception_type"] == "builtins.KeyError"
+    assert "in view_jane" in str(line["traceback"])  # the frames, rendered where it was raised
+    assert address not in json.dumps(line)

@@ -44,6 +44,7 @@ log = structlog.get_logger("msgarchive.rpc")
 VIEW_PATH = "/v1/archival/view"
 OPENAPI_PATH = "/v1/archival/openapi.json"
 RPC_LABEL = "POST " + VIEW_PATH  # the `rpc` label of msgarchive_reads
+OTHER_ROUTE = "(other)"  # what is logged for a path that is no route
 MAX_BODY_BYTES = 64 * 1024
 THREADS = 8
 _TRACE_HEADERS = (("traceparent", "HTTP_TRACEPARENT"), ("tracestate", "HTTP_TRACESTATE"))
@@ -67,7 +68,7 @@ _REASONS = {
 class HttpFailure(Exception):
     """A request refused before it reached the read: its status and message."""
 
-    def __init__(self, status: int, message: str, reason: str = "") -> None:
+    def __init__(self, status: int, message: str, reason: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -102,10 +103,12 @@ class ViewApp:
                 ],
             )
             return [self.openapi]
-        structlog.contextvars.bind_contextvars(request_id=request_id, method=f"{method} {path}")
+        # The route, never the raw path: a URL can carry an address.
+        route = path if path in (VIEW_PATH, OPENAPI_PATH) else OTHER_ROUTE
+        structlog.contextvars.bind_contextvars(request_id=request_id, method=f"{method} {route}")
         start = time.perf_counter()
         trace_headers = {name: str(environ[key]) for name, key in _TRACE_HEADERS if key in environ}
-        attributes = {"http.request.method": method, "url.path": path}
+        attributes = {"http.request.method": method, "http.route": route}
         # Span names stay few: the route, or the method alone for any other path.
         name = f"{method} {VIEW_PATH}" if path == VIEW_PATH else method
         with tracing.server_span(name, trace_headers, attributes) as span:
@@ -157,9 +160,11 @@ class ViewApp:
 
     def _route(self, environ: dict[str, Any], method: str, path: str) -> dict[str, Any]:
         if path != VIEW_PATH:
-            raise HttpFailure(404, f"no such endpoint: {path}; the view is POST {VIEW_PATH}")
+            raise HttpFailure(
+                404, f"no such endpoint; the view is POST {VIEW_PATH}", "INVALID_LOOKUP"
+            )
         if method != "POST":
-            raise HttpFailure(405, f"{VIEW_PATH} takes POST, not {method}")
+            raise HttpFailure(405, f"{VIEW_PATH} takes POST, not {method}", "INVALID_LOOKUP")
         request = _view_request(environ)
         structlog.contextvars.bind_contextvars(campaign_id=request.campaign_id)
         local = self.unix_socket or is_local_address(str(environ.get("REMOTE_ADDR") or ""))
@@ -177,13 +182,13 @@ def _view_request(environ: dict[str, Any]) -> pb.ViewMessageRequest:
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        raise HttpFailure(400, "Content-Length is not a number") from None
+        raise HttpFailure(400, "Content-Length is not a number", "INVALID_LOOKUP") from None
     if length > MAX_BODY_BYTES:
-        raise HttpFailure(413, f"the body is over {MAX_BODY_BYTES} bytes")
+        raise HttpFailure(413, f"the body is over {MAX_BODY_BYTES} bytes", "INVALID_LOOKUP")
     # Without a length (a chunked body), up to one byte past the limit.
     raw = environ["wsgi.input"].read(length or MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
-        raise HttpFailure(413, f"the body is over {MAX_BODY_BYTES} bytes")
+        raise HttpFailure(413, f"the body is over {MAX_BODY_BYTES} bytes", "INVALID_LOOKUP")
     try:
         body = json.loads(raw)
     except ValueError as err:

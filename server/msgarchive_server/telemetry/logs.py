@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,6 +40,28 @@ def _merge_record_context(
     record = event_dict.get("_record")
     context: dict[str, Any] = getattr(record, "msgarchive_context", {})
     return {**context, **event_dict}
+
+
+def exception_without_message(
+    logger: object, method: str, event_dict: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """`log.exception(...)`: the exception's type and traceback, rendered in the
+    thread that raised it (the listener thread that writes the line has no
+    exception of its own), and without the exception's message, which can
+    carry an address or a body."""
+    exc_info = event_dict.pop("exc_info", None)
+    if not exc_info:
+        return event_dict
+    if isinstance(exc_info, BaseException):
+        exc_info = (type(exc_info), exc_info, exc_info.__traceback__)
+    elif not isinstance(exc_info, tuple):
+        exc_info = sys.exc_info()
+    kind, _, trace = exc_info
+    if kind is None:
+        return event_dict
+    event_dict["exception_type"] = f"{kind.__module__}.{kind.__qualname__}"
+    event_dict["traceback"] = "".join(traceback.format_tb(trace))
+    return event_dict
 
 
 def flush_logs() -> None:
@@ -78,6 +101,7 @@ def configure_logging(
         processors=[
             *shared,
             structlog.processors.StackInfoRenderer(),
+            exception_without_message,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
