@@ -16,9 +16,12 @@ from msgarchive import (
     ArchiveClient,
     ArchiveFailed,
     AsyncArchiveClient,
+    InvalidArgument,
     InvalidMessage,
+    MsgArchiveError,
     StoreUnavailable,
 )
+from msgarchive.errors import from_rpc_error
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.process.app import Sidecar, build_server
 from msgarchive_server.process.config import Settings
@@ -131,3 +134,64 @@ def test_reads_during_a_store_outage_are_store_unavailable(seaweed: SeaweedFS, b
             assert failed.value.reason == "FAILED_TO_ARCHIVE"
     finally:
         running.stop(grace=1)
+
+
+def raw_call(sidecar: Sidecar, method: str, payload: bytes) -> MsgArchiveError:
+    """Send `payload` as the request bytes of `method`: the typed error it gets."""
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
+        call = channel.unary_unary(
+            method, request_serializer=lambda raw: raw, response_deserializer=lambda raw: raw
+        )
+        with pytest.raises(grpc.RpcError) as raised:
+            call(payload, timeout=10)
+    return from_rpc_error(raised.value)
+
+
+# Field 1, a string in each request (request_id, key, user_id): "a\\xffb", not UTF-8.
+INVALID_UTF8 = bytes.fromhex("0a0361ff62")
+
+
+@pytest.mark.parametrize(
+    ("method", "reason"),
+    [
+        ("/msgarchive.v1.ArchiveService/Archive", "INVALID_MESSAGE"),
+        ("/msgarchive.v1.ArchiveService/GetArchivedMessage", "INVALID_LOOKUP"),
+        ("/msgarchive.v1.ArchiveService/ViewMessage", "INVALID_LOOKUP"),
+    ],
+)
+def test_a_request_that_does_not_parse_is_the_callers_error(
+    sidecar: Sidecar, method: str, reason: str
+) -> None:
+    for payload in (INVALID_UTF8, b"\xff\xff\xff"):  # and bytes that are no protobuf
+        err = raw_call(sidecar, method, payload)
+        assert err.code is grpc.StatusCode.INVALID_ARGUMENT, err
+        assert err.reason == reason
+        assert isinstance(err, InvalidArgument)
+        assert [field for field, _ in err.field_violations] == ["request"]
+    registry = sidecar.metrics.registry
+    if reason == "INVALID_MESSAGE":
+        labels = {"reason": "INVALID_MESSAGE", "store_error": "-"}
+        assert registry.get_sample_value("msgarchive_archive_failures_total", labels) == 2
+    else:
+        labels = {"rpc": method.rsplit("/", 1)[-1], "code": "INVALID_ARGUMENT"}
+        assert registry.get_sample_value("msgarchive_reads_total", labels) == 2
+
+
+def test_a_stream_message_that_does_not_parse_ends_the_stream_after_the_rest(
+    sidecar: Sidecar,
+) -> None:
+    good = pb.ArchiveStreamRequest(archive=samples.sms_request())
+    good.archive.request_id = "m-1"
+    with grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel:
+        call = channel.stream_stream(
+            "/msgarchive.v1.ArchiveService/ArchiveStream",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.ArchiveStreamResponse.FromString,
+        )(iter([good.SerializeToString(), b"\x0a\x05" + INVALID_UTF8]), timeout=30)  # archive=…
+        answers: list[pb.ArchiveStreamResponse] = []
+        with pytest.raises(grpc.RpcError) as raised:
+            answers.extend(call)
+    assert [a.request_id for a in answers] == ["m-1"]
+    assert answers[0].HasField("ack")
+    err = from_rpc_error(raised.value, archiving=True)
+    assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_MESSAGE")

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -195,7 +196,7 @@ def test_the_http_view_continues_the_callers_trace(
     assert span.status.status_code is StatusCode.UNSET  # the caller's mistake
 
 
-def test_reads_are_traced_and_health_checks_are_not(
+def test_reads_are_traced_and_health_checks_and_reflection_are_not(
     sidecar: Sidecar, spans: InMemorySpanExporter
 ) -> None:
     address = f"127.0.0.1:{sidecar.port}"
@@ -203,7 +204,14 @@ def test_reads_are_traced_and_health_checks_are_not(
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(), timeout=30
         )
-    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        listing = reflection_pb2.ServerReflectionRequest(list_services="")  # as buf curl does
+        replies = list(
+            reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter([listing]), timeout=30
+            )
+        )
+        assert replies[0].list_services_response.service
     with ArchiveClient(address) as client:
         ack = client.archive(samples.push_request())
         client.get_archived_message(pb.GetArchivedMessageRequest(key=ack.key))

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import structlog
 
-from msgarchive_server.domain.errors import InFlightFull
+from msgarchive.validation import FieldViolation
+from msgarchive_server.domain.errors import BadLookup, BadMessage, DomainError, InFlightFull
 from msgarchive_server.edge.access import is_local_peer, peer_host
 from msgarchive_server.edge.backpressure import StreamSlots
 from msgarchive_server.edge.status import to_status
@@ -78,8 +79,61 @@ def _end_rpc_span(span: Span | None, code: grpc.StatusCode) -> None:
         tracing.failed(span, code.name)
 
 
+_ARCHIVE_METHODS = (
+    "/msgarchive.v1.ArchiveService/Archive",
+    "/msgarchive.v1.ArchiveService/ArchiveStream",
+)
+
+
+class _Undecodable:
+    """A request whose bytes do not parse (bad protobuf, a string that is not
+    UTF-8): handed to the handler wrapper in place of a message, to refuse."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """A deserializer that returns `_Undecodable` instead of raising: gRPC would
+    answer a raising one INTERNAL, with no log line and no count."""
+    if deserialize is None:
+        return None
+
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except Exception as err:
+            return _Undecodable(type(err).__name__)
+
+    return parse
+
+
+def _undecodable(method: str) -> DomainError:
+    """The caller's error for a request that does not parse: INVALID_ARGUMENT."""
+    problem = FieldViolation(
+        "request", "does not parse as the RPC's protobuf message (a string field that is "
+        "not UTF-8, or bytes that are no such message)"
+    )  # fmt: skip
+    return BadMessage([problem]) if method in _ARCHIVE_METHODS else BadLookup([problem])
+
+
 class RequestLogInterceptor(grpc.ServerInterceptor):
-    """Binds request id and method to the log context; logs each unary call once."""
+    """Binds request id and method to the log context; logs each unary call once.
+    A request that does not parse is refused INVALID_ARGUMENT, logged and counted."""
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+
+    def _count_undecodable(self, method: str, err: DomainError, seconds: float) -> None:
+        if self.metrics is None:
+            return
+        if method in _ARCHIVE_METHODS:
+            self.metrics.archive_failed(err.reason_name, "-")
+            self.metrics.archive_answered("none", err.outcome, seconds)
+        elif method.startswith("/msgarchive."):
+            self.metrics.reads.labels(method.rsplit("/", 1)[-1], "INVALID_ARGUMENT").inc()
 
     def intercept_service(
         self,
@@ -104,6 +158,11 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
             code = grpc.StatusCode.OK
             with _rpc_span(method, handler_call_details, request_id, quiet) as span:
                 try:
+                    if isinstance(request, _Undecodable):
+                        refused = _undecodable(method)
+                        structlog.contextvars.bind_contextvars(reason=refused.reason_name)
+                        self._count_undecodable(method, refused, time.perf_counter() - start)
+                        context.abort_with_status(to_status(refused))
                     return inner(request, context)
                 except Exception:
                     code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
@@ -122,7 +181,7 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             logged,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 
@@ -135,17 +194,35 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
         inner = handler.stream_stream
         assert inner is not None
 
+        quiet = method.startswith(_QUIET_PREFIXES)
+
         def logged(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
             structlog.contextvars.clear_contextvars()
             request_id = header_id or new_request_id()
             structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
             start = time.perf_counter()
             code, answers = grpc.StatusCode.OK, 0
-            with _rpc_span(method, details, request_id, quiet=False) as span:
+            undecodable: list[_Undecodable] = []
+
+            def decoded() -> Iterator[Any]:
+                """The requests up to the first that does not parse; the stream
+                then ends as the caller's error, once the rest are answered."""
+                for request in requests:
+                    if isinstance(request, _Undecodable):
+                        undecodable.append(request)
+                        return
+                    yield request
+
+            with _rpc_span(method, details, request_id, quiet=quiet) as span:
                 try:
-                    for answer in inner(requests, context):
+                    for answer in inner(decoded(), context):
                         answers += 1
                         yield answer
+                    if undecodable:
+                        refused = _undecodable(method)
+                        structlog.contextvars.bind_contextvars(reason=refused.reason_name)
+                        self._count_undecodable(method, refused, time.perf_counter() - start)
+                        context.abort_with_status(to_status(refused))
                 except GeneratorExit:
                     code = grpc.StatusCode.CANCELLED
                     raise
@@ -155,7 +232,8 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
                 finally:
                     tracing.annotate(span, {"msgarchive.answers": answers})
                     _end_rpc_span(span, code)
-                    log.info(
+                    emit = log.debug if quiet else log.info
+                    emit(
                         "rpc",
                         code=code.name,
                         answers=answers,
@@ -165,7 +243,7 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
 
         return grpc.stream_stream_rpc_method_handler(
             logged,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
 

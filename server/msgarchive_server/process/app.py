@@ -135,7 +135,7 @@ class Sidecar:
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
             interceptors=[
-                RequestLogInterceptor(),
+                RequestLogInterceptor(self.metrics),
                 StreamSlotsInterceptor(
                     StreamSlots(settings.max_streams, settings.max_streams_per_peer),
                     self.metrics,
