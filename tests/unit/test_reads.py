@@ -146,6 +146,39 @@ def test_push_view_by_device_identity_and_platform() -> None:
     assert Reader(store).view(query).key == key
 
 
+@pytest.mark.parametrize("android_nearer", [True, False])
+def test_push_view_by_customer_identity_answers_only_the_asked_platform(
+    android_nearer: bool,
+) -> None:
+    """A customer (no device identity) with an iOS and an Android device: both
+    copies share one folder. Each platform's view answers its own copy, in
+    either order of sending, and a platform with no copy is not found."""
+    store = FakeStore()
+    ios = samples.push_request(batch_id="20240915")
+    android = samples.push_request(batch_id="20240915")
+    android.push.platform = pb.PLATFORM_ANDROID
+    android.push.to = "android-token"
+    ios_at, android_at = (T0 - 60, T0 - 5) if android_nearer else (T0 - 5, T0 - 60)
+    keys = {
+        "IOS": archive_at(store, ios, ios_at),
+        "ANDROID": archive_at(store, android, android_at),
+    }
+    assert keys["IOS"].rsplit("/", 2)[0] == keys["ANDROID"].rsplit("/", 2)[0]  # one folder
+    events = {"IOS": "Notification Sent iOS", "ANDROID": "Notification Received Android"}
+    for platform, event in events.items():
+        query = ViewQuery(user_id="45142169", campaign_channel="push",
+                          campaign_id="1722529032", sent_epoch_time=T0, event_name=event,
+                          platform=platform.lower())  # fmt: skip
+        copy = Reader(store).view(query)
+        assert copy.key == keys[platform]
+        assert copy.fields["platform"].upper() == platform
+    web = ViewQuery(user_id="45142169", campaign_channel="push", campaign_id="1722529032",
+                    sent_epoch_time=T0, event_name="Notification Received Web",
+                    platform="web")  # fmt: skip
+    with pytest.raises(NoSuchCopy):
+        Reader(store).view(web)
+
+
 def test_get_by_key_and_by_parts() -> None:
     store = FakeStore()
     key = archive_at(store, sms(1), T0)

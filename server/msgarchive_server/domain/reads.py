@@ -70,6 +70,8 @@ MAX_SORTED = 10_000
 # the store's write time, and judges them by their own sent_at (write times
 # are only a guide: S3 keeps whole seconds, and clocks differ).
 MAX_CANDIDATES = 20
+# ... of the asked platform (push); and it reads at most this many in all.
+MAX_VIEW_READS = 200
 # A batch dated late in a month may be sent early in the next: a view also
 # looks in the previous month's folder when the send is this close to its start.
 PREVIOUS_MONTH_WINDOW_S = 24 * 3600
@@ -190,7 +192,8 @@ class Reader:
     # --- view --------------------------------------------------------------
 
     def view(self, query: ViewQuery) -> Copy:
-        """The recipient's copy whose sent_at is nearest the send time, within tolerance."""
+        """The recipient's copy whose sent_at is nearest the send time, within
+        tolerance; for push, a copy of the asked platform only."""
         channel, hashed = _check_view(query)
         sent_ms = query.sent_epoch_time * 1000
         candidates: list[ObjectSummary] = []
@@ -198,9 +201,18 @@ class Reader:
             prefix = key_prefix(self.store.prefix, channel, yyyymm, query.campaign_id, hashed)
             candidates += self._list(prefix, limit=MAX_SORTED).items
         candidates.sort(key=lambda c: abs(c.stored_at_ms - sent_ms))
+        # A push folder named by a customer identity holds the copies of all the
+        # customer's devices: only the asked platform's are answers.
+        platform = query.platform.strip().upper() if channel == "push" else ""
         best: tuple[int, Copy] | None = None
-        for summary in candidates[:MAX_CANDIDATES]:
+        examined = 0
+        for summary in candidates[:MAX_VIEW_READS]:
+            if examined == MAX_CANDIDATES:
+                break
             copy = self.get(summary.key)
+            if platform and str(copy.fields.get("platform", "")).upper() != platform:
+                continue
+            examined += 1
             sent_at = copy.fields.get("sent_at")
             if not isinstance(sent_at, int):
                 raise DamagedCopy(summary.key, "sent_at is not a number")
