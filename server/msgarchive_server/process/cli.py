@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from msgarchive.keys import CHANNEL_NAMES
 from msgarchive_server.process.config import DEFAULT_LISTEN, ConfigError, Settings, add_options
+from msgarchive_server.stores import StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -146,6 +147,8 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The exit code: 0 done (or nothing wrong), 1 findings (verify, a proof that
+    does not hold, a copy no manifest lists), 2 could not do or check it."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "health":
@@ -181,6 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hold": commands.hold,
         }[args.command]
         return run(args)
+    except StoreError as err:
+        # Could not check (a missing bucket, an endpoint that does not answer,
+        # refused credentials): exit 2, apart from 1 for findings.
+        print(f"msgarchive: error: the store did not answer: {err}", file=sys.stderr)
+        return 2
     except ModuleNotFoundError as err:
         print(
             f"msgarchive: error: {args.command} needs the sidecar's dependencies "

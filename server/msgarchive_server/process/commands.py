@@ -104,8 +104,8 @@ def cat(args: argparse.Namespace) -> int:
             blob = Path(source).read_bytes()
         text = decompress(blob).decode()
     except (OSError, RuntimeError, UnicodeDecodeError, ValueError) as err:
-        print(f"msgarchive: cannot read {source}: {err}", file=sys.stderr)
-        return 1
+        print(f"msgarchive: error: cannot read {source}: {err}", file=sys.stderr)
+        return 2
     sys.stdout.write(text + "\n")
     return 0
 
@@ -248,8 +248,8 @@ def prove(args: argparse.Namespace) -> int:
     try:
         proof = proof_of(store, args.key)
     except StoreError as err:
-        print(f"msgarchive: the store did not answer: {err}", file=sys.stderr)
-        return 1
+        print(f"msgarchive: error: the store did not answer: {err}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     if proof is None:
@@ -303,8 +303,8 @@ def hold(args: argparse.Namespace) -> int:
             store, signer, selection, on=args.action == "on", reason=args.reason
         )
     except StoreError as err:
-        print(f"msgarchive: the store refused: {err}", file=sys.stderr)
-        return 1
+        print(f"msgarchive: error: the store refused: {err}", file=sys.stderr)
+        return 2
     finally:
         store.close()
     for key, version_id in copies:
