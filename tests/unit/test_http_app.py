@@ -9,9 +9,15 @@ from wsgiref.util import setup_testing_defaults
 
 import pytest
 
-from msgarchive_server.edge.http import ViewApp
-from msgarchive_server.edge.reads import ReadCalls
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.domain.reads import Reader
+from msgarchive_server.edge import describe
+from msgarchive_server.edge.http import ViewApp, reference_view
+from msgarchive_server.edge.reads import ReadCalls, Viewed
 from msgarchive_server.telemetry.logs import configure_logging, flush_logs
+from tests import samples
+from tests.unit.fakes import FakeStore
 
 
 class CrashingReads(ReadCalls):
@@ -70,3 +76,14 @@ def test_no_log_line_carries_the_path_and_every_refusal_has_a_reason(
     methods = [json.loads(line).get("method") for line in out.splitlines()]
     assert "GET (other)" in methods
     assert "POST (other)" in methods
+
+
+def test_the_reference_answer_spells_the_platform_lowercase() -> None:
+    store = FakeStore()
+    request = samples.push_request()
+    request.push.platform = pb.PLATFORM_ANDROID
+    ack = Archiver(store).archive(request)
+    copy = Reader(store).get(ack.key)
+    assert copy.fields["platform"] == "Android"  # the copy keeps the contract's spelling
+    viewed = Viewed(copy, describe.details(copy) | {"event_id": ""}, describe.content(copy))
+    assert reference_view(viewed)["message_details"]["platform"] == "android"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import errno
 import hashlib
@@ -349,3 +350,38 @@ def test_a_nearly_full_disk_is_used_page_by_page(
     assert journal_module.PAGE in asked  # it fell back to single pages
     journal.close()
     assert len(journal.entries_through(H0)) == n - 1  # every entry before the full one
+
+
+def test_a_head_checks_as_the_readme_describes_it(tmp_path: Path) -> None:
+    """Written from the README's "A head, byte for byte" alone: no code of the sealer's."""
+    from cryptography.hazmat.primitives import serialization
+
+    store, clock, key = FakeStore(), Clock(H0_MS + 60_000), Ed25519PrivateKey.generate()
+    seal = sealer(tmp_path, store, clock, key)
+    seal.journal.append(entry(1, H0_MS + 61_000))
+    clock.ms = H0_MS + HOUR_MS + 3 * 60_000
+    seal.seal_due()
+    base = "_msgarchive/manifests/pod-1/2026/11/23/05/"
+    raw = store.objects[base + "head.json"]
+
+    def canonical_json(value: object) -> bytes:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+    head = json.loads(raw)
+    assert raw == canonical_json(head)  # stored as canonical JSON
+    signature = base64.b64decode(head.pop("signature"), validate=True)
+    key.public_key().verify(signature, canonical_json(head))  # raises if it does not
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    assert head["public_key_sha256"] == hashlib.sha256(public).hexdigest()
+    assert head["manifest"] == {
+        "key": base + "manifest.parquet",
+        "sha256": hashlib.sha256(store.objects[base + "manifest.parquet"]).hexdigest(),
+    }
+    assert (head["format"], head["hour"], head["part"], head["count"]) == (
+        "msgarchive.manifest-head.v1", "2026-11-23T05:00:00Z", 1, 1,
+    )  # fmt: skip
+    (only,) = parquet.decode(store.objects[base + "manifest.parquet"])
+    leaf = hashlib.sha256(b"\0" + canonical_json(only.as_dict())).hexdigest()
+    assert head["merkle_root"] == leaf  # one row: the root is its leaf hash

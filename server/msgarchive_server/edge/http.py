@@ -224,6 +224,8 @@ def reference_view(viewed: Viewed) -> dict[str, Any]:
             "retain_until_ms": stored.retain_until_ms or None,
             "legal_hold": stored.legal_hold,
         }
+    # The reference spells the platform lowercase ("android", "ios", "web").
+    details["platform"] = str(details.get("platform", "")).lower()
     return {
         "message_details": {
             "message_type": "campaign",
