@@ -14,6 +14,7 @@ writes or drawn at a rate from a seeded random source:
 - LOST_RESPONSE  relay (the store writes), then reset instead of answering
 - IGNORE_CONDITIONAL  act as a store that ignores If-None-Match: delete the object
                  first (with `delete`), so the signed write replaces it
+- PRECONDITION_FAILED  answer 412 to a write, though the key holds nothing
 
 `stop()` closes the listener and every open connection: the store is down.
 """
@@ -44,12 +45,20 @@ class Fault(enum.Enum):
     DELAY = "delay"
     LOST_RESPONSE = "lost_response"
     IGNORE_CONDITIONAL = "ignore_conditional"
+    PRECONDITION_FAILED = "precondition_failed"
 
 
 _ERRORS = {
     Fault.SLOWDOWN: (503, "SlowDown", "Please reduce your request rate."),
     Fault.ERROR_500: (500, "InternalError", "We encountered an internal error."),
     Fault.ACCESS_DENIED: (403, "AccessDenied", "Access Denied"),
+    # A 412 to If-None-Match for a key that holds nothing when read back (a copy
+    # deleted between the write and the read, or a store that lies).
+    Fault.PRECONDITION_FAILED: (
+        412,
+        "PreconditionFailed",
+        "At least one of the pre-conditions you specified did not hold",
+    ),
 }
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "expect", "proxy-connection"}
 

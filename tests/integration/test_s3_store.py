@@ -122,3 +122,27 @@ def test_unreachable_endpoint_is_transient(seaweed: SeaweedFS) -> None:
         "EndpointConnectionError",
         ErrorKind.TRANSIENT,
     )
+
+
+def test_the_probe_trusts_if_none_match_where_the_store_honours_it(
+    seaweed: SeaweedFS, bucket: str
+) -> None:
+    store = seaweed.store(bucket)
+    store.probe()
+    assert store.conditional_writes  # one conditional PUT a write, no HEAD before it
+
+
+def test_a_412_with_no_copy_to_read_back_is_a_retryable_failure_never_an_ack(
+    seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, s3: S3Client
+) -> None:
+    """The store refuses the write as if the key existed, but reading the copy
+    back finds none: that is no ack (there is no copy to acknowledge)."""
+    store = seaweed.store(bucket, endpoint=proxy.endpoint)
+    store.probe()
+    assert store.conditional_writes
+    proxy.queue(Fault.PRECONDITION_FAILED)
+    key = "sent_messages/Sms/202409/c1/" + "b" * 32 + "/" + "a" * 64 + ".json.lz4"
+    with pytest.raises(StoreError) as raised:
+        store.put(key, b"a copy")
+    assert (raised.value.code, raised.value.kind) == ("PreconditionFailed", ErrorKind.TRANSIENT)
+    assert key not in keys_in(s3, bucket)

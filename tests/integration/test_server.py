@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -19,6 +21,7 @@ from msgarchive import (
     InvalidArgument,
     InvalidMessage,
     MsgArchiveError,
+    NotFound,
     StoreUnavailable,
 )
 from msgarchive.errors import from_rpc_error
@@ -195,3 +198,31 @@ def test_a_stream_message_that_does_not_parse_ends_the_stream_after_the_rest(
     assert answers[0].HasField("ack")
     err = from_rpc_error(raised.value, archiving=True)
     assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_MESSAGE")
+
+
+@pytest.mark.parametrize(("tolerance", "found"), [(5.0, False), (60.0, True)])
+def test_view_tolerance_is_the_sidecars_setting(
+    tmp_path: Path, tolerance: float, found: bool
+) -> None:
+    """A copy 10 s from the asked send time: outside --view-tolerance 5, inside 60."""
+    running = build_server(
+        Settings(listen="127.0.0.1:0", store=str(tmp_path), view_tolerance=tolerance)
+    )
+    running.start()
+    try:
+        with ArchiveClient(f"127.0.0.1:{running.port}") as client:
+            today = datetime.datetime.now(datetime.UTC).strftime("%Y%m%d")
+            request = samples.sms_request(batch_id=today)  # a view looks in the send's month
+            ack = client.archive(request)
+            view = pb.ViewMessageRequest(
+                user_id=request.sms.to, campaign_channel="SMS", campaign_id=request.campaign_id,
+                sent_epoch_time=ack.sent_at_ms // 1000 + 10, event_name="SMS Sent",
+                platform="SMS",
+            )  # fmt: skip
+            if found:
+                assert client.view_message(view).file_info.key == ack.key
+            else:
+                with pytest.raises(NotFound):
+                    client.view_message(view)
+    finally:
+        running.stop(grace=1)

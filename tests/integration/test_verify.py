@@ -53,6 +53,19 @@ def test_a_copy_overwritten_as_a_new_version_is_altered(archive: Archive, s3: S3
     assert kinds(archive.findings()) == [("copy_altered", archive.acked[2])]
 
 
+def test_an_acked_version_deleted_under_a_newer_one_is_missing_and_altered(
+    archive: Archive, s3: S3Client
+) -> None:
+    """Someone writes a new version over a copy, then deletes the acked version
+    beneath it: the acked copy is gone (missing), and what is there is not it."""
+    key = archive.acked[2]
+    (acked,) = s3.list_object_versions(Bucket=archive.bucket, Prefix=key)["Versions"]
+    s3.put_object(Bucket=archive.bucket, Key=key, Body=b"another story")
+    s3.delete_object(Bucket=archive.bucket, Key=key, VersionId=acked["VersionId"],
+                     BypassGovernanceRetention=True)  # fmt: skip
+    assert kinds(archive.findings()) == [("copy_altered", key), ("copy_missing", key)]
+
+
 def test_an_object_no_manifest_lists_is_unlisted(archive: Archive, s3: S3Client) -> None:
     stray = f"{PREFIX}sent_messages/Sms/202609/c/{'0' * 32}/{'1' * 64}.json.lz4"
     s3.put_object(Bucket=archive.bucket, Key=stray, Body=b"slipped in")

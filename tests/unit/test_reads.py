@@ -93,6 +93,24 @@ def test_view_looks_in_the_previous_month_near_its_start() -> None:
     assert Reader(store).view(sms_view(october_first + 4)).key == key
 
 
+def test_a_copy_exactly_the_tolerance_away_is_found() -> None:
+    store = FakeStore()
+    key = archive_at(store, sms(1), T0 + 300)  # 300,000 ms off: within, not past
+    assert Reader(store, tolerance_seconds=300).view(sms_view(T0)).key == key
+    with pytest.raises(NoSuchCopy):
+        Reader(store, tolerance_seconds=299.999).view(sms_view(T0))
+
+
+def test_a_batch_of_the_30th_sent_hours_into_the_next_month_is_found() -> None:
+    """Past the tolerance (5 minutes) into the month: only the previous-month
+    window (a day) makes the view look in September's folder."""
+    store = FakeStore()
+    two_hours_in = calendar.timegm((2024, 10, 1, 2, 0, 0))
+    key = archive_at(store, sms(1, batch="20240930"), two_hours_in)
+    assert "/Sms/202409/" in key
+    assert Reader(store).view(sms_view(two_hours_in + 4)).key == key
+
+
 def test_view_for_other_recipients_or_campaigns_finds_nothing() -> None:
     store = FakeStore()
     archive_at(store, sms(1), T0)
