@@ -15,6 +15,8 @@ writes or drawn at a rate from a seeded random source:
 - IGNORE_CONDITIONAL  act as a store that ignores If-None-Match: delete the object
                  first (with `delete`), so the signed write replaces it
 - PRECONDITION_FAILED  answer 412 to a write, though the key holds nothing
+- HOLD           hold the write until the test sets `release` (then pass it on):
+                 "in flight" is then an event, not a duration
 
 `stop()` closes the listener and every open connection: the store is down.
 """
@@ -46,6 +48,7 @@ class Fault(enum.Enum):
     LOST_RESPONSE = "lost_response"
     IGNORE_CONDITIONAL = "ignore_conditional"
     PRECONDITION_FAILED = "precondition_failed"
+    HOLD = "hold"
 
 
 _ERRORS = {
@@ -80,6 +83,8 @@ class FaultProxy:
         # Writes being relayed now, and the most there ever were at once.
         self.concurrent_writes = 0
         self.max_concurrent_writes = 0
+        self.release = threading.Event()  # lets every HOLD write through
+        self.written_paths: list[str] = []  # each write's request path, in order
         self._queue: list[Fault] = []
         self._rates: dict[Fault, float] = {}
         self._random = random.Random(seed)  # noqa: S311 (fault rates, not secrets)
@@ -108,6 +113,7 @@ class FaultProxy:
             self._rates.clear()
 
     def start(self) -> FaultProxy:
+        self.release.clear()
         proxy = self
 
         class Handler(_RelayHandler):
@@ -124,6 +130,7 @@ class FaultProxy:
         """Close the listener and every connection: the store is unreachable."""
         if self._server is None:
             return
+        self.release.set()  # no held write outlives the proxy
         self._server.shutdown()
         self._server.server_close()
         self._server = None
@@ -149,16 +156,18 @@ class FaultProxy:
                 self.applied[fault] += 1
             return fault
 
-    def write_started(self) -> None:
+    def write_started(self, path: str = "") -> None:
         with self._lock:
+            self.written_paths.append(path)
             self.concurrent_writes += 1
             self.max_concurrent_writes = max(self.max_concurrent_writes, self.concurrent_writes)
             self._writing.notify_all()
 
-    def wait_for_write(self, timeout: float = 30.0) -> bool:
-        """Wait until a write is passing through the proxy; False if none came in time."""
+    def wait_for_write(self, timeout: float = 30.0, count: int = 1) -> bool:
+        """Wait until `count` writes are passing through the proxy at once; False
+        if they did not in time."""
         with self._writing:
-            return self._writing.wait_for(lambda: self.concurrent_writes > 0, timeout)
+            return self._writing.wait_for(lambda: self.concurrent_writes >= count, timeout)
 
     def write_ended(self) -> None:
         with self._lock:
@@ -202,7 +211,7 @@ class _RelayHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._writing = self.command == "PUT"
         if self._writing:
-            self.owner.write_started()
+            self.owner.write_started(urllib.parse.unquote(self.path.split("?")[0]))
         try:
             self._relay()
         except (BrokenPipeError, ConnectionResetError):
@@ -233,6 +242,8 @@ class _RelayHandler(BaseHTTPRequestHandler):
             return
         if fault is Fault.DELAY:
             time.sleep(self.owner.delay)
+        if fault is Fault.HOLD:
+            assert self.owner.release.wait(120), "a held write was never released"
         if fault is Fault.CORRUPT and body:
             middle = len(body) // 2
             body = body[:middle] + bytes([body[middle] ^ 0x01]) + body[middle + 1 :]

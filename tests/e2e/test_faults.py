@@ -27,6 +27,7 @@ from msgarchive import (
 )
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.payloads import decompress
+from msgarchive_server.stores.s3 import PROBE_KEY
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in
@@ -151,33 +152,49 @@ def test_a_lost_response_is_acked_from_the_stored_copy(rig: Rig) -> None:
 
 
 def test_a_store_slower_than_the_deadline_never_acks(rig: Rig) -> None:
-    rig.proxy.delay = 6.0
-    rig.proxy.queue(Fault.DELAY)
-    started = time.monotonic()
+    rig.proxy.queue(Fault.HOLD)  # the store answers only when the test says so
     with rig.client(timeout=1.0) as client, pytest.raises(DeadlineExceeded):
         client.archive(samples.sms_request())
-    # The caller is released at its deadline, long before the store answers.
-    assert time.monotonic() - started < rig.proxy.delay
-    # The late write may have landed; a retry is then acked from that copy.
+    # The caller was released at its deadline while the store still held the write.
+    assert rig.proxy.concurrent_writes == 1
+    rig.proxy.release.set()
+    # The late write may land; a retry is then acked from that copy, or writes it.
     with rig.client() as client:
         ack = client.archive(samples.sms_request())
     assert rig.copy_of(ack.key)["message_id"] == samples.PHONE_MESSAGE_ID
 
 
-def test_a_deadline_shorter_than_one_attempt_writes_nothing(rig: Rig) -> None:
-    rig.proxy.delay = 1.5
-    rig.proxy.set_rates({Fault.DELAY: 1.0})
-    with rig.client() as client:
-        # Teach the sidecar's running estimate that a write is slow: after
-        # three 1.5 s writes it is near 0.9 s, well past the next call's deadline,
-        # which still leaves a busy machine time to deliver the call.
-        for n in range(3):
-            client.archive(samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n))
-        writes = rig.proxy.writes
-        with pytest.raises(DeadlineExceeded) as raised:
-            client.archive(samples.email_request(), timeout=0.5)
-    assert raised.value.reason == "DEADLINE_TOO_SHORT"
-    assert rig.proxy.writes == writes  # no attempt was started
+def test_a_deadline_shorter_than_one_attempt_writes_nothing(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    rig = start_rig(seaweed, bucket, s3, "--s3-read-timeout=60")  # slow writes succeed
+    try:
+        rig.proxy.delay = 15.0
+        rig.proxy.set_rates({Fault.DELAY: 1.0})
+        with rig.client(timeout=120) as client:
+            # Teach the sidecar's running estimate that a write is slow: eight
+            # 15 s writes (at once: the test waits 15 s) bring it to about 13.5 s,
+            # far past the next call's 5 s deadline, which leaves a busy machine
+            # ample time to deliver the call.
+            teachers = [
+                threading.Thread(
+                    target=client.archive,
+                    args=(samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n),),
+                )
+                for n in range(8)
+            ]
+            for teacher in teachers:
+                teacher.start()
+            for teacher in teachers:
+                teacher.join()
+            writes = rig.proxy.writes
+            with pytest.raises(DeadlineExceeded) as raised:
+                client.archive(samples.email_request(), timeout=5.0)
+        assert raised.value.reason == "DEADLINE_TOO_SHORT"
+        assert rig.proxy.writes == writes  # no attempt was started
+    finally:
+        rig.sidecar.kill()
+        rig.proxy.stop()
 
 
 def test_the_store_down_entirely_fails_then_recovers(rig: Rig) -> None:
@@ -207,7 +224,8 @@ def test_access_denied_on_every_attempt_opens_the_circuit_until_writes_work(rig:
             client.archive(samples.email_request())
         assert "attempts" not in fast.value.metadata  # failed fast, no store attempt
         # Only the background probe touches the store while the circuit is open.
-        assert rig.proxy.writes - writes <= 2 * 10
+        since = rig.proxy.written_paths[writes:]
+        assert all(path.endswith(PROBE_KEY) for path in since), since
         rig.proxy.clear()  # permissions fixed
         rig.wait_for_health(health_pb2.HealthCheckResponse.SERVING)
         ack = client.archive(samples.email_request())
@@ -242,8 +260,7 @@ def test_a_store_without_conditional_writes_falls_back_and_keeps_the_first_copy(
 
 
 def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(rig: Rig) -> None:
-    rig.proxy.delay = 1.5
-    rig.proxy.queue(Fault.DELAY)
+    rig.proxy.queue(Fault.HOLD)  # in flight until the drain has begun
     results: list[object] = []
 
     def archive_slowly() -> None:
@@ -260,9 +277,10 @@ def test_sigterm_drains_in_flight_calls_and_refuses_new_ones(rig: Rig) -> None:
         rig.sidecar.process.send_signal(signal.SIGTERM)
         assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
         # Refused, never acked (UNAVAILABLE or CANCELLED, by where the drain is).
-        with rig.client(timeout=2) as late, pytest.raises(MsgArchiveError):
+        with rig.client(timeout=10) as late, pytest.raises(MsgArchiveError):
             late.archive(samples.email_request())
-        worker.join(10)
+        rig.proxy.release.set()  # the held write completes inside the drain
+        worker.join(60)
     assert rig.sidecar.wait() == 0  # the first SIGTERM's drain ends the process
     (ack,) = results
     assert isinstance(ack, pb.ArchiveResponse)
