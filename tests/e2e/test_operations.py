@@ -341,9 +341,8 @@ def test_unix_socket(tmp_path: Path) -> None:
 def test_the_in_flight_bound_trips_under_a_burst_and_recovers(
     seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, s3: S3Client
 ) -> None:
-    proxy.delay = 0.5
-    proxy.set_rates({Fault.DELAY: 1.0})
     sidecar = start(seaweed, bucket, proxy, "--max-in-flight=2", "--max-streams=2", "--threads=8")
+    proxy.set_rates({Fault.HOLD: 1.0})  # from now on writes wait in the store until released
     outcomes: list[object] = []
     lock = threading.Lock()
 
@@ -359,20 +358,24 @@ def test_the_in_flight_bound_trips_under_a_burst_and_recovers(
             outcomes.append(result)
 
     try:
-        burst = [threading.Thread(target=archive, args=(n,)) for n in range(8)]
-        for thread in burst:
+        held = [threading.Thread(target=archive, args=(n,)) for n in range(2)]
+        for thread in held:
             thread.start()
-        for thread in burst:
-            thread.join(30)
+        assert proxy.wait_for_write(count=2), "the first two never reached the store"
+        # Both places are taken while the store holds them: the rest are refused.
+        for n in range(2, 8):
+            archive(n)
         refused = [o for o in outcomes if isinstance(o, MsgArchiveError)]
-        acked = [o for o in outcomes if isinstance(o, pb.ArchiveResponse)]
-        assert len(outcomes) == 8
-        assert refused
-        assert len(acked) >= 2
+        assert len(refused) == 6
         for err in refused:
             assert isinstance(err, Overloaded)
             assert err.reason == "OVERLOADED"
             assert err.retry_delay == pytest.approx(0.05)
+        proxy.release.set()
+        for thread in held:
+            thread.join(60)
+        acked = [o for o in outcomes if isinstance(o, pb.ArchiveResponse)]
+        assert len(acked) == 2
         proxy.clear()
         with no_retries(sidecar.address) as client:  # recovered
             client.archive(samples.email_request())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -12,7 +13,13 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from msgarchive import ArchiveClient, ArchiveFailed, AsyncArchiveClient, InvalidMessage
+from msgarchive import (
+    ArchiveClient,
+    ArchiveFailed,
+    AsyncArchiveClient,
+    InvalidMessage,
+    StreamResult,
+)
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.payloads import decompress
 from tests import samples
@@ -66,17 +73,26 @@ def test_every_message_is_answered_by_request_id_and_stored(
 def test_archives_run_concurrently_up_to_the_window(
     sidecar: SidecarProcess, proxy: FaultProxy
 ) -> None:
-    proxy.delay = 0.2
-    proxy.set_rates({Fault.DELAY: 1.0})
+    proxy.set_rates({Fault.HOLD: 1.0})  # every write waits in the store until released
+    results: list[StreamResult] = []
     with ArchiveClient(sidecar.address) as client:
-        results = list(client.archive_many(messages(24)))
+        consumer = threading.Thread(
+            target=lambda: results.extend(client.archive_many(messages(24))), daemon=True
+        )
+        consumer.start()
+        assert proxy.wait_for_write(count=4), "the window's 4 never ran at once"
+        # A 5th may not join them. (A slow machine can only hide a broken window
+        # here, never fail a sound one.)
+        assert not proxy.wait_for_write(count=5, timeout=2.0)
+        proxy.release.set()
+        consumer.join(60)
+    assert len(results) == 24
     assert all(r.archived for r in results)
-    assert 1 < proxy.max_concurrent_writes <= 4  # the window of 4, never more
+    assert proxy.max_concurrent_writes == 4  # the window of 4 ran at once, never more
 
 
 def test_answers_come_as_they_complete(sidecar: SidecarProcess, proxy: FaultProxy) -> None:
-    proxy.delay = 3.0
-    proxy.queue(Fault.DELAY)  # the first write the store sees is slow
+    proxy.queue(Fault.HOLD)  # the first write the store sees waits until released
     sent = messages(6)
 
     def first_alone() -> Iterator[pb.ArchiveRequest]:
@@ -85,8 +101,12 @@ def test_answers_come_as_they_complete(sidecar: SidecarProcess, proxy: FaultProx
         assert proxy.wait_for_write(), "m-0's write never reached the store"
         yield from sent[1:]
 
+    order: list[str] = []
     with ArchiveClient(sidecar.address) as client:
-        order = [r.request_id for r in client.archive_many(first_alone())]
+        for result in client.archive_many(first_alone()):
+            order.append(result.request_id)
+            if len(order) == 5:  # the five after m-0 are answered: let m-0's write end
+                proxy.release.set()
     assert order[-1] == "m-0"
     assert sorted(order) == [f"m-{n}" for n in range(6)]
 

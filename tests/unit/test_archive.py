@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from msgarchive_server.domain import retry as retry_module
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import BadMessage, NotArchived
 from msgarchive_server.domain.payloads import compress, decompress
@@ -69,15 +70,24 @@ def test_errors_retrying_cannot_cure_fail_at_once(kind: ErrorKind) -> None:
     assert store.calls == 1
 
 
-def test_no_retry_sleeps_past_the_deadline() -> None:
+def test_no_retry_sleeps_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     slow = RetryPolicy(max_retries=3, base_delay=5.0, max_delay=5.0)
     store = FakeStore([transient()] * 4)
     pipeline = Archiver(store, retry=slow)
-    started = time.monotonic()
+    slept: list[tuple[float, float]] = []  # (when, how long) of each backoff asked for
+    real = retry_module._backoff
+
+    def recorded(seconds: float) -> None:
+        slept.append((time.monotonic(), seconds))
+        real(seconds)
+
+    monkeypatch.setattr(retry_module, "_backoff", recorded)
+    deadline = time.monotonic() + 0.2
     with pytest.raises(NotArchived) as raised:
-        pipeline.archive(samples.sms_request(), deadline=started + 0.2)
-    # A backoff of up to 5 s could not end before the deadline: it stopped early.
-    assert time.monotonic() - started < 5.0
+        pipeline.archive(samples.sms_request(), deadline=deadline)
+    # Every backoff taken ends before the deadline; one that could not was never begun.
+    assert all(at + seconds < deadline for at, seconds in slept), slept
+    assert raised.value.attempts == len(slept) + 1
     assert raised.value.attempts < 4
 
 
