@@ -28,6 +28,7 @@ def test_flag_wins_over_environment() -> None:
 
 
 def test_every_option_has_flag_env_and_help() -> None:
+    assert len(OPTIONS) >= 30  # the settings are there to check
     for option in OPTIONS:
         assert option.env == "MSGARCHIVE_" + option.name.upper()
         assert option.flag == "--" + option.name.replace("_", "-")
@@ -92,6 +93,7 @@ def test_help_documents_every_setting(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
     text = " ".join(capsys.readouterr().out.split())
+    assert len(OPTIONS) >= 30
     for option in OPTIONS:
         assert option.flag in text
         assert option.env in text
