@@ -459,3 +459,35 @@ def test_a_tampered_page_token_is_refused_as_the_callers_error(
     with pytest.raises(BadLookup) as raised:
         reader.list(dataclasses.replace(query, page_token=forged))
     assert raised.value.violations[0].field == "page_token"
+
+
+def test_a_listing_runs_across_the_stores_pages() -> None:
+    """More copies than one store page (1,000) holds, some filtered out by time:
+    every match is listed once, in key order, across pages and page tokens."""
+    store = FakeStore()
+    keys = fill(store, 1_150)
+    reader = Reader(store)
+    after = (T0 + 100) * 1000  # the first 100 were stored before: left out
+    query = ListQuery("sms", "202409", page_size=1000, stored_after_ms=after)
+    pages = page_through(reader, query)
+    assert [len(page) for page in pages] == [1000, 50]
+    assert [key for page in pages for key in page] == sorted(keys[100:])
+
+
+def test_the_view_reads_the_nearest_copies_first() -> None:
+    """25 copies of one recipient (more than the 20 a view reads): the one
+    nearest the send time is found though 24 others are listed too."""
+    store = FakeStore()
+    keys = [archive_at(store, sms(n), T0 - 30 * n) for n in range(25)]  # every 30 s back
+    # The newest is the nearest: read oldest- or farthest-first, it is not among the 20.
+    assert Reader(store, tolerance_seconds=3600).view(sms_view(T0)).key == keys[0]
+
+
+def test_a_batch_of_the_1st_sent_just_before_midnight_is_found() -> None:
+    """A batch dated the 1st, sent in the last minutes of the month before: its
+    key's month is the next one, which a view near the month's end looks in."""
+    store = FakeStore()
+    just_before = calendar.timegm((2024, 9, 30, 23, 58, 0))
+    key = archive_at(store, sms(1, batch="20241001"), just_before)
+    assert "/Sms/202410/" in key
+    assert Reader(store).view(sms_view(just_before + 4)).key == key
