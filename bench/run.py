@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from google.protobuf import json_format
 
 from msgarchive import ArchiveClient
+from msgarchive.channels import address
 from msgarchive.keys import location
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.manifests.heads import new_key_pem
@@ -171,8 +172,9 @@ def run_baseline(
     """Direct puts of the compressed copies, as a sender writing to S3 would."""
     prepared = []
     for request in batch:
-        where = location(request)
-        blob = compress(render(request, message_id=where.message_id, sent_at_ms=1))
+        message = address(request)
+        where = location(message)
+        blob = compress(render(message, message_id=where.message_id, sent_at_ms=1))
         md5 = base64.b64encode(hashlib.md5(blob, usedforsecurity=False).digest()).decode()
         prepared.append((where.key, blob, md5))
 

@@ -8,11 +8,8 @@ import pytest
 
 from msgarchive import InvalidMessage, locate
 from msgarchive.keys import (
-    CHANNEL_NAMES,
     KeyParts,
     archive_key,
-    channel_named,
-    channel_of_enum,
     key_prefix,
     message_id_parts,
     parse_key,
@@ -67,20 +64,6 @@ def test_listing_prefixes_take_the_parts_in_order() -> None:
     assert key_prefix("", "push", "202409", None, "ab") == "sent_messages/Push/202409/"
     full = key_prefix("", "email", "202409", "c", "ab")
     assert archive_key("email", "202409", "c", "ab", "0" * 64).startswith(full)
-
-
-def test_channel_names_agree_with_the_api() -> None:
-    assert CHANNEL_NAMES == ("push", "email", "sms", "whatsapp")
-    assert [channel_named(n).enum for n in CHANNEL_NAMES] == [
-        pb.CHANNEL_PUSH,
-        pb.CHANNEL_EMAIL,
-        pb.CHANNEL_SMS,
-        pb.CHANNEL_WHATSAPP,
-    ]
-    assert channel_of_enum(pb.CHANNEL_UNSPECIFIED) is None
-    assert [f.name for f in pb.ArchiveRequest.DESCRIPTOR.oneofs_by_name["message"].fields] == list(
-        CHANNEL_NAMES
-    )
 
 
 @pytest.mark.parametrize("channel", list(samples.REQUESTS))

@@ -7,6 +7,7 @@ import json
 import lz4.frame
 import pytest
 
+from msgarchive.channels import address
 from msgarchive.keys import message_id
 from msgarchive_server.domain.payloads import compress, decompress, id_value, render
 from tests import samples
@@ -17,13 +18,13 @@ SENT_AT = 1722443282999
 @pytest.mark.parametrize("channel", list(samples.REQUESTS))
 def test_copy_matches_the_contract_field_by_field(channel: str) -> None:
     request = samples.REQUESTS[channel]()
-    body = render(request, message_id=message_id(request), sent_at_ms=SENT_AT)
+    body = render(address(request), message_id=message_id(request), sent_at_ms=SENT_AT)
     assert json.loads(body) == samples.expected_copy(channel, SENT_AT)
 
 
 def test_sms_copy_is_exact_bytes_in_contract_order() -> None:
     request = samples.sms_request()
-    body = render(request, message_id=samples.PHONE_MESSAGE_ID, sent_at_ms=SENT_AT)
+    body = render(address(request), message_id=samples.PHONE_MESSAGE_ID, sent_at_ms=SENT_AT)
     assert body == (
         b'{"version":1,"to":"15555555555","body":"Hi there!","provider":"twilio",'
         b'"sent_at":1722443282999,"message_id":"' + samples.PHONE_MESSAGE_ID.encode() + b'",'
@@ -33,7 +34,7 @@ def test_sms_copy_is_exact_bytes_in_contract_order() -> None:
 
 def test_email_field_order_and_optional_fields() -> None:
     request = samples.email_request()
-    keys = list(json.loads(render(request, message_id="m", sent_at_ms=1)))
+    keys = list(json.loads(render(address(request), message_id="m", sent_at_ms=1)))
     assert keys == [
         "version", "to", "subject", "from_name", "from_address", "cc", "html_body",
         "plaintext_body", "headers", "sent_at", "message_id", "campaign_id", "campaign_name",
@@ -41,7 +42,7 @@ def test_email_field_order_and_optional_fields() -> None:
     ]  # fmt: skip
     request.email.amp_body = "<amp>"
     del request.email.cc[:]
-    copy = json.loads(render(request, message_id="m", sent_at_ms=1))
+    copy = json.loads(render(address(request), message_id="m", sent_at_ms=1))
     assert copy["amp_body"] == "<amp>"
     assert "cc" not in copy
     assert "bcc" not in copy
@@ -50,7 +51,7 @@ def test_email_field_order_and_optional_fields() -> None:
 
 def test_push_payload_numbers_are_kept_as_written() -> None:
     request = samples.push_request()
-    body = render(request, message_id="m", sent_at_ms=1).decode()
+    body = render(address(request), message_id="m", sent_at_ms=1).decode()
     assert '"payload":' + samples.PUSH_PAYLOAD_JSON + "," in body
     assert '"price":1.50' in body
     assert "123456789012345678901234567890" in body
@@ -60,7 +61,7 @@ def test_push_payload_numbers_are_kept_as_written() -> None:
 def test_absent_optionals_are_omitted_never_null() -> None:
     request = samples.sms_request()
     request.sms.provider = ""
-    copy = json.loads(render(request, message_id="m", sent_at_ms=1))
+    copy = json.loads(render(address(request), message_id="m", sent_at_ms=1))
     assert "provider" not in copy
     assert "journey_id" not in copy
     assert None not in copy.values()
@@ -77,13 +78,13 @@ def test_ids_are_numbers_only_when_canonical_digits(raw: str, value: object) -> 
 def test_non_ascii_is_utf8_not_escaped() -> None:
     request = samples.sms_request()
     request.sms.body = "Grüße, 東京 🎉"
-    body = render(request, message_id="m", sent_at_ms=1)
+    body = render(address(request), message_id="m", sent_at_ms=1)
     assert "Grüße, 東京 🎉".encode() in body
     assert json.loads(body)["body"] == "Grüße, 東京 🎉"
 
 
 def test_compressed_copy_is_a_standard_lz4_frame() -> None:
-    body = render(samples.email_request(), message_id="m", sent_at_ms=1)
+    body = render(address(samples.email_request()), message_id="m", sent_at_ms=1)
     blob = compress(body)
     assert blob[:4] == b"\x04\x22\x4d\x18"  # the LZ4 frame magic number
     assert lz4.frame.decompress(blob) == body

@@ -18,7 +18,7 @@ import structlog
 
 from msgarchive.keys import ArchiveLocation, location
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive.validation import FieldViolation, violations
+from msgarchive.validation import FieldViolation, validated
 from msgarchive_server.domain.circuit import StoreCircuit
 from msgarchive_server.domain.errors import (
     BadMessage,
@@ -102,13 +102,13 @@ class Archiver:
         or `NoTimeToStore`.
         """
         with tracing.span("validate"):
-            found = violations(request)
-        if found:
+            message, found = validated(request)
+        if found or message is None:
             raise BadMessage(found)
         with tracing.span("render"):
-            where = location(request, self.store.prefix)
+            where = location(message, self.store.prefix)
             sent_at_ms = self._clock_ms()
-            body = render(request, message_id=where.message_id, sent_at_ms=sent_at_ms)
+            body = render(message, message_id=where.message_id, sent_at_ms=sent_at_ms)
             tracing.note(
                 {"msgarchive.message_id": where.message_id, "msgarchive.json_bytes": len(body)}
             )

@@ -11,30 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 import lz4.frame
 
-from msgarchive.keys import channel_of, user_id
-from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive.validation import normalize_phone
+from msgarchive.channels import Addressed, CopyFields, RawJSON, user_id
 
 FORMAT_VERSION = 1
 
-PLATFORM_NAMES = {pb.PLATFORM_IOS: "iOS", pb.PLATFORM_ANDROID: "Android", pb.PLATFORM_WEB: "Web"}
-
 # A canonical decimal integer: it survives a round trip through a JSON number.
 _INTEGER = re.compile(r"0|[1-9][0-9]*")
-
-
-@dataclass(frozen=True, slots=True)
-class RawJSON:
-    """JSON text that is written into the copy as it is."""
-
-    text: str
-
-
-JSONValue = str | int | list[str] | dict[str, str] | RawJSON
 
 
 def id_value(value: str) -> int | str:
@@ -42,9 +27,10 @@ def id_value(value: str) -> int | str:
     return int(value) if _INTEGER.fullmatch(value) else value
 
 
-def render(request: pb.ArchiveRequest, *, message_id: str, sent_at_ms: int) -> bytes:
+def render(message: Addressed, *, message_id: str, sent_at_ms: int) -> bytes:
     """The UTF-8 JSON copy of a valid request."""
-    fields = _channel_fields(request)
+    request = message.request
+    fields: CopyFields = [("version", FORMAT_VERSION), *message.channel.copy_fields(message)]
     fields += [
         ("sent_at", sent_at_ms),
         ("message_id", message_id),
@@ -61,47 +47,12 @@ def render(request: pb.ArchiveRequest, *, message_id: str, sent_at_ms: int) -> b
     return _json_object(fields).encode()
 
 
-def _channel_fields(request: pb.ArchiveRequest) -> list[tuple[str, JSONValue]]:
-    channel = channel_of(request)
-    fields: list[tuple[str, JSONValue]] = [("version", FORMAT_VERSION)]
-    if channel == "push":
-        push = request.push
-        fields += [
-            ("to", push.to),
-            ("payload", RawJSON(push.payload_json.strip())),
-            ("platform", PLATFORM_NAMES[push.platform]),
-        ]
-    elif channel == "email":
-        email = request.email
-        fields += [
-            ("to", email.to.strip()),
-            ("subject", email.subject),
-            ("from_name", email.from_name),
-            ("from_address", email.from_address.strip()),
-        ]
-        fields += [
-            (name, [a.strip() for a in getattr(email, name)])
-            for name in ("cc", "bcc")
-            if getattr(email, name)
-        ]
-        fields += [("html_body", email.html_body), ("plaintext_body", email.plaintext_body)]
-        if email.amp_body:
-            fields.append(("amp_body", email.amp_body))
-        fields.append(("headers", dict(email.headers)))
-    else:
-        message: pb.SmsMessage | pb.WhatsAppMessage = getattr(request, channel)
-        fields += [("to", normalize_phone(message.to)), ("body", message.body)]
-        if message.provider:
-            fields.append(("provider", message.provider))
-    return fields
-
-
 # One encoder for every copy: json.dumps with any non-default argument builds a
 # new JSONEncoder per call.
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _json_object(fields: list[tuple[str, JSONValue]]) -> str:
+def _json_object(fields: CopyFields) -> str:
     return (
         "{"
         + ",".join(

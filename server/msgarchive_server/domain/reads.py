@@ -15,23 +15,16 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from msgarchive import channels
+from msgarchive.channels import Channel
 from msgarchive.keys import (
-    CHANNEL_NAMES,
     KeyParts,
     archive_key,
     key_prefix,
     parse_key,
     user_hash,
 )
-from msgarchive.validation import (
-    CAMPAIGN_ID_RULE,
-    PHONE_PATTERN,
-    FieldViolation,
-    is_campaign_id,
-    is_email,
-    normalize_email,
-    normalize_phone,
-)
+from msgarchive.rules import CAMPAIGN_ID_RULE, FieldViolation, is_campaign_id
 from msgarchive_server.domain.errors import (
     BadLookup,
     DamagedCopy,
@@ -50,14 +43,12 @@ from msgarchive_server.stores import (
 )
 
 # event name -> (channel, the platforms that agree with it, as the view API
-# writes them: upper case)
-SUPPORTED_EVENTS: dict[str, tuple[str, frozenset[str]]] = {
-    "Email Sent": ("email", frozenset({"", "EMAIL"})),
-    "SMS Sent": ("sms", frozenset({"", "SMS"})),
-    "WhatsApp Sent": ("whatsapp", frozenset({"", "WHATSAPP"})),
-    "Notification Sent iOS": ("push", frozenset({"IOS"})),
-    "Notification Received Android": ("push", frozenset({"ANDROID"})),
-    "Notification Received Web": ("push", frozenset({"WEB"})),
+# writes them: upper case), in the reference's order: the events of the
+# channels without platforms, then those of the channels with them.
+SUPPORTED_EVENTS: dict[str, tuple[Channel, frozenset[str]]] = {
+    event: (channel, platforms)
+    for channel in sorted(channels.CHANNELS, key=lambda c: bool(c.platforms))
+    for event, platforms in channel.events.items()
 }
 MESSAGE_ID = re.compile(r"[0-9a-f]{64}")
 YYYYMM = re.compile(r"[0-9]{4}(0[1-9]|1[0-2])")
@@ -121,20 +112,12 @@ class ListResult:
     next_page_token: str = ""
 
 
-def recipient_hash(channel: str, recipient: str, field_name: str) -> str:
+def recipient_hash(channel: Channel, recipient: str, field_name: str) -> str:
     """The user hash of a recipient as a lookup names it, normalized per channel."""
-    if channel == "push":
-        return user_hash(recipient)
-    if channel == "email":
-        if not is_email(recipient):
-            raise BadLookup([FieldViolation(field_name, "must be an email address")])
-        return user_hash(normalize_email(recipient))
-    digits = normalize_phone(recipient)
-    if not PHONE_PATTERN.fullmatch(digits):
-        raise BadLookup(
-            [FieldViolation(field_name, "must be a phone number with country code: 8 to 15 digits")]
-        )
-    return user_hash(digits)
+    identity = channel.lookup_identity(recipient)
+    if identity is None:
+        raise BadLookup([FieldViolation(field_name, channel.lookup_rule)])
+    return user_hash(identity)
 
 
 class Reader:
@@ -172,7 +155,7 @@ class Reader:
         self, channel: str, yyyymm: str, campaign_id: str, recipient: str, message_id: str
     ) -> Copy:
         found: list[FieldViolation] = []
-        if channel not in CHANNEL_NAMES:
+        if channel not in channels.NAMES:
             found.append(FieldViolation("parts.channel", "is required"))
         if not YYYYMM.fullmatch(yyyymm):
             found.append(FieldViolation("parts.yyyymm", "must be a month written yyyymm"))
@@ -184,7 +167,7 @@ class Reader:
             found.append(FieldViolation("parts.message_id", "must be 64 lowercase hex digits"))
         if found:
             raise BadLookup(found)
-        hashed = recipient_hash(channel, recipient, "parts.recipient")
+        hashed = recipient_hash(channels.named(channel), recipient, "parts.recipient")
         return self.get(
             archive_key(channel, yyyymm, campaign_id, hashed, message_id, self.store.prefix)
         )
@@ -198,12 +181,12 @@ class Reader:
         sent_ms = query.sent_epoch_time * 1000
         candidates: list[ObjectSummary] = []
         for yyyymm in self._months_around(query.sent_epoch_time):
-            prefix = key_prefix(self.store.prefix, channel, yyyymm, query.campaign_id, hashed)
+            prefix = key_prefix(self.store.prefix, channel.name, yyyymm, query.campaign_id, hashed)
             candidates += self._list(prefix, limit=MAX_SORTED).items
         candidates.sort(key=lambda c: abs(c.stored_at_ms - sent_ms))
         # A push folder named by a customer identity holds the copies of all the
         # customer's devices: only the asked platform's are answers.
-        platform = query.platform.strip().upper() if channel == "push" else ""
+        platform = query.platform.strip().upper() if channel.platforms else ""
         best: tuple[int, Copy] | None = None
         examined = 0
         for summary in candidates[:MAX_VIEW_READS]:
@@ -246,7 +229,7 @@ class Reader:
 
     def _list_prefix(self, query: ListQuery) -> str:
         found: list[FieldViolation] = []
-        if query.channel not in CHANNEL_NAMES:
+        if query.channel not in channels.NAMES:
             found.append(FieldViolation("channel", "is required"))
         if not YYYYMM.fullmatch(query.yyyymm):
             found.append(FieldViolation("yyyymm", "must be a month written yyyymm"))
@@ -261,7 +244,9 @@ class Reader:
         if found:
             raise BadLookup(found)
         hashed = (
-            recipient_hash(query.channel, query.recipient, "recipient") if query.recipient else None
+            recipient_hash(channels.named(query.channel), query.recipient, "recipient")
+            if query.recipient
+            else None
         )
         return key_prefix(
             self.store.prefix, query.channel, query.yyyymm, query.campaign_id or None, hashed
@@ -351,7 +336,7 @@ class Reader:
         return Copy(key, parts, self.store.bucket, stored, text, fields)
 
 
-def _check_view(query: ViewQuery) -> tuple[str, str]:
+def _check_view(query: ViewQuery) -> tuple[Channel, str]:
     """The channel and recipient hash of a valid view query."""
     if query.event_name not in SUPPORTED_EVENTS:
         supported = ", ".join(f"'{e}'" for e in SUPPORTED_EVENTS)
@@ -363,10 +348,11 @@ def _check_view(query: ViewQuery) -> tuple[str, str]:
     found: list[FieldViolation] = []
     platform = query.platform.strip().upper()
     channel, platforms = SUPPORTED_EVENTS[query.event_name]
-    if query.campaign_channel.strip().lower() != channel:
+    if query.campaign_channel.strip().lower() != channel.name:
         found.append(
             FieldViolation(
-                "campaign_channel", f"must be {channel.upper()} for the event {query.event_name!r}"
+                "campaign_channel",
+                f"must be {channel.api_name} for the event {query.event_name!r}",
             )
         )
     if platform not in platforms:

@@ -8,9 +8,11 @@ the payload (images, deep links) is listed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from msgarchive import channels
+from msgarchive.channels import Channel
 from msgarchive_server.domain.reads import Copy, sent_time
 
 _TITLE_PATHS = (
@@ -36,12 +38,13 @@ _TEXT_PATHS = (
 def details(copy: Copy) -> dict[str, Any]:
     """MessageDetails fields of a copy."""
     fields = copy.fields
-    channel = copy.parts.channel
+    channel = channels.named(copy.parts.channel)
     sent_at = int(fields.get("sent_at", 0))
     return {
         "message_id": str(fields.get("message_id", "")),
-        "channel": channel,
-        "platform": str(fields.get("platform", "")) if channel == "push" else channel,
+        "channel": channel.name,
+        # A channel without platforms is its own.
+        "platform": str(fields.get("platform", "")) if channel.platforms else channel.name,
         "sent_at_ms": sent_at,
         "sent_time": sent_time(sent_at),
         "message_to": _text(fields.get("to")),
@@ -55,18 +58,24 @@ def details(copy: Copy) -> dict[str, Any]:
 
 
 def content(copy: Copy) -> dict[str, Any]:
-    """MessageContent fields of a copy."""
-    fields = copy.fields
-    channel = copy.parts.channel
-    if channel == "email":
-        return {
-            "subject": _text(fields.get("subject")),
-            "html_body": _text(fields.get("html_body")),
-            "plaintext_body": _text(fields.get("plaintext_body")),
-            "amp_body": _text(fields.get("amp_body")),
-        }
-    if channel != "push":
-        return {"message": _text(fields.get("body"))}
+    """MessageContent fields of a copy, as its channel describes them."""
+    return CONTENT[channels.named(copy.parts.channel)](copy.fields)
+
+
+def _email_content(fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "subject": _text(fields.get("subject")),
+        "html_body": _text(fields.get("html_body")),
+        "plaintext_body": _text(fields.get("plaintext_body")),
+        "amp_body": _text(fields.get("amp_body")),
+    }
+
+
+def _text_message_content(fields: dict[str, Any]) -> dict[str, Any]:
+    return {"message": _text(fields.get("body"))}
+
+
+def _push_content(fields: dict[str, Any]) -> dict[str, Any]:
     payload = fields.get("payload")
     if not isinstance(payload, dict):
         return {}
@@ -75,6 +84,15 @@ def content(copy: Copy) -> dict[str, Any]:
         "message": _first_text(payload, _TEXT_PATHS),
         "related_urls": list(dict.fromkeys(_urls(payload))),
     }
+
+
+# Each channel's read description: a copy's JSON fields -> MessageContent fields.
+CONTENT: dict[Channel, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    channels.PUSH: _push_content,
+    channels.EMAIL: _email_content,
+    channels.SMS: _text_message_content,
+    channels.WHATSAPP: _text_message_content,
+}
 
 
 def _text(value: Any) -> str:

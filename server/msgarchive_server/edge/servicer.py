@@ -11,7 +11,7 @@ from typing import NoReturn, TypeVar
 import grpc
 import structlog
 
-from msgarchive.keys import channel_of_enum
+from msgarchive import channels
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive_server.domain.errors import DomainError
@@ -52,8 +52,8 @@ def caller_of(context: grpc.ServicerContext) -> Caller:
 
 
 def _channel_name(value: int) -> str:
-    spec = channel_of_enum(value)
-    return spec.name if spec else ""
+    channel = channels.of_enum(value)
+    return channel.name if channel else ""
 
 
 def _abort(context: grpc.ServicerContext, err: DomainError) -> NoReturn:

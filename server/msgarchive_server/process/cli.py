@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from msgarchive.keys import CHANNEL_NAMES
+from msgarchive import channels
 from msgarchive_server.process.config import DEFAULT_LISTEN, ConfigError, Settings, add_options
 from msgarchive_server.stores import StoreError
 
@@ -55,8 +55,10 @@ def _parser() -> argparse.ArgumentParser:
         "view", help="find the copy a recipient got from a campaign (ViewMessage)"
     )
     _client_options(view)
-    view.add_argument("--user-id", required=True, help="push identity, email address or phone")
-    view.add_argument("--channel", required=True, help="PUSH, EMAIL, SMS or WHATSAPP")
+    view.add_argument("--user-id", required=True, help=_recipient_kinds())
+    view.add_argument(
+        "--channel", required=True, help=_either(c.api_name for c in channels.CHANNELS)
+    )
     view.add_argument("--campaign-id", required=True)
     view.add_argument("--sent-at", type=int, required=True, help="send time, epoch seconds")
     view.add_argument("--event", required=True, help='e.g. "SMS Sent"')
@@ -68,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     get = commands.add_parser("get", help="read one copy by key or by parts (GetArchivedMessage)")
     _client_options(get)
     get.add_argument("--key", help="the copy's full key")
-    get.add_argument("--channel", choices=CHANNEL_NAMES)
+    get.add_argument("--channel", choices=channels.NAMES)
     get.add_argument("--month", help="yyyymm")
     get.add_argument("--campaign-id")
     get.add_argument("--recipient")
@@ -107,9 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     hold.add_argument("action", choices=["on", "off"])
     hold.add_argument("store", metavar="STORE", help="s3://BUCKET[/PREFIX], as the sidecar's")
     hold.add_argument("--campaign-id", required=True)
-    hold.add_argument("--channel", choices=CHANNEL_NAMES)
+    hold.add_argument("--channel", choices=channels.NAMES)
     hold.add_argument("--month", help="yyyymm: the batch month in the key")
-    hold.add_argument("--recipient", help="push identity, email address or phone (with --channel)")
+    hold.add_argument("--recipient", help=f"{_recipient_kinds()} (with --channel)")
     hold.add_argument("--reason", required=True, help="recorded in the hold log")
     hold.add_argument(
         "--signing-key", required=True, metavar="FILE", help="Ed25519 key (PEM) for the record"
@@ -130,6 +132,17 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="one finding per line, as JSON")
     _endpoint_option(verify)
     return parser
+
+
+def _either(names: Iterable[str]) -> str:
+    """``a, b or c``."""
+    *others, last = names
+    return f"{', '.join(others)} or {last}" if others else last
+
+
+def _recipient_kinds() -> str:
+    """How each channel's recipient is written: ``push identity, email address or ...``."""
+    return _either(dict.fromkeys(c.recipient_kind for c in channels.CHANNELS))
 
 
 def _endpoint_option(parser: argparse.ArgumentParser) -> None:

@@ -18,8 +18,7 @@ from urllib.parse import urlsplit
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from msgarchive import ArchiveClient, MsgArchiveError
-from msgarchive.keys import channel_named
+from msgarchive import ArchiveClient, MsgArchiveError, channels
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.accounts import new_api_key
 
@@ -80,7 +79,7 @@ def get(args: argparse.Namespace) -> int:
     else:
         request = pb.GetArchivedMessageRequest(
             parts=pb.MessageLocator(
-                channel=channel_named(args.channel).enum,
+                channel=channels.named(args.channel).enum,
                 yyyymm=args.month,
                 campaign_id=args.campaign_id,
                 recipient=args.recipient,
@@ -292,7 +291,11 @@ def hold(args: argparse.Namespace) -> int:
         return 2
     try:
         signer = Ed25519FileSigner.from_file(Path(args.signing_key))
-        hashed = recipient_hash(args.channel, args.recipient, "recipient") if args.recipient else ""
+        hashed = (
+            recipient_hash(channels.named(args.channel), args.recipient, "recipient")
+            if args.recipient
+            else ""
+        )
         store = _s3_store_of(args.store, args.s3_endpoint_url)
     except (OSError, ValueError, BadLookup) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
