@@ -36,6 +36,41 @@ def test_every_option_has_flag_env_and_help() -> None:
         assert option.name in Settings.__dataclass_fields__
 
 
+def test_each_default_is_a_value_its_own_flag_would_give() -> None:
+    defaults = [o for o in OPTIONS if o.default is not None]
+    assert len(defaults) >= 20
+    for option in defaults:
+        written = option.written_default
+        assert written is not None
+        assert option.parse(written) == option.default, option.flag
+        assert type(option.parse(written)) is type(option.default), option.flag
+
+
+def test_the_message_size_limit_has_one_default() -> None:
+    from msgarchive_server.domain.archive import Archiver
+    from tests.unit.fakes import FakeStore
+
+    assert Settings().max_message_bytes == Archiver(FakeStore()).max_message_bytes
+
+
+def test_a_worker_is_told_its_index_by_a_setting() -> None:
+    from msgarchive_server.process.workers import worker_argv
+
+    supervisor = parse_settings(["--workers=2", "--listen=127.0.0.1:50999"], {})
+    assert not supervisor.is_worker
+    assert supervisor.first_worker
+    argv = worker_argv(supervisor, 1)
+    assert "--worker=1" in argv
+    assert "--workers=1" in argv
+    worker = parse_settings(argv, {})
+    assert worker.is_worker
+    assert not worker.first_worker
+    assert worker.worker == 1
+    first = parse_settings(worker_argv(supervisor, 0), {})
+    assert (first.is_worker, first.first_worker) == (True, True)
+    assert not [a for a in worker_argv(supervisor) if a.startswith("--worker=")]
+
+
 @pytest.mark.parametrize(
     ("store", "where"),
     [

@@ -12,7 +12,8 @@ README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 def test_every_setting_is_in_the_readme_table_with_its_default() -> None:
     assert len(OPTIONS) >= 30  # the settings are there to check
     for option in OPTIONS:
-        default = f"`{option.default}`" if option.default is not None else "unset"
+        written = option.written_default
+        default = f"`{written}`" if written is not None else "unset"
         row = f"| `{option.flag}` | `{option.env}` | {default} | {option.help} |"
         assert row in README, row
 

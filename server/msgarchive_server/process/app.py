@@ -38,7 +38,7 @@ from msgarchive_server.edge.servicer import ArchiveServicer
 from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.config import Settings
 from msgarchive_server.process.signals import StopSignals
-from msgarchive_server.process.workers import WORKER_ENV, supervise
+from msgarchive_server.process.workers import supervise
 from msgarchive_server.stores import Retention, Store, StoreError
 from msgarchive_server.stores.local import LocalStore
 from msgarchive_server.stores.location import S3Location, store_location
@@ -131,7 +131,7 @@ class Sidecar:
         servicer = ArchiveServicer(calls, self.streams, self.reads)
         # A --workers worker shares its port with its siblings; otherwise no
         # one may share it (gRPC would allow it by default on Linux).
-        reuse_port = WORKER_ENV in os.environ
+        reuse_port = settings.is_worker
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
             interceptors=[
@@ -176,7 +176,7 @@ class Sidecar:
     def _http_listener(self) -> HttpListener | None:
         """The HTTP view, when --http-listen is set (with --workers, in worker 0 only)."""
         settings = self.settings
-        if not settings.http_listen or os.environ.get(WORKER_ENV, "0") != "0":
+        if not settings.http_listen or not settings.first_worker:
             return None
         # Imported here: h11 and asyncio are only needed with --http-listen.
         from msgarchive_server.edge.http import HttpListener, TlsFiles
@@ -234,12 +234,11 @@ class Sidecar:
                 f"--manifest-signing-key {settings.manifest_signing_key}: {err}"
             ) from None
         directory = journal_directory(Path(settings.manifests_dir), store.bucket, store.prefix)
-        worker = os.environ.get(WORKER_ENV, "0")
         try:
             journal = Journal(
-                directory, writer=f"w{worker}", on_change=self._on_availability_change
+                directory, writer=f"w{settings.worker or 0}", on_change=self._on_availability_change
             )
-            if worker != "0":
+            if not settings.first_worker:
                 return journal, None
             writer = settings.manifest_writer or socket.gethostname()
             # On a full disk this starts anyway, NOT_SERVING: sealing frees space.
@@ -288,7 +287,7 @@ class Sidecar:
             if tenant.sealer is not None:
                 tenant.sealer.stop()
                 # With --workers the supervisor seals once every worker is done.
-                if WORKER_ENV not in os.environ:
+                if not self.settings.is_worker:
                     self._seal_now(tenant.sealer)
         self.metrics.close()
         for tenant in self.tenants:

@@ -213,14 +213,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from msgarchive_server.process.app import StartupError, seal, serve
-    from msgarchive_server.process.workers import WORKER_ENV
     from msgarchive_server.telemetry.logs import configure_logging
 
     try:
         settings = Settings.load(args, os.environ)
-        worker = os.environ.get(WORKER_ENV)
         configure_logging(
-            settings.log_level, settings.log_format, {"worker": int(worker)} if worker else None
+            settings.log_level,
+            settings.log_format,
+            {"worker": settings.worker} if settings.is_worker else None,
         )
         return seal(settings) if args.command == "seal" else serve(settings)
     except (ConfigError, StartupError) as err:

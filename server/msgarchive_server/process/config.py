@@ -1,8 +1,10 @@
 """Settings: read once from flags and environment variables, then passed down.
 
-Every setting has a flag and an environment variable (the flag wins), listed
-once in `OPTIONS`; `--help` and the README table come from the same list. A
-bad value raises `ConfigError` with one line naming the setting.
+Every setting is declared once, as a field of `Settings` (its type, its
+default as a value, its help); its flag and its environment variable (the flag
+wins) are derived from the field's name, and `OPTIONS`, `--help` and the README
+table from the fields. A bad value raises `ConfigError` with one line naming
+the setting.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from msgarchive_server import addresses
+from msgarchive_server.domain.archive import DEFAULT_MAX_MESSAGE_BYTES
 from msgarchive_server.stores.base import RETENTION_MODES, Retention
 from msgarchive_server.stores.location import BadLocation, store_location
 
@@ -72,348 +75,187 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One setting: its flag, environment variable, default and parser."""
-
-    name: str
-    env: str
-    default: str | None
-    help: str
-    parse: Callable[[str], Any] = str
-    metavar: str | None = None
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "listen",
-        "MSGARCHIVE_LISTEN",
-        DEFAULT_LISTEN,
-        "address to serve gRPC on: HOST:PORT, or unix:PATH",
-        metavar="ADDR",
-    ),
-    Option(
-        "tls_cert",
-        "MSGARCHIVE_TLS_CERT",
-        None,
-        "serve TLS with this certificate chain (PEM); needs --tls-key",
-        metavar="FILE",
-    ),
-    Option(
-        "tls_key",
-        "MSGARCHIVE_TLS_KEY",
-        None,
-        "the TLS private key (PEM)",
-        metavar="FILE",
-    ),
-    Option(
-        "tls_client_ca",
-        "MSGARCHIVE_TLS_CLIENT_CA",
-        None,
-        "require client certificates signed by this CA (mTLS); needs --tls-cert",
-        metavar="FILE",
-    ),
-    Option(
-        "metrics_listen",
-        "MSGARCHIVE_METRICS_LISTEN",
-        None,
-        "serve Prometheus metrics over HTTP on HOST:PORT (off when unset)",
-        metavar="ADDR",
-    ),
-    Option(
-        "http_listen",
-        "MSGARCHIVE_HTTP_LISTEN",
-        None,
-        "serve the reference view API (POST /v1/archival/view) over HTTP/JSON on "
-        "HOST:PORT or unix:PATH, with the --tls-* settings (off when unset)",
-        metavar="ADDR",
-    ),
-    Option(
-        "store",
-        "MSGARCHIVE_STORE",
-        DEFAULT_STORE,
-        "where copies go: a directory (PATH or file://PATH) or s3://BUCKET[/PREFIX]",
-        metavar="URL",
-    ),
-    Option(
-        "accounts",
-        "MSGARCHIVE_ACCOUNTS",
-        None,
-        "accounts file (TOML): each account's store and API keys; see the README",
-        metavar="FILE",
-    ),
-    Option(
-        "s3_endpoint_url",
-        "MSGARCHIVE_S3_ENDPOINT_URL",
-        None,
-        "S3 endpoint for S3-compatible stores (default: AWS, or AWS_ENDPOINT_URL)",
-        metavar="URL",
-    ),
-    Option(
-        "s3_region",
-        "MSGARCHIVE_S3_REGION",
-        None,
-        "bucket region (default: the AWS chain, e.g. AWS_REGION)",
-        metavar="REGION",
-    ),
-    Option(
-        "s3_path_style",
-        "MSGARCHIVE_S3_PATH_STYLE",
-        "false",
-        "path-style addressing (for most S3-compatible stores)",
-        _bool,
-        "BOOL",
-    ),
-    Option(
-        "s3_sse",
-        "MSGARCHIVE_S3_SSE",
-        None,
-        "server-side encryption: AES256 or aws:kms",
-        _choice(*SSE_MODES),
-        "MODE",
-    ),
-    Option(
-        "s3_sse_kms_key_id",
-        "MSGARCHIVE_S3_SSE_KMS_KEY_ID",
-        None,
-        "KMS key id for --s3-sse aws:kms (default: the bucket's AWS managed key)",
-        metavar="KEY",
-    ),
-    Option(
-        "retention_mode",
-        "MSGARCHIVE_RETENTION_MODE",
-        None,
-        "keep every copy under S3 Object Lock: GOVERNANCE or COMPLIANCE (needs "
-        "--retention-days and a bucket whose default retention covers it; not for a directory)",
-        _choice(*RETENTION_MODES),
-        "MODE",
-    ),
-    Option(
-        "retention_days",
-        "MSGARCHIVE_RETENTION_DAYS",
-        None,
-        "the retention period, in days (with --retention-mode)",
-        _positive_int,
-        "DAYS",
-    ),
-    Option(
-        "manifests_dir",
-        "MSGARCHIVE_MANIFESTS_DIR",
-        None,
-        "write hourly signed manifests of every acked copy, journaling each ack in this "
-        "directory first (keep it on a volume that survives restarts); off when unset",
-        metavar="DIR",
-    ),
-    Option(
-        "manifest_signing_key",
-        "MSGARCHIVE_MANIFEST_SIGNING_KEY",
-        None,
-        "the Ed25519 private key (PEM) that signs manifest heads; msgarchive manifest-key "
-        "makes one",
-        metavar="FILE",
-    ),
-    Option(
-        "manifest_writer",
-        "MSGARCHIVE_MANIFEST_WRITER",
-        None,
-        "this sidecar's name in manifest keys: one chain per writer (default: the host name)",
-        metavar="NAME",
-    ),
-    Option(
-        "s3_connect_timeout",
-        "MSGARCHIVE_S3_CONNECT_TIMEOUT",
-        "2",
-        "seconds to wait for a connection to S3",
-        _positive_float,
-        "SECONDS",
-    ),
-    Option(
-        "s3_read_timeout",
-        "MSGARCHIVE_S3_READ_TIMEOUT",
-        "10",
-        "seconds to wait for S3 to answer a write",
-        _positive_float,
-        "SECONDS",
-    ),
-    Option(
-        "max_message_bytes",
-        "MSGARCHIVE_MAX_MESSAGE_BYTES",
-        str(4 * 1024 * 1024),
-        "largest copy accepted, in bytes of rendered JSON",
-        _positive_int,
-        "BYTES",
-    ),
-    Option(
-        "max_retries",
-        "MSGARCHIVE_MAX_RETRIES",
-        "3",
-        "retries of a failed store write (throttling is retried apart)",
-        _non_negative_int,
-        "N",
-    ),
-    Option(
-        "probe_max_interval",
-        "MSGARCHIVE_PROBE_MAX_INTERVAL",
-        "30",
-        "while archiving is unavailable, the longest wait between store probes, seconds",
-        _positive_float,
-        "SECONDS",
-    ),
-    Option(
-        "read_rate_limit",
-        "MSGARCHIVE_READ_RATE_LIMIT",
-        "1000",
-        "read RPCs allowed per account per minute",
-        _positive_int,
-        "N",
-    ),
-    Option(
-        "view_tolerance",
-        "MSGARCHIVE_VIEW_TOLERANCE",
-        "300",
-        "how far a copy's sent_at may be from ViewMessage's sent_epoch_time, seconds",
-        _positive_float,
-        "SECONDS",
-    ),
-    Option(
-        "workers",
-        "MSGARCHIVE_WORKERS",
-        "1",
-        "processes sharing the TCP port (SO_REUSEPORT), to use more cores",
-        _positive_int,
-        "N",
-    ),
-    Option(
-        "max_in_flight",
-        "MSGARCHIVE_MAX_IN_FLIGHT",
-        "48",
-        "archives served at once; more are refused with RESOURCE_EXHAUSTED",
-        _positive_int,
-        "N",
-    ),
-    Option(
-        "stream_window",
-        "MSGARCHIVE_STREAM_WINDOW",
-        "64",
-        "archives one ArchiveStream runs at once; past it the sidecar stops reading",
-        _positive_int,
-        "N",
-    ),
-    Option(
-        "max_streams",
-        "MSGARCHIVE_MAX_STREAMS",
-        "8",
-        "ArchiveStream (and reflection) calls open at once, each holding a thread; more "
-        "are refused at their start with RESOURCE_EXHAUSTED",
-        _positive_int,
-        "N",
-    ),
-    Option(
-        "max_streams_per_peer",
-        "MSGARCHIVE_MAX_STREAMS_PER_PEER",
-        "2",
-        "streams open at once from one remote address (local callers: only --max-streams)",
-        _positive_int,
-        "N",
-    ),
-    Option(
-        "stream_idle_timeout",
-        "MSGARCHIVE_STREAM_IDLE_TIMEOUT",
-        "60",
-        "seconds a stream may send nothing, with no message in flight, before it is "
-        "closed (UNAVAILABLE / STREAM_IDLE) and its place freed",
-        _positive_float,
-        "SECONDS",
-    ),
-    Option(
-        "http_timeout",
-        "MSGARCHIVE_HTTP_TIMEOUT",
-        "10",
-        "seconds the HTTP listener waits for a request's head, then for its body, and "
-        "for a client to read its answer",
-        _positive_float,
-        "SECONDS",
-    ),
-    Option(
-        "threads",
-        "MSGARCHIVE_THREADS",
-        "64",
-        "gRPC worker threads; more than --max-in-flight plus --max-streams, so reads and "
-        "health always get one",
-        _positive_int,
-        "N",
-    ),
-    Option(
-        "grace_period",
-        "MSGARCHIVE_GRACE_PERIOD",
-        "10",
-        "seconds in-flight calls get to finish on SIGTERM",
-        _positive_float,
-        "SECONDS",
-    ),
-    Option(
-        "log_level",
-        "MSGARCHIVE_LOG_LEVEL",
-        "info",
-        "debug, info, warning or error",
-        _choice(*LOG_LEVELS),
-        "LEVEL",
-    ),
-    Option(
-        "log_format",
-        "MSGARCHIVE_LOG_FORMAT",
-        "auto",
-        "json, console, or auto (console on a terminal, else json)",
-        _choice(*LOG_FORMATS),
-        "FORMAT",
-    ),
-)
+def setting(
+    default: Any,
+    help: str,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A field of `Settings` that is a setting: its default (a value), its help,
+    and how its text is parsed when the field's type alone does not say."""
+    return field(default=default, metadata={"help": help, "parse": parse, "metavar": metavar})
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """Everything the sidecar is configured with."""
+    """Everything the sidecar is configured with: each field is one setting,
+    whose flag (``--name-of-field``) and environment variable
+    (``MSGARCHIVE_NAME_OF_FIELD``) are derived from its name."""
 
-    listen: str = DEFAULT_LISTEN
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
-    metrics_listen: str | None = None
-    http_listen: str | None = None
-    store: str = DEFAULT_STORE
-    accounts: str | None = None
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    s3_path_style: bool = False
-    s3_sse: str | None = None
-    s3_sse_kms_key_id: str | None = None
-    retention_mode: str | None = None
-    retention_days: int | None = None
-    manifests_dir: str | None = None
-    manifest_signing_key: str | None = None
-    manifest_writer: str | None = None
-    s3_connect_timeout: float = 2.0
-    s3_read_timeout: float = 10.0
-    max_message_bytes: int = 4 * 1024 * 1024
-    max_retries: int = 3
-    probe_max_interval: float = 30.0
-    read_rate_limit: int = 1000
-    view_tolerance: float = 300.0
-    workers: int = 1
-    max_in_flight: int = 48
-    stream_window: int = 64
-    max_streams: int = 8
-    max_streams_per_peer: int = 2
-    stream_idle_timeout: float = 60.0
-    http_timeout: float = 10.0
-    threads: int = 64
-    grace_period: float = 10.0
-    log_level: str = "info"
-    log_format: str = "auto"
+    listen: str = setting(
+        DEFAULT_LISTEN, "address to serve gRPC on: HOST:PORT, or unix:PATH", metavar="ADDR"
+    )
+    tls_cert: str | None = setting(
+        None, "serve TLS with this certificate chain (PEM); needs --tls-key", metavar="FILE"
+    )
+    tls_key: str | None = setting(None, "the TLS private key (PEM)", metavar="FILE")
+    tls_client_ca: str | None = setting(
+        None,
+        "require client certificates signed by this CA (mTLS); needs --tls-cert",
+        metavar="FILE",
+    )
+    metrics_listen: str | None = setting(
+        None, "serve Prometheus metrics over HTTP on HOST:PORT (off when unset)", metavar="ADDR"
+    )
+    http_listen: str | None = setting(
+        None,
+        "serve the reference view API (POST /v1/archival/view) over HTTP/JSON on "
+        "HOST:PORT or unix:PATH, with the --tls-* settings (off when unset)",
+        metavar="ADDR",
+    )
+    store: str = setting(
+        DEFAULT_STORE,
+        "where copies go: a directory (PATH or file://PATH) or s3://BUCKET[/PREFIX]",
+        metavar="URL",
+    )
+    accounts: str | None = setting(
+        None,
+        "accounts file (TOML): each account's store and API keys; see the README",
+        metavar="FILE",
+    )
+    s3_endpoint_url: str | None = setting(
+        None,
+        "S3 endpoint for S3-compatible stores (default: AWS, or AWS_ENDPOINT_URL)",
+        metavar="URL",
+    )
+    s3_region: str | None = setting(
+        None, "bucket region (default: the AWS chain, e.g. AWS_REGION)", metavar="REGION"
+    )
+    s3_path_style: bool = setting(
+        False, "path-style addressing (for most S3-compatible stores)", metavar="BOOL"
+    )
+    s3_sse: str | None = setting(
+        None, "server-side encryption: AES256 or aws:kms", parse=_choice(*SSE_MODES), metavar="MODE"
+    )
+    s3_sse_kms_key_id: str | None = setting(
+        None,
+        "KMS key id for --s3-sse aws:kms (default: the bucket's AWS managed key)",
+        metavar="KEY",
+    )
+    retention_mode: str | None = setting(
+        None,
+        "keep every copy under S3 Object Lock: GOVERNANCE or COMPLIANCE (needs "
+        "--retention-days and a bucket whose default retention covers it; not for a directory)",
+        parse=_choice(*RETENTION_MODES),
+        metavar="MODE",
+    )
+    retention_days: int | None = setting(
+        None, "the retention period, in days (with --retention-mode)", metavar="DAYS"
+    )
+    manifests_dir: str | None = setting(
+        None,
+        "write hourly signed manifests of every acked copy, journaling each ack in this "
+        "directory first (keep it on a volume that survives restarts); off when unset",
+        metavar="DIR",
+    )
+    manifest_signing_key: str | None = setting(
+        None,
+        "the Ed25519 private key (PEM) that signs manifest heads; msgarchive manifest-key "
+        "makes one",
+        metavar="FILE",
+    )
+    manifest_writer: str | None = setting(
+        None,
+        "this sidecar's name in manifest keys: one chain per writer (default: the host name)",
+        metavar="NAME",
+    )
+    s3_connect_timeout: float = setting(
+        2.0, "seconds to wait for a connection to S3", metavar="SECONDS"
+    )
+    s3_read_timeout: float = setting(
+        10.0, "seconds to wait for S3 to answer a write", metavar="SECONDS"
+    )
+    max_message_bytes: int = setting(
+        DEFAULT_MAX_MESSAGE_BYTES,
+        "largest copy accepted, in bytes of rendered JSON",
+        metavar="BYTES",
+    )
+    max_retries: int = setting(
+        3,
+        "retries of a failed store write (throttling is retried apart)",
+        parse=_non_negative_int,
+        metavar="N",
+    )
+    probe_max_interval: float = setting(
+        30.0,
+        "while archiving is unavailable, the longest wait between store probes, seconds",
+        metavar="SECONDS",
+    )
+    read_rate_limit: int = setting(1000, "read RPCs allowed per account per minute", metavar="N")
+    view_tolerance: float = setting(
+        300.0,
+        "how far a copy's sent_at may be from ViewMessage's sent_epoch_time, seconds",
+        metavar="SECONDS",
+    )
+    workers: int = setting(
+        1, "processes sharing the TCP port (SO_REUSEPORT), to use more cores", metavar="N"
+    )
+    max_in_flight: int = setting(
+        48, "archives served at once; more are refused with RESOURCE_EXHAUSTED", metavar="N"
+    )
+    stream_window: int = setting(
+        64,
+        "archives one ArchiveStream runs at once; past it the sidecar stops reading",
+        metavar="N",
+    )
+    max_streams: int = setting(
+        8,
+        "ArchiveStream (and reflection) calls open at once, each holding a thread; more "
+        "are refused at their start with RESOURCE_EXHAUSTED",
+        metavar="N",
+    )
+    max_streams_per_peer: int = setting(
+        2,
+        "streams open at once from one remote address (local callers: only --max-streams)",
+        metavar="N",
+    )
+    stream_idle_timeout: float = setting(
+        60.0,
+        "seconds a stream may send nothing, with no message in flight, before it is "
+        "closed (UNAVAILABLE / STREAM_IDLE) and its place freed",
+        metavar="SECONDS",
+    )
+    http_timeout: float = setting(
+        10.0,
+        "seconds the HTTP listener waits for a request's head, then for its body, and "
+        "for a client to read its answer",
+        metavar="SECONDS",
+    )
+    threads: int = setting(
+        64,
+        "gRPC worker threads; more than --max-in-flight plus --max-streams, so reads and "
+        "health always get one",
+        metavar="N",
+    )
+    grace_period: float = setting(
+        10.0, "seconds in-flight calls get to finish on SIGTERM", metavar="SECONDS"
+    )
+    log_level: str = setting(
+        "info", "debug, info, warning or error", parse=_choice(*LOG_LEVELS), metavar="LEVEL"
+    )
+    log_format: str = setting(
+        "auto",
+        "json, console, or auto (console on a terminal, else json)",
+        parse=_choice(*LOG_FORMATS),
+        metavar="FORMAT",
+    )
+    worker: int | None = setting(
+        None,
+        "this process's index among the --workers processes: set by their supervisor, not by hand",
+        parse=_non_negative_int,
+        metavar="INDEX",
+    )
 
     def __post_init__(self) -> None:
         try:
@@ -467,6 +309,17 @@ class Settings:
             return None
         return Retention(self.retention_mode, self.retention_days)
 
+    @property
+    def is_worker(self) -> bool:
+        """Whether this process is one of --workers' processes (not its supervisor)."""
+        return self.worker is not None
+
+    @property
+    def first_worker(self) -> bool:
+        """Whether this process does what one process of a sidecar does once:
+        serve the HTTP view, write the manifests' sealed hours."""
+        return not self.worker
+
     @classmethod
     def load(cls, args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
         """Settings from parsed flags, falling back to `environ`, then defaults."""
@@ -476,8 +329,6 @@ class Settings:
             source = option.flag
             if given is None and option.env in environ:
                 given, source = environ[option.env], option.env
-            if given is None:
-                given = option.default
             if given is None or (given == "" and option.default is None):
                 continue
             try:
@@ -487,10 +338,62 @@ class Settings:
         return cls(**values)
 
 
+@dataclass(frozen=True, slots=True)
+class Option:
+    """How one setting is given: derived from its `Settings` field."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any]
+    metavar: str | None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "MSGARCHIVE_" + self.name.upper()
+
+    @property
+    def written_default(self) -> str | None:
+        """The default as it is written on a command line; None when unset."""
+        return None if self.default is None else write(self.default)
+
+
+def write(value: Any) -> str:
+    """A setting's value as a flag or an environment variable gives it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+# How a field's text is parsed, by the field's type, where `setting()` does not say.
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "str": str,
+    "str | None": str,
+    "bool": _bool,
+    "int": _positive_int,
+    "int | None": _positive_int,
+    "float": _positive_float,
+}
+
+
+def _option(spec: Field[Any]) -> Option:
+    parse = spec.metadata["parse"] or _PARSERS[str(spec.type)]
+    return Option(spec.name, spec.default, spec.metadata["help"], parse, spec.metadata["metavar"])
+
+
+OPTIONS: tuple[Option, ...] = tuple(_option(spec) for spec in fields(Settings))
+
+
 def add_options(parser: argparse.ArgumentParser) -> None:
     """Add every setting's flag to `parser`, its env variable and default in the help."""
     for option in OPTIONS:
-        default = option.default if option.default is not None else "unset"
+        default = option.written_default or "unset"
         parser.add_argument(
             option.flag,
             dest=option.name,

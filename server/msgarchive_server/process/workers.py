@@ -25,27 +25,25 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from msgarchive_server import addresses
-from msgarchive_server.process.config import OPTIONS, Settings
+from msgarchive_server.process.config import OPTIONS, Settings, write
 
 log = structlog.get_logger("msgarchive.workers")
 
-# Set by the supervisor in each worker's environment: its index. Internal.
-WORKER_ENV = "MSGARCHIVE_WORKER"
 _POLL_SECONDS = 0.2
 
 
-def worker_argv(settings: Settings) -> list[str]:
-    """`serve` flags for a worker: every setting as given, one process, no metrics port."""
+def worker_argv(settings: Settings, index: int | None = None) -> list[str]:
+    """`serve` flags for worker `index` (or for the one process that seals after
+    them): every setting as given, one process, no metrics port."""
     argv = []
     for option in OPTIONS:
-        if option.name in ("workers", "metrics_listen"):
+        if option.name in ("workers", "metrics_listen", "worker"):
             continue
         value = getattr(settings, option.name)
-        if value is None:
-            continue
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        argv.append(f"{option.flag}={text}")
-    return [*argv, "--workers=1"]
+        if value is not None:
+            argv.append(f"{option.flag}={write(value)}")
+    argv.append("--workers=1")
+    return argv if index is None else [*argv, f"--worker={index}"]
 
 
 def supervise(settings: Settings) -> int:
@@ -61,10 +59,11 @@ def supervise(settings: Settings) -> int:
     metrics_server = None
     try:
         for index in range(settings.workers):
-            env = {**os.environ, WORKER_ENV: str(index)}
+            env = dict(os.environ)
             if metrics_dir:
                 env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-            command = [sys.executable, "-m", "msgarchive_server", "serve", *worker_argv(settings)]
+            argv = worker_argv(settings, index)
+            command = [sys.executable, "-m", "msgarchive_server", "serve", *argv]
             workers.append(subprocess.Popen(command, env=env))  # noqa: S603 (our own command)
         if settings.metrics_listen:
             registry = CollectorRegistry()
