@@ -16,7 +16,7 @@ from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.load import kill_9_under_load
 from tests.seaweed import SeaweedFS
-from tests.sidecar import manifest_key_pair, s3_sidecar, verify
+from tests.sidecar import SidecarProcess, manifest_key_pair, s3_sidecar, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -98,3 +98,43 @@ def test_seal_closes_the_journal_a_killed_sidecar_left(
     code, out, err = verify(bucket, public_file, seaweed.endpoint, seaweed.env)
     assert (code, out) == (0, ""), out + err
     assert "4 manifest entries" in err
+
+
+def test_a_directory_store_proves_its_copies_and_says_what_it_cannot_do(
+    tmp_path: Path,
+) -> None:
+    key_file, public_file = manifest_key_pair(tmp_path)
+    store = tmp_path / "archive"
+    sidecar = SidecarProcess(
+        [
+            "--listen=127.0.0.1:0", f"--store={store}", f"--manifests-dir={tmp_path / 'j'}",
+            f"--manifest-signing-key={key_file}",
+        ]
+    ).start()  # fmt: skip
+    with ArchiveClient(sidecar.address) as client:
+        key = client.archive(samples.sms_request()).key
+    assert sidecar.stop() == 0  # seals the hour into the directory
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "msgarchive_server", *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    proved = command("prove", str(store), key)
+    assert proved.returncode == 0, proved.stderr
+    proof = tmp_path / "proof.json"
+    proof.write_text(proved.stdout)
+    checked = command("check-proof", str(proof), f"--public-key={public_file}")
+    assert checked.returncode == 0, checked.stderr
+    assert key in checked.stdout
+
+    verified = command("verify", str(store), f"--public-key={public_file}")
+    assert verified.returncode == 2
+    assert "verify needs a store that keeps every version of a copy" in verified.stderr
+    held = command(
+        "hold", "on", str(store), "--campaign-id=1722529032", "--reason=case 7",
+        f"--signing-key={key_file}",
+    )  # fmt: skip
+    assert held.returncode == 2
+    assert "hold needs a store that sets legal holds" in held.stderr

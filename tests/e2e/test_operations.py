@@ -133,7 +133,7 @@ def test_metrics_show_the_circuit(seaweed: SeaweedFS, bucket: str, proxy: FaultP
     finally:
         sidecar.kill()
     assert m[("msgarchive_store_available", (("bucket", bucket),))] == 0
-    assert m[("msgarchive_store_attempts_total", (("result", "transient"),))] == 4
+    assert m[("msgarchive_store_attempts_total", (("result", "denied"),))] == 4
 
 
 # --- logs carry no personal data ---------------------------------------------------

@@ -69,7 +69,7 @@ def test_a_body_corrupted_on_the_way_is_refused(
     [
         (Fault.SLOWDOWN, "SlowDown", ErrorKind.THROTTLED),
         (Fault.ERROR_500, "InternalError", ErrorKind.TRANSIENT),
-        (Fault.ACCESS_DENIED, "AccessDenied", ErrorKind.TRANSIENT),
+        (Fault.ACCESS_DENIED, "AccessDenied", ErrorKind.DENIED),
         (Fault.RESET, "ConnectionClosedError", ErrorKind.TRANSIENT),
         (Fault.LOST_RESPONSE, "ConnectionClosedError", ErrorKind.TRANSIENT),
     ],

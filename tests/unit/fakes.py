@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from msgarchive_server.stores import (
+    Capability,
     ErrorKind,
     ListPage,
     NoSuchObject,
@@ -22,6 +23,7 @@ class FakeStore:
     bucket = "fake-bucket"
     prefix = ""
     remote = True
+    capabilities = Capability.basic()
     retention: Retention | None = None
 
     def __init__(self, failures: list[StoreError] | None = None) -> None:

@@ -9,14 +9,14 @@ import pytest
 from msgarchive_server.process.cli import main
 from msgarchive_server.process.config import OPTIONS, ConfigError, Settings, parse_settings
 from msgarchive_server.stores import Retention
-from msgarchive_server.stores.location import S3Location, store_location
+from msgarchive_server.stores.location import DirectoryLocation, S3Location, parse_location
 
 
 def test_zero_config_is_local_store_on_loopback() -> None:
     settings = parse_settings([], {})
     assert settings == Settings()
     assert settings.listen == "127.0.0.1:50051"
-    assert store_location(settings.store) == Path("archive")
+    assert parse_location(settings.store) == DirectoryLocation(Path("archive"))
     assert settings.max_message_bytes == 4 * 1024 * 1024
 
 
@@ -46,13 +46,6 @@ def test_each_default_is_a_value_its_own_flag_would_give() -> None:
         assert type(option.parse(written)) is type(option.default), option.flag
 
 
-def test_the_message_size_limit_has_one_default() -> None:
-    from msgarchive_server.domain.archive import Archiver
-    from tests.unit.fakes import FakeStore
-
-    assert Settings().max_message_bytes == Archiver(FakeStore()).max_message_bytes
-
-
 def test_a_worker_is_told_its_index_by_a_setting() -> None:
     from msgarchive_server.process.workers import worker_argv
 
@@ -76,12 +69,12 @@ def test_a_worker_is_told_its_index_by_a_setting() -> None:
     [
         ("s3://my-bucket", S3Location("my-bucket", "")),
         ("s3://my-bucket/tenant/a/", S3Location("my-bucket", "tenant/a/")),
-        ("file:///var/lib/msgarchive", Path("/var/lib/msgarchive")),
-        ("/data", Path("/data")),
+        ("file:///var/lib/msgarchive", DirectoryLocation(Path("/var/lib/msgarchive"))),
+        ("/data", DirectoryLocation(Path("/data"))),
     ],
 )
 def test_store_urls(store: str, where: object) -> None:
-    assert store_location(store) == where
+    assert parse_location(store) == where
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,7 @@ def client_error(code: str, status: int) -> ClientError:
         ("InternalError", 500, ErrorKind.TRANSIENT),
         ("BadDigest", 400, ErrorKind.TRANSIENT),
         ("RequestTimeout", 400, ErrorKind.TRANSIENT),
-        ("AccessDenied", 403, ErrorKind.TRANSIENT),
+        ("AccessDenied", 403, ErrorKind.DENIED),
         ("NoSuchBucket", 404, ErrorKind.FATAL),
         ("InvalidAccessKeyId", 403, ErrorKind.FATAL),
         ("SignatureDoesNotMatch", 403, ErrorKind.FATAL),

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from msgarchive_server.domain.errors import MissingCredentials, WrongAccount
 from msgarchive_server.stores.base import RETENTION_MODES, Retention
-from msgarchive_server.stores.location import BadLocation, S3Location, store_location
+from msgarchive_server.stores.location import BadLocation, parse_location
 
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 _ACCOUNT_ID = re.compile(r"[A-Za-z0-9_.@-]{1,256}")
@@ -127,7 +127,7 @@ def _account(path: Path, account_id: str, entry: object) -> Account:
     if not isinstance(entry, dict) or not isinstance(entry.get("store"), str):
         raise AccountsFileError(f'{where}: needs store = "s3://BUCKET[/PREFIX]" or a directory')
     try:
-        store_location(entry["store"])
+        parse_location(entry["store"])
     except BadLocation as err:
         raise AccountsFileError(f"{where}: store {entry['store']}: {err}") from None
     digests = entry.get("api_key_sha256", [])
@@ -157,13 +157,7 @@ def _retention(where: str, entry: dict[str, object]) -> Retention | None:
 
 def _check_isolated(path: Path, accounts: list[Account]) -> None:
     """No two accounts may share or nest store locations."""
-    places = []
-    for account in accounts:
-        where = store_location(account.store)
-        if isinstance(where, S3Location):
-            places.append((account.account_id, f"s3://{where.bucket}/{where.prefix}"))
-        else:
-            places.append((account.account_id, f"file://{where.resolve()}/"))
+    places = [(account.account_id, parse_location(account.store).url) for account in accounts]
     for i, (first, a) in enumerate(places):
         for second, b in places[i + 1 :]:
             if a.startswith(b) or b.startswith(a):

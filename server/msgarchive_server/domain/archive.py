@@ -40,8 +40,6 @@ from msgarchive_server.stores.base import DAY_MS
 from msgarchive_server.telemetry import tracing
 from msgarchive_server.telemetry.metrics import Metrics
 
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-
 log = structlog.get_logger("msgarchive.archive")
 
 
@@ -71,13 +69,14 @@ _ESTIMATE_WEIGHT = 0.25
 
 
 class Archiver:
-    """Archives requests into one store."""
+    """Archives requests into one store; copies over `max_message_bytes` of
+    JSON (the sidecar's --max-message-bytes; None: no limit) are refused."""
 
     def __init__(
         self,
         store: Store,
         *,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        max_message_bytes: int | None = None,
         retry: RetryPolicy | None = None,
         circuit: StoreCircuit | None = None,
         metrics: Metrics | None = None,
@@ -112,7 +111,7 @@ class Archiver:
             tracing.note(
                 {"msgarchive.message_id": where.message_id, "msgarchive.json_bytes": len(body)}
             )
-        if len(body) > self.max_message_bytes:
+        if self.max_message_bytes is not None and len(body) > self.max_message_bytes:
             raise BadMessage(
                 [
                     FieldViolation(

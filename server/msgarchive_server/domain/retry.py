@@ -3,8 +3,9 @@
 The reference archive document's FAQ asks for up to 3 retries of store errors
 with exponential backoff; the README's "Errors" section says the rest:
 
-- Transient store errors (5xx, timeouts, resets, BadDigest, AccessDenied) are
-  retried up to `max_retries` times, with exponential backoff and full jitter.
+- Transient store errors (5xx, timeouts, resets, BadDigest) and refused
+  access (AccessDenied) are retried up to `max_retries` times, with
+  exponential backoff and full jitter.
 - Throttling (SlowDown, 503, 429) backs off the same way but does not use up
   those retries: it is handled while the caller's deadline allows, up to
   `max_throttled` retries as a last bound.
@@ -31,7 +32,7 @@ from msgarchive_server.telemetry import tracing
 
 T = TypeVar("T")
 
-RETRIED_KINDS = frozenset({ErrorKind.TRANSIENT, ErrorKind.THROTTLED})
+RETRIED_KINDS = frozenset({ErrorKind.TRANSIENT, ErrorKind.DENIED, ErrorKind.THROTTLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +46,23 @@ class RetryPolicy:
 class RetriesExhausted(Exception):
     """The last store error, after every attempt the policy allowed."""
 
-    def __init__(self, error: StoreError, codes: list[str]) -> None:
-        super().__init__(f"{error.code} after {len(codes)} attempts")
-        self.error = error
-        # Each attempt's error code, in order.
-        self.codes = codes
+    def __init__(self, errors: list[StoreError]) -> None:
+        self.error = errors[-1]
+        super().__init__(f"{self.error.code} after {len(errors)} attempts")
+        # Each attempt's error, in order.
+        self.errors = errors
 
     @property
     def attempts(self) -> int:
-        return len(self.codes)
+        return len(self.errors)
 
 
 def opens_circuit(err: RetriesExhausted, policy: RetryPolicy) -> bool:
-    """Archiving cannot work: refused credentials or no bucket, or AccessDenied
-    on every attempt the policy allows."""
+    """Archiving cannot work: refused credentials or no bucket, or access
+    refused on every attempt the policy allows."""
     if err.error.kind is ErrorKind.FATAL:
         return True
-    return len(err.codes) > policy.max_retries and all(c == "AccessDenied" for c in err.codes)
+    return err.attempts > policy.max_retries and all(e.kind is ErrorKind.DENIED for e in err.errors)
 
 
 class _Stop(tenacity.stop.stop_base):
@@ -115,7 +116,7 @@ def with_retries(
         return operation(), 1
     except StoreError as err:
         if err.kind not in RETRIED_KINDS:
-            raise RetriesExhausted(err, [err.code]) from None
+            raise RetriesExhausted([err]) from None
         failed_first = [err]
 
     def attempt() -> T:
@@ -132,15 +133,15 @@ def with_retries(
         sleep=_backoff,
         reraise=True,
     )
-    codes: list[str] = []
+    errors: list[StoreError] = []
     try:
         for each in retrying:
             with each:
                 try:
                     result = attempt()
                 except StoreError as err:
-                    codes.append(err.code)
+                    errors.append(err)
                     raise
-    except StoreError as err:
-        raise RetriesExhausted(err, codes) from None
-    return result, len(codes) + 1
+    except StoreError:
+        raise RetriesExhausted(errors) from None
+    return result, len(errors) + 1

@@ -39,9 +39,7 @@ from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.config import Settings
 from msgarchive_server.process.signals import StopSignals
 from msgarchive_server.process.workers import supervise
-from msgarchive_server.stores import Retention, Store, StoreError
-from msgarchive_server.stores.local import LocalStore
-from msgarchive_server.stores.location import S3Location, store_location
+from msgarchive_server.stores import Retention, Store, StoreError, Unsupported, open_store
 from msgarchive_server.telemetry import tracing
 from msgarchive_server.telemetry.metrics import Metrics
 
@@ -63,37 +61,10 @@ class StartupError(Exception):
 
 def make_store(settings: Settings, url: str, retention: Retention | None = None) -> Store:
     """The store at `url`; with `retention`, one that verifies its bucket keeps it."""
-    where = store_location(url)
-    if isinstance(where, Path):
-        if retention is not None:
-            raise StartupError(
-                f"store {url}: a local directory cannot enforce retention (anyone who can "
-                "write it can delete a copy); use an S3 bucket with Object Lock, or drop "
-                "the retention setting"
-            )
-        return LocalStore(where)
-    return _s3_store(settings, where, retention)
-
-
-def _s3_store(settings: Settings, where: S3Location, retention: Retention | None) -> Store:
-    # Imported here: only the S3 store needs boto3, and it is slow to import.
-    from msgarchive_server.stores.s3 import S3Options, S3Store
-
-    return S3Store(
-        S3Options(
-            bucket=where.bucket,
-            prefix=where.prefix,
-            region=settings.s3_region,
-            endpoint_url=settings.s3_endpoint_url,
-            path_style=settings.s3_path_style,
-            sse=settings.s3_sse,
-            sse_kms_key_id=settings.s3_sse_kms_key_id,
-            connect_timeout=settings.s3_connect_timeout,
-            read_timeout=settings.s3_read_timeout,
-            max_connections=settings.threads,
-            retention=retention,
-        )
-    )
+    try:
+        return open_store(url, settings.store_options, retention)
+    except Unsupported as err:
+        raise StartupError(f"store {url}: {err}") from None
 
 
 class Sidecar:

@@ -96,7 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     prove = commands.add_parser(
         "prove", help="print the proof that one copy is in a signed manifest (JSON)"
     )
-    prove.add_argument("store", metavar="STORE", help="s3://BUCKET[/PREFIX], as the sidecar's")
+    prove.add_argument(
+        "store",
+        metavar="STORE",
+        help="s3://BUCKET[/PREFIX] or a directory, as the sidecar's --store",
+    )
     prove.add_argument("key", metavar="KEY", help="the copy's full key")
     _endpoint_option(prove)
     hold = commands.add_parser(

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from google.protobuf import json_format
@@ -21,6 +21,9 @@ from google.protobuf.message import Message
 from msgarchive import ArchiveClient, MsgArchiveError, channels
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.accounts import new_api_key
+
+if TYPE_CHECKING:
+    from msgarchive_server.stores import Store
 
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -112,15 +115,12 @@ def cat(args: argparse.Namespace) -> int:
 def _read_s3(url: str, endpoint_url: str | None) -> bytes:
     """The object at s3://BUCKET/KEY, read with the sidecar's own S3 store."""
     from msgarchive_server.stores import NoSuchObject, StoreError
-    from msgarchive_server.stores.s3 import S3Options, S3Store
 
     parts = urlsplit(url)
     key = parts.path.lstrip("/")
     if not parts.netloc or not key:
         raise ValueError("expected s3://BUCKET/KEY")
-    store = S3Store(
-        S3Options(bucket=parts.netloc, endpoint_url=endpoint_url, path_style=bool(endpoint_url))
-    )
+    store = _store_of(f"s3://{parts.netloc}", endpoint_url)
     try:
         return store.get(key).body
     except NoSuchObject:
@@ -166,6 +166,7 @@ def verify(args: argparse.Namespace) -> int:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from msgarchive_server.domain.manifests.verify import Progress, Verifier
+    from msgarchive_server.stores import Unsupported, versioned
 
     def hour(text: str | None) -> datetime.datetime | None:
         if text is None:
@@ -177,8 +178,8 @@ def verify(args: argparse.Namespace) -> int:
         if not isinstance(key, Ed25519PublicKey):
             raise ValueError(f"{args.public_key}: not an Ed25519 public key")
         since, until = hour(args.since), hour(args.until)
-        store = _s3_store_of(args.store, args.s3_endpoint_url)
-    except (OSError, ValueError) as err:
+        store = versioned(_store_of(args.store, args.s3_endpoint_url), "verify")
+    except (OSError, ValueError, Unsupported) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
     show = sys.stderr.isatty() and not args.json
@@ -215,21 +216,12 @@ def verify(args: argparse.Namespace) -> int:
     return 1 if counts else 0
 
 
-def _s3_store_of(url: str, endpoint_url: str | None) -> Any:
-    """The sidecar's S3 store for s3://BUCKET[/PREFIX]; ValueError for anything else."""
-    from msgarchive_server.stores.location import S3Location, store_location
-    from msgarchive_server.stores.s3 import S3Options, S3Store
+def _store_of(url: str, endpoint_url: str | None) -> Store:
+    """The store at `url`, opened as the sidecar opens it (BadLocation, a
+    ValueError, for a malformed URL)."""
+    from msgarchive_server.stores import StoreOptions, open_store
 
-    where = store_location(url)
-    if not isinstance(where, S3Location):
-        raise ValueError(f"{url}: expected s3://BUCKET[/PREFIX]")
-    options = S3Options(
-        bucket=where.bucket,
-        prefix=where.prefix,
-        endpoint_url=endpoint_url,
-        path_style=bool(endpoint_url),
-    )
-    return S3Store(options)
+    return open_store(url, StoreOptions(endpoint_url=endpoint_url, path_style=bool(endpoint_url)))
 
 
 def prove(args: argparse.Namespace) -> int:
@@ -240,7 +232,7 @@ def prove(args: argparse.Namespace) -> int:
     from msgarchive_server.stores import StoreError
 
     try:
-        store = _s3_store_of(args.store, args.s3_endpoint_url)
+        store = _store_of(args.store, args.s3_endpoint_url)
     except ValueError as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
@@ -284,7 +276,7 @@ def hold(args: argparse.Namespace) -> int:
     from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
     from msgarchive_server.domain.manifests.holds import Selection, apply_hold
     from msgarchive_server.domain.reads import recipient_hash
-    from msgarchive_server.stores import StoreError
+    from msgarchive_server.stores import StoreError, Unsupported, holding
 
     if args.recipient and not args.channel:
         print("msgarchive: error: --recipient needs --channel", file=sys.stderr)
@@ -296,8 +288,8 @@ def hold(args: argparse.Namespace) -> int:
             if args.recipient
             else ""
         )
-        store = _s3_store_of(args.store, args.s3_endpoint_url)
-    except (OSError, ValueError, BadLookup) as err:
+        store = holding(_store_of(args.store, args.s3_endpoint_url), "hold")
+    except (OSError, ValueError, BadLookup, Unsupported) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
     selection = Selection(args.campaign_id, args.channel or "", args.month or "", hashed)

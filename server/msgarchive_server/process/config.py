@@ -16,9 +16,8 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from msgarchive_server import addresses
-from msgarchive_server.domain.archive import DEFAULT_MAX_MESSAGE_BYTES
 from msgarchive_server.stores.base import RETENTION_MODES, Retention
-from msgarchive_server.stores.location import BadLocation, store_location
+from msgarchive_server.stores.location import BadLocation, StoreOptions, parse_location
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_STORE = "./archive"
@@ -177,7 +176,7 @@ class Settings:
         10.0, "seconds to wait for S3 to answer a write", metavar="SECONDS"
     )
     max_message_bytes: int = setting(
-        DEFAULT_MAX_MESSAGE_BYTES,
+        4 * 1024 * 1024,
         "largest copy accepted, in bytes of rendered JSON",
         metavar="BYTES",
     )
@@ -259,7 +258,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         try:
-            store_location(self.store)
+            parse_location(self.store)
         except BadLocation as err:
             where = f"--store {self.store}" if self.store.strip() else "--store"
             raise ConfigError(f"{where}: {err}") from None
@@ -308,6 +307,20 @@ class Settings:
         if self.retention_mode is None or self.retention_days is None:
             return None
         return Retention(self.retention_mode, self.retention_days)
+
+    @property
+    def store_options(self) -> StoreOptions:
+        """How the stores are reached (every account's, with --accounts)."""
+        return StoreOptions(
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            path_style=self.s3_path_style,
+            sse=self.s3_sse,
+            sse_kms_key_id=self.s3_sse_kms_key_id,
+            connect_timeout=self.s3_connect_timeout,
+            read_timeout=self.s3_read_timeout,
+            max_connections=self.threads,
+        )
 
     @property
     def is_worker(self) -> bool:

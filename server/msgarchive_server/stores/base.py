@@ -1,10 +1,12 @@
-"""What a store is: a place that keeps a copy under a key, verified, once."""
+"""What a store is: a place that keeps a copy under a key, verified, once;
+and what else a store can do, declared by each store as its `Capability`."""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +87,12 @@ class NoSuchObject(Exception):
 class ErrorKind(enum.Enum):
     """How the pipeline treats a store error."""
 
-    # A transient fault (5xx, timeout, reset, BadDigest, and AccessDenied, as
-    # the reference archive document's FAQ asks): retry.
+    # A transient fault (5xx, timeout, reset, BadDigest): retry.
     TRANSIENT = "transient"
+    # The store refused us access (AccessDenied): retried like a transient
+    # fault, as the reference archive document's FAQ asks; refused on every
+    # attempt, archiving cannot work (the circuit opens).
+    DENIED = "denied"
     # The store asks us to slow down (SlowDown, 503, 429): back off and retry.
     THROTTLED = "throttled"
     # Archiving cannot work: credentials or bucket are wrong (NoSuchBucket,
@@ -112,8 +117,35 @@ class ListPage:
     truncated: bool
 
 
+class Capability(enum.Flag):
+    """What a store can do. Every store writes, reads and lists; the rest is
+    what `verify`, legal holds and retention ask of a store."""
+
+    WRITE = enum.auto()
+    READ = enum.auto()
+    LIST = enum.auto()
+    # It keeps every version of an object, and lists and reads them (verify).
+    VERSIONS = enum.auto()
+    # It sets a legal hold on one version (msgarchive hold).
+    LEGAL_HOLD = enum.auto()
+    # It keeps a version from deletion until a date (Object Lock), so that it
+    # can be asked to (--retention-mode).
+    RETENTION = enum.auto()
+
+    @classmethod
+    def basic(cls) -> Capability:
+        return cls.WRITE | cls.READ | cls.LIST
+
+
+class Unsupported(Exception):
+    """The store cannot do what was asked of it; the message says what and why."""
+
+
 class Store(Protocol):
     """A copy store: the S3 store or the local-directory store."""
+
+    # What it can do beyond writing, reading and listing.
+    capabilities: Capability
 
     # Where copies go, for the ack: a bucket name, or a directory's path.
     bucket: str
@@ -163,3 +195,43 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections and files."""
         ...
+
+
+class VersionedStore(Store, Protocol):
+    """A store with `Capability.VERSIONS`."""
+
+    def versions(self, prefix: str) -> Iterator[VersionSummary]:
+        """Every version and delete marker of the objects below `prefix`."""
+        ...
+
+    def get_version(self, key: str, version_id: str) -> StoredObject:
+        """One version of the object under `key`. Raises `NoSuchObject` or `StoreError`."""
+        ...
+
+
+class HoldingStore(Store, Protocol):
+    """A store with `Capability.LEGAL_HOLD`."""
+
+    def set_legal_hold(self, key: str, version_id: str, on: bool) -> None:
+        """Place (`on`) or lift the legal hold of one version."""
+        ...
+
+
+def versioned(store: Store, purpose: str) -> VersionedStore:
+    """`store` as a versioned store; `Unsupported` when it keeps no versions."""
+    _require(store, Capability.VERSIONS, purpose, "keeps every version of a copy")
+    return cast(VersionedStore, store)
+
+
+def holding(store: Store, purpose: str) -> HoldingStore:
+    """`store` as one that sets legal holds; `Unsupported` when it cannot."""
+    _require(store, Capability.LEGAL_HOLD, purpose, "sets legal holds")
+    return cast(HoldingStore, store)
+
+
+def _require(store: Store, capability: Capability, purpose: str, what: str) -> None:
+    if capability not in store.capabilities:
+        raise Unsupported(
+            f"{purpose} needs a store that {what} (an S3 bucket with versioning); "
+            f"{store.bucket} does not"
+        )

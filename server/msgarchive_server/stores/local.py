@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from msgarchive_server.stores.base import (
+    Capability,
     ErrorKind,
     ListPage,
     NoSuchObject,
@@ -36,8 +37,10 @@ class LocalStore:
     """Copies as files under `root`, at the same keys the S3 store uses."""
 
     remote = False
-    # A directory cannot keep anyone from deleting a file: the sidecar refuses
-    # a retention setting for it at startup rather than pretend.
+    # One file a key: no versions, no legal hold; and a directory cannot keep
+    # anyone from deleting a file, so it is never asked to keep a retention
+    # (the sidecar refuses the setting at startup rather than pretend).
+    capabilities = Capability.basic()
     retention: Retention | None = None
 
     def __init__(self, root: Path, prefix: str = "") -> None:

@@ -1,4 +1,8 @@
-"""Where a store is: a local directory, or an S3 bucket and key prefix, from a URL."""
+"""Where a store is, from a URL, and the one way to open it.
+
+`parse_location(url)` reads a directory (PATH or file://PATH) or
+s3://BUCKET[/PREFIX]; `open_store(url, options)` opens the store there.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from msgarchive.keys import normalize_prefix
+from msgarchive_server.stores.base import Capability, Retention, Store, Unsupported
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -17,24 +22,87 @@ class BadLocation(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """How to reach a remote store (today: S3 and S3-compatible stores).
+    Credentials come from the standard AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    sse: str | None = None  # "AES256" or "aws:kms"
+    sse_kms_key_id: str | None = None
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    max_connections: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryLocation:
+    path: Path
+
+    @property
+    def url(self) -> str:
+        """The location as one URL, to compare places (ending in ``/``)."""
+        return f"file://{self.path.resolve()}/"
+
+    def open(self, options: StoreOptions, retention: Retention | None) -> Store:
+        from msgarchive_server.stores.local import LocalStore
+
+        if retention is not None and Capability.RETENTION not in LocalStore.capabilities:
+            raise Unsupported(
+                "a local directory cannot enforce retention (anyone who can write it can "
+                "delete a copy); use an S3 bucket with Object Lock, or drop the retention "
+                "setting"
+            )
+        return LocalStore(self.path)
+
+
+@dataclass(frozen=True, slots=True)
 class S3Location:
     bucket: str
     prefix: str  # "" or ending in "/"
 
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
-def store_location(store: str) -> Path | S3Location:
+    def open(self, options: StoreOptions, retention: Retention | None) -> Store:
+        # Imported here: only the S3 store needs boto3, and it is slow to import.
+        from msgarchive_server.stores.s3 import S3Options, S3Store
+
+        return S3Store(
+            S3Options(
+                bucket=self.bucket,
+                prefix=self.prefix,
+                region=options.region,
+                endpoint_url=options.endpoint_url,
+                path_style=options.path_style,
+                sse=options.sse,
+                sse_kms_key_id=options.sse_kms_key_id,
+                connect_timeout=options.connect_timeout,
+                read_timeout=options.read_timeout,
+                max_connections=options.max_connections,
+                retention=retention,
+            )
+        )
+
+
+Location = DirectoryLocation | S3Location
+
+
+def parse_location(store: str) -> Location:
     """A directory (PATH or file://PATH) for the local store, or s3://BUCKET[/PREFIX]."""
     if "://" not in store:
         if not store.strip():
             raise BadLocation("a directory or s3://BUCKET is required")
-        return Path(store)
+        return DirectoryLocation(Path(store))
     parts = urlsplit(store)
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):
             raise BadLocation("file URLs name a local path (file:///PATH)")
         if not parts.path:
             raise BadLocation("missing directory path")
-        return Path(parts.path)
+        return DirectoryLocation(Path(parts.path))
     if parts.scheme == "s3":
         if not parts.netloc:
             raise BadLocation("missing bucket name (s3://BUCKET[/PREFIX])")
@@ -45,3 +113,11 @@ def store_location(store: str) -> Path | S3Location:
         f"unknown store URL scheme {parts.scheme!r} "
         "(use a directory, file://PATH or s3://BUCKET[/PREFIX])"
     )
+
+
+def open_store(
+    url: str, options: StoreOptions | None = None, retention: Retention | None = None
+) -> Store:
+    """The store at `url`; with `retention`, one that verifies it keeps copies
+    under it (`Unsupported` for a store that cannot). Raises `BadLocation`."""
+    return parse_location(url).open(options or StoreOptions(), retention)

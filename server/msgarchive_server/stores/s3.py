@@ -33,6 +33,7 @@ from obstore.store import S3Store as ObjectStoreS3
 
 from msgarchive_server.stores.base import (
     COPY_CONTENT_TYPE,
+    Capability,
     ErrorKind,
     ListPage,
     NoSuchObject,
@@ -78,7 +79,6 @@ _FATAL_CODES = {
 }
 # 4xx answers that retrying can cure.
 _TRANSIENT_CLIENT_CODES = {
-    "AccessDenied",
     "BadDigest",
     "RequestTimeout",
     "RequestTimeTooSkewed",
@@ -200,6 +200,9 @@ class S3Store:
     """
 
     remote = True
+    capabilities = (
+        Capability.basic() | Capability.VERSIONS | Capability.LEGAL_HOLD | Capability.RETENTION
+    )
 
     def __init__(self, options: S3Options, session: boto3.session.Session | None = None) -> None:
         self.options = options
@@ -521,10 +524,10 @@ def classify_answer(code: str, status: int, message: str = "") -> StoreError:
         kind = ErrorKind.THROTTLED
     elif code in _FATAL_CODES:
         kind = ErrorKind.FATAL
+    elif code in ("AccessDenied", "403"):
+        code, kind = "AccessDenied", ErrorKind.DENIED
     elif code in _TRANSIENT_CLIENT_CODES or status >= 500 or status == 0:
         kind = ErrorKind.TRANSIENT
-    elif code == "403":
-        code, kind = "AccessDenied", ErrorKind.TRANSIENT
     else:
         kind = ErrorKind.REJECTED
     return StoreError(code, kind, message)

@@ -22,7 +22,7 @@ import datetime
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -32,22 +32,10 @@ from msgarchive_server.domain.manifests.entries import ManifestEntry, canonical
 from msgarchive_server.domain.manifests.heads import Signer
 from msgarchive_server.domain.manifests.heads import verify as verify_signed
 from msgarchive_server.domain.manifests.sealer import JSON, MANIFEST_ROOT, part_name
-from msgarchive_server.stores import ListPage, PutResult, StoredObject
+from msgarchive_server.stores import HoldingStore, Store
 
 HOLDS_ROOT = "_msgarchive/holds"
 RECORD_FORMAT = "msgarchive.hold-record.v1"
-
-
-class LogStore(Protocol):
-    prefix: str
-
-    def get(self, key: str) -> StoredObject: ...
-    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage: ...
-
-
-class HoldingStore(LogStore, Protocol):
-    def put(self, key: str, body: bytes, content_type: str = ...) -> PutResult: ...
-    def set_legal_hold(self, key: str, version_id: str, on: bool) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +113,7 @@ def apply_hold(
         # Another operator took this number first: chain after theirs.
 
 
-def verify_log(store: LogStore, public_key: Ed25519PublicKey) -> Iterator[tuple[str, str]]:
+def verify_log(store: Store, public_key: Ed25519PublicKey) -> Iterator[tuple[str, str]]:
     """(record key, problem) for every record that does not verify or link."""
     root = f"{store.prefix}{HOLDS_ROOT}/"
     previous: dict[str, str] | None = None
@@ -145,14 +133,14 @@ def verify_log(store: LogStore, public_key: Ed25519PublicKey) -> Iterator[tuple[
         expected = int(key[len(root) : -len(".json")]) + 1
 
 
-def _last(store: LogStore, root: str) -> tuple[str, str] | None:
+def _last(store: Store, root: str) -> tuple[str, str] | None:
     keys = list(_keys(store, root))
     if not keys:
         return None
     return keys[-1], hashlib.sha256(store.get(keys[-1]).body).hexdigest()
 
 
-def _keys(store: LogStore, prefix: str) -> Iterator[str]:
+def _keys(store: Store, prefix: str) -> Iterator[str]:
     after = ""
     while True:
         page = store.list(prefix, start_after=after)

@@ -13,24 +13,17 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.journal import hour_of
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
-from msgarchive_server.stores import ListPage, NoSuchObject, StoredObject
+from msgarchive_server.stores import NoSuchObject, Store
 
 PROOF_FORMAT = "msgarchive.inclusion-proof.v1"
 
 
-class ReadableStore(Protocol):
-    prefix: str
-
-    def get(self, key: str) -> StoredObject: ...
-    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage: ...
-
-
-def prove(store: ReadableStore, key: str) -> dict[str, Any] | None:
+def prove(store: Store, key: str) -> dict[str, Any] | None:
     """The inclusion proof of the copy at `key`, or None if no manifest lists it."""
     try:
         written = store.get(key).stored_at_ms
@@ -74,7 +67,7 @@ def prove(store: ReadableStore, key: str) -> dict[str, Any] | None:
     return None
 
 
-def _all(store: ReadableStore, prefix: str) -> list[Any]:
+def _all(store: Store, prefix: str) -> list[Any]:
     items, after = [], ""
     while True:
         page = store.list(prefix, start_after=after)

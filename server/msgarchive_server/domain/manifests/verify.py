@@ -32,7 +32,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,21 +42,16 @@ from msgarchive_server.domain.manifests.heads import verify as verify_head
 from msgarchive_server.domain.manifests.holds import verify_log
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
 from msgarchive_server.domain.payloads import decompress
-from msgarchive_server.stores import ListPage, NoSuchObject, StoredObject, VersionSummary
+from msgarchive_server.stores import (
+    NoSuchObject,
+    StoredObject,
+    VersionedStore,
+    VersionSummary,
+)
 from msgarchive_server.stores.base import RETENTION_MODES
 
 HOUR = datetime.timedelta(hours=1)
 _HOUR_KEY = re.compile(r"(?P<writer>[^/]+)/(?P<hour>\d{4}/\d{2}/\d{2}/\d{2})/(?P<name>[^/]+)")
-
-
-class AuditableStore(Protocol):
-    bucket: str
-    prefix: str
-
-    def get(self, key: str) -> StoredObject: ...
-    def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage: ...
-    def versions(self, prefix: str) -> Iterator[VersionSummary]: ...
-    def get_version(self, key: str, version_id: str) -> StoredObject: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +87,7 @@ class Progress:
 class Verifier:
     def __init__(
         self,
-        store: AuditableStore,
+        store: VersionedStore,
         public_key: Ed25519PublicKey,
         *,
         deep: bool = False,
