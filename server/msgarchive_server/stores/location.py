@@ -7,7 +7,7 @@ s3://BUCKET[/PREFIX]; `open_store(url, options)` opens the store there.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -70,20 +70,9 @@ class S3Location:
         # Imported here: only the S3 store needs boto3, and it is slow to import.
         from msgarchive_server.stores.s3 import S3Options, S3Store
 
+        reach = {spec.name: getattr(options, spec.name) for spec in fields(StoreOptions)}
         return S3Store(
-            S3Options(
-                bucket=self.bucket,
-                prefix=self.prefix,
-                region=options.region,
-                endpoint_url=options.endpoint_url,
-                path_style=options.path_style,
-                sse=options.sse,
-                sse_kms_key_id=options.sse_kms_key_id,
-                connect_timeout=options.connect_timeout,
-                read_timeout=options.read_timeout,
-                max_connections=options.max_connections,
-                retention=retention,
-            )
+            S3Options(bucket=self.bucket, prefix=self.prefix, retention=retention, **reach)
         )
 
 

@@ -44,6 +44,7 @@ from msgarchive_server.stores.base import (
     StoreError,
     VersionSummary,
 )
+from msgarchive_server.stores.location import StoreOptions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -88,20 +89,12 @@ _TRANSIENT_CLIENT_CODES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class S3Options:
-    """How to reach the bucket. Credentials come from the standard AWS chain."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class S3Options(StoreOptions):
+    """The bucket, and how to reach it (`StoreOptions`)."""
 
     bucket: str
     prefix: str = ""
-    region: str | None = None
-    endpoint_url: str | None = None
-    path_style: bool = False
-    sse: str | None = None  # "AES256" or "aws:kms"
-    sse_kms_key_id: str | None = None
-    connect_timeout: float = 2.0
-    read_timeout: float = 10.0
-    max_connections: int = 32
     # The retention every copy must get from the bucket's default retention.
     retention: Retention | None = None
 
