@@ -140,8 +140,8 @@ def test_a_twin_of_a_message_in_flight_is_refused_and_the_window_holds_the_reade
 def test_the_unary_path_is_refused_when_the_bound_is_full() -> None:
     store = HeldStore()
     calls = calls_for(store, in_flight=1)
-    calls.admit()
-    worker = threading.Thread(target=calls.run, args=(sms(0), LOCAL))
+    admission = calls.admit()
+    worker = threading.Thread(target=admission.run, args=(sms(0), LOCAL))
     worker.start()
     try:
         assert store.entered.acquire(timeout=WAIT)
@@ -153,8 +153,12 @@ def test_the_unary_path_is_refused_when_the_bound_is_full() -> None:
     finally:
         store.release.set()
         worker.join(WAIT)
-    calls.admit()  # the place was given back
-    calls.run(sms(1), LOCAL)
+    again = calls.admit()  # the place was given back
+    again.run(sms(1), LOCAL)
+    again.release()  # given back once: a second release frees no other place
+    calls.admit()
+    with pytest.raises(InFlightFull):
+        calls.admit()
     assert len(store.objects) == 2
 
 
@@ -242,3 +246,14 @@ def test_an_idle_stream_is_closed_once_every_message_is_answered() -> None:
         store.release.set()
         consumer.join(WAIT)
         streams.close()
+
+
+def test_a_message_that_cannot_start_gives_its_places_back() -> None:
+    store = FakeStore()
+    calls = calls_for(store, in_flight=1)
+    streams = ArchiveStreams(calls, window=4)
+    streams.close()  # draining: no message handed over from now on starts
+    answers = list(streams.serve(stream_of(sms(0)), LOCAL, lambda: True))
+    assert answers == []  # read, but never started: left unanswered
+    assert store.objects == {}
+    calls.admit()  # its in-flight place was given back: the only one is free

@@ -3,8 +3,9 @@
 `ArchiveCalls` admits a call under the in-flight bound, archives it into the
 caller's account's store, and counts and logs how it ended. The unary RPC
 refuses at once when the bound is full; a stream waits for a place instead
-(gRPC flow control then holds its sender back). Either way the same `run`
-does the work, so both paths count, log and answer alike.
+(gRPC flow control then holds its sender back). Either way the place is an
+`Admission`, whose `run` does the work (so both paths count, log and answer
+alike) and gives the place back; one that will not run is `release`d.
 """
 
 from __future__ import annotations
@@ -49,28 +50,18 @@ class ArchiveCalls:
         self.metrics = metrics
         self.in_flight = in_flight
 
-    def admit(self) -> None:
-        """Take an in-flight place now, or raise InFlightFull (counted as rejected)."""
+    def admit(self) -> Admission:
+        """An in-flight place now, or InFlightFull (counted as rejected)."""
         if not self.in_flight.try_enter():
             self.metrics.rejected.inc()
             raise InFlightFull(self.in_flight.limit)
+        return Admission(self)
 
-    def admit_within(self, timeout: float) -> bool:
-        """Take an in-flight place, waiting up to `timeout` seconds; False if none freed."""
-        return self.in_flight.enter(timeout)
+    def admit_within(self, timeout: float) -> Admission | None:
+        """An in-flight place, waiting up to `timeout` seconds; None if none freed."""
+        return Admission(self) if self.in_flight.enter(timeout) else None
 
-    def release(self) -> None:
-        """Give back a place taken for a call that will not run after all."""
-        self.in_flight.leave()
-
-    def run(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
-        """Archive an admitted request, giving its place back when done.
-
-        Returns the ack of a stored copy; raises a `DomainError` otherwise
-        (`InternalFault` for anything unexpected). Either way the outcome is
-        counted in the metrics; a failure's fields are bound to the call's log
-        context (an ack's are the edge's to log, as its log line needs them).
-        """
+    def _run(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
         channel = request.WhichOneof("message") or "none"
         self.metrics.in_flight.inc()
         started = time.perf_counter()
@@ -93,7 +84,6 @@ class ArchiveCalls:
             )
             return ack
         finally:
-            self.in_flight.leave()
             self.metrics.in_flight.dec()
             self.metrics.archive_answered(channel, outcome, time.perf_counter() - started)
 
@@ -126,3 +116,31 @@ class ArchiveCalls:
         structlog.contextvars.bind_contextvars(**fields)
         if isinstance(err, NotArchived):
             log.warning("failed to archive", store_error=err.store_error, attempts=err.attempts)
+
+
+class Admission:
+    """One archive's place in the in-flight bound, given back exactly once: by
+    `run` when the archive is done, or by `release` when it will not run."""
+
+    __slots__ = ("_calls", "_held")
+
+    def __init__(self, calls: ArchiveCalls) -> None:
+        self._calls = calls
+        self._held = True
+
+    def run(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
+        """Archive the request. Returns the ack of a stored copy; raises a
+        `DomainError` otherwise (`InternalFault` for anything unexpected).
+        Either way the outcome is counted in the metrics; a failure's fields
+        are bound to the call's log context (an ack's are the edge's to log,
+        as its log line needs them)."""
+        try:
+            return self._calls._run(request, caller)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the place back (once; later calls do nothing)."""
+        if self._held:
+            self._held = False
+            self._calls.in_flight.leave()

@@ -80,8 +80,7 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
     ) -> pb.ArchiveResponse:
         structlog.contextvars.bind_contextvars(channel=request.WhichOneof("message"))
         try:
-            self.calls.admit()
-            ack = self.calls.run(request, caller_of(context))
+            ack = self.calls.admit().run(request, caller_of(context))
         except DomainError as err:
             failed = err
         else:

@@ -2,7 +2,7 @@
 
 A reader thread takes each request, waits for a place in the stream's window
 and in the sidecar's in-flight bound, and hands the message to the shared
-stream pool. While either is full it stops reading, so gRPC flow control
+stream threads. While either is full it stops reading, so gRPC flow control
 holds the sender back instead of buffering without limit. Every request gets
 exactly one answer, an ack or that message's error, in completion order, and
 every answer holds a window place until it is sent, refusals included: a
@@ -18,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import TracebackType
+from typing import TypeVar
 
 import grpc
 import structlog
@@ -25,26 +27,19 @@ import structlog
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation
 from msgarchive_server.domain.errors import BadMessage, DomainError, StreamIdle
-from msgarchive_server.edge.calls import ArchiveCalls, Caller
+from msgarchive_server.edge.calls import Admission, ArchiveCalls, Caller
 from msgarchive_server.edge.response import ack_fields, to_response
 from msgarchive_server.edge.status import to_archive_error
 from msgarchive_server.telemetry import tracing
 
 log = structlog.get_logger("msgarchive.stream")
+T = TypeVar("T")
 
 # How often a waiting reader checks that the stream is still open.
 _WAIT_SLICE = 0.25
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """An answer to send; each holds a window place until it is sent."""
-
-    response: pb.ArchiveStreamResponse
-    pending: bool  # its request_id is among the stream's pending ones
-
-
-class Workers:
+class JobThreads:
     """A fixed set of threads that run handed-over jobs: a ThreadPoolExecutor
     without the Future and bookkeeping it makes for every job."""
 
@@ -84,18 +79,18 @@ class Workers:
 
 
 class ArchiveStreams:
-    """Serves ArchiveStream calls; their messages run on one set of workers, no
+    """Serves ArchiveStream calls; their messages run on one set of threads, no
     more than the in-flight bound."""
 
     def __init__(self, calls: ArchiveCalls, window: int, idle_timeout: float = 60.0) -> None:
         self.calls = calls
         self.window = window
         self.idle_timeout = idle_timeout
-        self.workers = Workers(calls.in_flight.limit, "stream")
+        self.threads = JobThreads(calls.in_flight.limit, "stream")
 
     def close(self) -> None:
         """Let the messages already handed over finish."""
-        self.workers.close()
+        self.threads.close()
 
     def serve(
         self,
@@ -109,118 +104,172 @@ class ArchiveStreams:
         `context.is_active`); once it is not, nothing more is read or sent.
         Raises StreamIdle once the stream has been idle for `idle_timeout`.
         """
-        trace = tracing.current()  # the stream's span: each message's parent
-        window = threading.Semaphore(self.window)
-        answers: queue.SimpleQueue[_Answer | None] = queue.SimpleQueue()  # None: reading ended
-        pending: set[str] = set()
-        lock = threading.Lock()
-        read = [0]
-        last_read = [time.monotonic()]  # when the last request came in
+        return _Stream(self, requests, caller, is_active).answers()
 
-        def wait_for(take: threading.Semaphore | None) -> bool:
-            """Take a window place (`take`) or an in-flight place; False if the call ended."""
-            while is_active():
-                got = (
-                    take.acquire(timeout=_WAIT_SLICE)
-                    if take is not None
-                    else self.calls.admit_within(_WAIT_SLICE)
-                )
-                if got:
-                    return True
-            return False
 
-        def archive_one(request_id: str, archive: pb.ArchiveRequest) -> None:
-            # This worker's context is the message's alone (what an earlier
-            # message bound is dropped here, not after each one).
-            structlog.contextvars.clear_contextvars()
-            structlog.contextvars.bind_contextvars(
-                request_id=request_id,
-                method="ArchiveStream",
-                channel=archive.WhichOneof("message"),
-            )
-            started = time.perf_counter()
-            with tracing.span(
-                "archive", {"msgarchive.request_id": request_id}, parent=trace
-            ) as span:
-                try:
-                    ack = self.calls.run(archive, caller)
-                except DomainError as err:
-                    tracing.failed(span, err.reason_name)
-                    response = _refused(request_id, err)
-                    # The stream has its own summary line; a message gets one when
-                    # it failed (warning), or at debug level when it was archived.
-                    log.warning("archive", code=response.error.code, duration_ms=_ms_since(started))
-                else:
-                    response = pb.ArchiveStreamResponse(
-                        request_id=request_id, ack=to_response(request_id, ack)
-                    )
-                    log.debug(
-                        "archive", code="OK", duration_ms=_ms_since(started), **ack_fields(ack)
-                    )
-            answers.put(_Answer(response, pending=True))
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An answer to send; each holds a window place until it is sent."""
 
-        def unread() -> None:
-            """The call ended before this request could start: it will not be answered."""
-            with lock:
-                read[0] -= 1
+    response: pb.ArchiveStreamResponse
+    pending: bool  # its request_id is among the stream's pending ones
 
-        def reader() -> None:
-            try:
-                for message in requests:
-                    last_read[0] = time.monotonic()
-                    request_id = message.archive.request_id
-                    with lock:
-                        read[0] += 1
-                        problem = _request_id_problem(request_id, pending)
-                        if problem is None:
-                            pending.add(request_id)
-                    if not wait_for(window):  # a refusal too waits for its place
-                        unread()
-                        return
-                    if problem is not None:
-                        refused = BadMessage([FieldViolation("archive.request_id", problem)])
-                        answers.put(_Answer(_refused(request_id, refused), pending=False))
-                        continue
-                    if not wait_for(None):
-                        window.release()
-                        unread()
-                        return
-                    # The call may have ended, or the sidecar begun to drain, while
-                    # the places were taken: then the message does not start.
-                    if not (
-                        is_active()
-                        and self.workers.submit(archive_one, request_id, message.archive)
-                    ):
-                        self.calls.release()
-                        window.release()
-                        unread()
-                        return
-            except grpc.RpcError:
-                pass  # the caller went away; what was read is still answered
-            finally:
-                answers.put(None)
 
-        threading.Thread(target=reader, name="stream-reader", daemon=True).start()
+class _Stream:
+    """One ArchiveStream call: its window, the answers waiting to be sent, and
+    the reader thread that takes its requests."""
+
+    def __init__(
+        self,
+        streams: ArchiveStreams,
+        requests: Iterator[pb.ArchiveStreamRequest],
+        caller: Caller,
+        is_active: Callable[[], bool],
+    ) -> None:
+        self.streams = streams
+        self.requests = requests
+        self.caller = caller
+        self.is_active = is_active
+        self.trace = tracing.current()  # the stream's span: each message's parent
+        self.window = threading.Semaphore(streams.window)
+        self.queue: queue.SimpleQueue[_Answer | None] = queue.SimpleQueue()  # None: reading ended
+        self.lock = threading.Lock()
+        self.pending: set[str] = set()  # request ids in flight
+        self.read = 0  # requests read that are to be answered
+        self.last_read = time.monotonic()
+
+    def answers(self) -> Iterator[pb.ArchiveStreamResponse]:
+        threading.Thread(target=self._read_all, name="stream-reader", daemon=True).start()
         done, answered = False, 0
-        while not done or answered < read[0]:
+        while not done or answered < self.read:
             try:
-                answer = answers.get(timeout=_WAIT_SLICE)
+                answer = self.queue.get(timeout=_WAIT_SLICE)
             except queue.Empty:
-                if not is_active():
+                if not self.is_active():
                     return  # cancelled or past its deadline: nobody is listening
-                idle = time.monotonic() - last_read[0]
-                if not done and answered == read[0] and idle > self.idle_timeout:
-                    raise StreamIdle(self.idle_timeout) from None
+                idle = time.monotonic() - self.last_read
+                if not done and answered == self.read and idle > self.streams.idle_timeout:
+                    raise StreamIdle(self.streams.idle_timeout) from None
                 continue
             if answer is None:
                 done = True
                 continue
             answered += 1
             if answer.pending:
-                with lock:
-                    pending.discard(answer.response.request_id)
-            window.release()
+                with self.lock:
+                    self.pending.discard(answer.response.request_id)
+            self.window.release()  # the place its message held
             yield answer.response
+
+    # --- the reader thread ----------------------------------------------------
+
+    def _read_all(self) -> None:
+        try:
+            for message in self.requests:
+                if not self._take(message.archive):
+                    return
+        except grpc.RpcError:
+            pass  # the caller went away; what was read is still answered
+        finally:
+            self.queue.put(None)
+
+    def _take(self, archive: pb.ArchiveRequest) -> bool:
+        """Answer one request, or hand it to a stream thread; False once the
+        call has ended (it is then left unanswered)."""
+        self.last_read = time.monotonic()
+        request_id = archive.request_id
+        with self.lock:
+            problem = _request_id_problem(request_id, self.pending)
+            if problem is None:
+                self.pending.add(request_id)
+        with _Places(self) as places:
+            if not self._wait(lambda: self.window.acquire(timeout=_WAIT_SLICE)):
+                return False
+            places.window = True  # a refusal too waits for its place
+            if problem is not None:
+                refused = BadMessage([FieldViolation("archive.request_id", problem)])
+                self.queue.put(_Answer(_refused(request_id, refused), pending=False))
+                return places.handed_on()
+            places.admission = self._wait(lambda: self.streams.calls.admit_within(_WAIT_SLICE))
+            # The call may have ended, or the sidecar begun to drain, while the
+            # places were taken: then the message does not start.
+            if places.admission is None or not self.is_active():
+                return False
+            started = self.streams.threads.submit(
+                self._archive, places.admission, request_id, archive
+            )
+            return started and places.handed_on()
+
+    def _wait(self, take: Callable[[], T | None]) -> T | None:
+        """What `take` gives, tried until it gives one or the call ends (None)."""
+        while self.is_active():
+            got = take()
+            if got:
+                return got
+        return None
+
+    # --- a stream thread --------------------------------------------------------
+
+    def _archive(self, admission: Admission, request_id: str, archive: pb.ArchiveRequest) -> None:
+        # This thread's context is the message's alone (what an earlier message
+        # bound is dropped here, not after each one).
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, method="ArchiveStream", channel=archive.WhichOneof("message")
+        )
+        started = time.perf_counter()
+        with tracing.span(
+            "archive", {"msgarchive.request_id": request_id}, parent=self.trace
+        ) as span:
+            try:
+                ack = admission.run(archive, self.caller)
+            except DomainError as err:
+                tracing.failed(span, err.reason_name)
+                response = _refused(request_id, err)
+                # The stream has its own summary line; a message gets one when
+                # it failed (warning), or at debug level when it was archived.
+                log.warning("archive", code=response.error.code, duration_ms=_ms_since(started))
+            else:
+                response = pb.ArchiveStreamResponse(
+                    request_id=request_id, ack=to_response(request_id, ack)
+                )
+                log.debug("archive", code="OK", duration_ms=_ms_since(started), **ack_fields(ack))
+        self.queue.put(_Answer(response, pending=True))
+
+
+class _Places:
+    """The places one request takes: counted among those to be answered, a
+    window place, and (for a message that runs) an in-flight place. Unless
+    handed on (to its answer, and the message's run), all of them are given
+    back when the `with` block ends: the one release path."""
+
+    def __init__(self, stream: _Stream) -> None:
+        self.stream = stream
+        self.window = False
+        self.admission: Admission | None = None
+        self._handed_on = False
+
+    def __enter__(self) -> _Places:
+        with self.stream.lock:
+            self.stream.read += 1
+        return self
+
+    def handed_on(self) -> bool:
+        """The answer (and the run) hold the places now. True, for `return`."""
+        self._handed_on = True
+        return True
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._handed_on:
+            return
+        if self.admission is not None:
+            self.admission.release()
+        if self.window:
+            self.stream.window.release()
+        with self.stream.lock:
+            self.stream.read -= 1  # it will not be answered
 
 
 def _request_id_problem(request_id: str, pending: set[str]) -> str | None:
