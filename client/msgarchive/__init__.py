@@ -8,8 +8,12 @@ from msgarchive.client import ArchiveClient, AsyncArchiveClient, StreamResult
 from msgarchive.errors import (
     ArchiveFailed,
     ArchiveUnavailable,
+    CopyDamaged,
+    CopyNotFound,
+    CredentialsMissing,
     DataLoss,
     DeadlineExceeded,
+    DeadlineTooShort,
     InternalError,
     InvalidArgument,
     InvalidLookup,
@@ -25,6 +29,7 @@ from msgarchive.errors import (
     StreamIdle,
     Unauthenticated,
     Unavailable,
+    WrongAccount,
 )
 from msgarchive.keys import ArchiveLocation, locate
 from msgarchive.v1.archive_service_pb2 import (
@@ -57,8 +62,12 @@ __all__ = [
     "ArchivedMessageSummary",
     "AsyncArchiveClient",
     "Channel",
+    "CopyDamaged",
+    "CopyNotFound",
+    "CredentialsMissing",
     "DataLoss",
     "DeadlineExceeded",
+    "DeadlineTooShort",
     "EmailMessage",
     "GetArchivedMessageRequest",
     "GetArchivedMessageResponse",
@@ -88,5 +97,6 @@ __all__ = [
     "ViewMessageRequest",
     "ViewMessageResponse",
     "WhatsAppMessage",
+    "WrongAccount",
     "locate",
 ]

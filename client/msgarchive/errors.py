@@ -176,20 +176,41 @@ class DeadlineExceeded(MsgArchiveError):
     """DEADLINE_EXCEEDED: no ack within the deadline; the copy may not exist."""
 
 
+class DeadlineTooShort(DeadlineExceeded):
+    """DEADLINE_TOO_SHORT: no store attempt could finish before the call's
+    deadline, so none was made; nothing was written."""
+
+
 class Unauthenticated(MsgArchiveError):
     """UNAUTHENTICATED: credentials are missing or wrong."""
+
+
+class CredentialsMissing(Unauthenticated):
+    """CREDENTIALS_MISSING: no API key, or one the sidecar does not know."""
 
 
 class PermissionDenied(MsgArchiveError):
     """PERMISSION_DENIED: the credentials may not do this."""
 
 
+class WrongAccount(PermissionDenied):
+    """WRONG_ACCOUNT: the API key belongs to another account than the one named."""
+
+
 class NotFound(MsgArchiveError):
     """NOT_FOUND: no such copy."""
 
 
+class CopyNotFound(NotFound):
+    """COPY_NOT_FOUND: no copy is stored at the key or matches the lookup."""
+
+
 class DataLoss(MsgArchiveError):
     """DATA_LOSS: the stored copy is damaged (metadata `key` names it)."""
+
+
+class CopyDamaged(DataLoss):
+    """COPY_DAMAGED: the stored copy does not decompress, parse, or match its key."""
 
 
 class InternalError(MsgArchiveError):
@@ -202,12 +223,12 @@ ERROR_CLASSES: dict[str, type[MsgArchiveError]] = {
     "FAILED_TO_ARCHIVE": ArchiveFailed,
     "ARCHIVE_UNAVAILABLE": ArchiveUnavailable,
     "INTERNAL_ERROR": InternalError,
-    "DEADLINE_TOO_SHORT": DeadlineExceeded,
+    "DEADLINE_TOO_SHORT": DeadlineTooShort,
     "INVALID_LOOKUP": InvalidLookup,
-    "COPY_NOT_FOUND": NotFound,
-    "COPY_DAMAGED": DataLoss,
-    "CREDENTIALS_MISSING": Unauthenticated,
-    "WRONG_ACCOUNT": PermissionDenied,
+    "COPY_NOT_FOUND": CopyNotFound,
+    "COPY_DAMAGED": CopyDamaged,
+    "CREDENTIALS_MISSING": CredentialsMissing,
+    "WRONG_ACCOUNT": WrongAccount,
     "RATE_LIMITED": RateLimited,
     "STORE_UNAVAILABLE": StoreUnavailable,
     "OVERLOADED": Overloaded,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from msgarchive_server.domain.accounts import Accounts, AccountsFileError, key_digest, new_api_key
-from msgarchive_server.domain.errors import MissingCredentials, OverRateLimit, WrongAccount
+from msgarchive_server.domain.errors import CredentialsMissing, RateLimited, WrongAccount
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.edge.access import Access, is_local_address, is_local_peer
 from msgarchive_server.stores import Retention
@@ -53,11 +53,11 @@ def test_keys_identify_their_account(tmp_path: Path) -> None:
     ("header", "refusal"),
     [
         (basic("acme", KEY_B), WrongAccount),
-        (basic("acme", "guess"), MissingCredentials),
-        ("Bearer guess", MissingCredentials),
-        ("Basic !!!", MissingCredentials),
-        ("Basic " + base64.b64encode(b"no-colon").decode(), MissingCredentials),
-        ("Token abc", MissingCredentials),
+        (basic("acme", "guess"), CredentialsMissing),
+        ("Bearer guess", CredentialsMissing),
+        ("Basic !!!", CredentialsMissing),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), CredentialsMissing),
+        ("Token abc", CredentialsMissing),
     ],
 )
 def test_bad_credentials(tmp_path: Path, header: str, refusal: type[Exception]) -> None:
@@ -163,9 +163,9 @@ def test_open_mode_serves_local_callers_only() -> None:
     opened = access(Accounts({}))
     assert opened.archive_tenant("anyone", "", local=True) is opened.default
     assert opened.read_tenant("", local=True)[1] is opened.default
-    with pytest.raises(MissingCredentials):
+    with pytest.raises(CredentialsMissing):
         opened.archive_tenant("anyone", "", local=False)
-    with pytest.raises(MissingCredentials):
+    with pytest.raises(CredentialsMissing):
         opened.read_tenant("", local=False)
 
 
@@ -176,9 +176,9 @@ def test_keyed_mode(tmp_path: Path) -> None:
     assert keyed.archive_tenant("acme", f"Bearer {KEY_A}", local=False) is keyed.tenants["acme"]
     with pytest.raises(WrongAccount):
         keyed.archive_tenant("globex", f"Bearer {KEY_A}", local=True)
-    with pytest.raises(MissingCredentials):
+    with pytest.raises(CredentialsMissing):
         keyed.archive_tenant("acme", "", local=False)
-    with pytest.raises(MissingCredentials):
+    with pytest.raises(CredentialsMissing):
         keyed.read_tenant("", local=True)  # reads need a key once keys exist
     account, tenant = keyed.read_tenant(basic("globex", KEY_B), local=False)
     assert (account, tenant) == ("globex", keyed.tenants["globex"])
@@ -188,7 +188,7 @@ def test_reads_are_rate_limited_per_account(tmp_path: Path) -> None:
     keyed = access(two_accounts(tmp_path), per_minute=2)
     keyed.read_tenant(f"Bearer {KEY_A}", local=True)
     keyed.read_tenant(f"Bearer {KEY_A}", local=True)
-    with pytest.raises(OverRateLimit) as raised:
+    with pytest.raises(RateLimited) as raised:
         keyed.read_tenant(f"Bearer {KEY_A}", local=True)
     assert raised.value.retry_after is not None
     assert 0 < raised.value.retry_after <= 30

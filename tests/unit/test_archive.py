@@ -9,7 +9,7 @@ import pytest
 
 from msgarchive_server.domain import retry as retry_module
 from msgarchive_server.domain.archive import Archiver
-from msgarchive_server.domain.errors import BadMessage, NotArchived
+from msgarchive_server.domain.errors import ArchiveFailed, InvalidMessage
 from msgarchive_server.domain.payloads import compress, decompress
 from msgarchive_server.domain.retry import RetryPolicy
 from msgarchive_server.stores import ErrorKind, Retention, StoreError
@@ -47,7 +47,7 @@ def test_transient_errors_are_retried_and_counted() -> None:
 
 def test_three_retries_then_failure_and_nothing_acked() -> None:
     store = FakeStore([transient() for _ in range(4)] + [])
-    with pytest.raises(NotArchived) as raised:
+    with pytest.raises(ArchiveFailed) as raised:
         archiver(store).archive(samples.sms_request())
     assert raised.value.attempts == 4
     assert raised.value.store_error == "InternalError"
@@ -64,7 +64,7 @@ def test_throttling_does_not_use_up_the_retries() -> None:
 @pytest.mark.parametrize("kind", [ErrorKind.FATAL, ErrorKind.REJECTED])
 def test_errors_retrying_cannot_cure_fail_at_once(kind: ErrorKind) -> None:
     store = FakeStore([StoreError("NoSuchBucket", kind)])
-    with pytest.raises(NotArchived) as raised:
+    with pytest.raises(ArchiveFailed) as raised:
         archiver(store).archive(samples.sms_request())
     assert raised.value.attempts == 1
     assert store.calls == 1
@@ -83,7 +83,7 @@ def test_no_retry_sleeps_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(retry_module, "_backoff", recorded)
     deadline = time.monotonic() + 0.2
-    with pytest.raises(NotArchived) as raised:
+    with pytest.raises(ArchiveFailed) as raised:
         pipeline.archive(samples.sms_request(), deadline=deadline)
     # Every backoff taken ends before the deadline; one that could not was never begun.
     assert all(at + seconds < deadline for at, seconds in slept), slept
@@ -93,7 +93,7 @@ def test_no_retry_sleeps_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_invalid_request_writes_nothing() -> None:
     store = FakeStore()
-    with pytest.raises(BadMessage) as raised:
+    with pytest.raises(InvalidMessage) as raised:
         archiver(store).archive(samples.sms_request(batch_id="20241341"))
     assert [v.field for v in raised.value.violations] == ["batch_id"]
     assert store.calls == 0
@@ -103,7 +103,7 @@ def test_over_size_copy_is_refused_naming_the_channel() -> None:
     store = FakeStore()
     request = samples.sms_request()
     request.sms.body = "x" * 2000
-    with pytest.raises(BadMessage) as raised:
+    with pytest.raises(InvalidMessage) as raised:
         archiver(store, max_message_bytes=1000).archive(request)
     (violation,) = raised.value.violations
     assert violation.field == "sms"
@@ -127,11 +127,11 @@ def test_unsound_existing_copy_fails_closed() -> None:
     store = FakeStore()
     key = samples.expected_key("sms")
     store.objects[key] = compress(b'{"message_id":"someone-else","sent_at":1}')
-    with pytest.raises(NotArchived) as raised:
+    with pytest.raises(ArchiveFailed) as raised:
         archiver(store).archive(samples.sms_request())
     assert raised.value.store_error == "ExistingCopyUnreadable"
     store.objects[key] = b"not lz4 at all"
-    with pytest.raises(NotArchived):
+    with pytest.raises(ArchiveFailed):
         archiver(store).archive(samples.sms_request())
 
 

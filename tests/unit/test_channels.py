@@ -12,7 +12,7 @@ from msgarchive.channels import UnknownChannel, phone
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import validated, violations
 from msgarchive_server.domain.archive import Archiver
-from msgarchive_server.domain.errors import BadLookup
+from msgarchive_server.domain.errors import InvalidLookup
 from msgarchive_server.domain.reads import SUPPORTED_EVENTS, recipient_hash
 from msgarchive_server.edge import describe
 from tests import samples
@@ -87,9 +87,9 @@ def test_a_lookup_recipient_is_normalized_as_the_key_was() -> None:
     )
     assert recipient_hash(sms, "+1 (555) 010-2030", "r") == recipient_hash(sms, "15550102030", "r")
     assert recipient_hash(push, "dev-7", "r") != recipient_hash(push, "DEV-7", "r")
-    with pytest.raises(BadLookup, match="email address"):
+    with pytest.raises(InvalidLookup, match="email address"):
         recipient_hash(email, "not-an-address", "recipient")
-    with pytest.raises(BadLookup, match="phone number"):
+    with pytest.raises(InvalidLookup, match="phone number"):
         recipient_hash(sms, "12", "recipient")
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.circuit import StoreCircuit
-from msgarchive_server.domain.errors import NotArchived, NoTimeToStore, StoreUnusable
+from msgarchive_server.domain.errors import ArchiveFailed, ArchiveUnavailable, DeadlineTooShort
 from msgarchive_server.domain.retry import RetriesExhausted, RetryPolicy, opens_circuit
 from msgarchive_server.stores import ErrorKind, StoreError
 from tests import samples
@@ -70,7 +70,7 @@ def test_archives_fail_fast_while_open_without_touching_the_store() -> None:
     store = ProbedStore()
     circuit = StoreCircuit(store, first_delay=10)
     circuit.trip(StoreError("NoSuchBucket", ErrorKind.FATAL))
-    with pytest.raises(StoreUnusable) as raised:
+    with pytest.raises(ArchiveUnavailable) as raised:
         Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
     assert (raised.value.store_error, raised.value.attempts) == ("NoSuchBucket", 0)
     assert store.calls == 0
@@ -80,7 +80,7 @@ def test_archives_fail_fast_while_open_without_touching_the_store() -> None:
 def test_access_denied_on_every_attempt_trips_the_circuit() -> None:
     store = FakeStore([DENIED] * 4)
     circuit = StoreCircuit(store, first_delay=10)
-    with pytest.raises(StoreUnusable) as raised:
+    with pytest.raises(ArchiveUnavailable) as raised:
         Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
     assert raised.value.attempts == 4
     assert circuit.reason == "AccessDenied"
@@ -107,7 +107,7 @@ def test_a_deadline_nearer_than_one_attempt_starts_none() -> None:
     store = FakeStore()
     archiver = Archiver(store, retry=FAST)
     archiver.attempt_estimate = 0.5
-    with pytest.raises(NoTimeToStore):
+    with pytest.raises(DeadlineTooShort):
         archiver.archive(samples.sms_request(), deadline=time.monotonic() + 0.1)
     assert store.calls == 0
     archiver.archive(samples.sms_request(), deadline=time.monotonic() + 5)
@@ -118,6 +118,6 @@ def test_a_deadline_nearer_than_one_attempt_starts_none() -> None:
 def test_transient_failures_do_not_trip_the_circuit() -> None:
     store = FakeStore([transient()] * 4)
     circuit = StoreCircuit(store, first_delay=10)
-    with pytest.raises(NotArchived, match="InternalError"):
+    with pytest.raises(ArchiveFailed, match="InternalError"):
         Archiver(store, retry=FAST, circuit=circuit).archive(samples.sms_request())
     assert not circuit.is_open

@@ -15,20 +15,20 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1.error_reason_pb2 import ErrorReason
 from msgarchive.validation import FieldViolation
 from msgarchive_server.domain.errors import (
-    BadLookup,
-    BadMessage,
-    DamagedCopy,
+    ArchiveFailed,
+    ArchiveUnavailable,
+    CopyDamaged,
+    CopyNotFound,
+    CredentialsMissing,
+    DeadlineTooShort,
     DomainError,
-    InFlightFull,
-    InternalFault,
-    JournalUnavailable,
-    MissingCredentials,
-    NoSuchCopy,
-    NotArchived,
-    NoTimeToStore,
-    OverRateLimit,
-    StoreNotAnswering,
-    StoreUnusable,
+    InternalError,
+    InvalidLookup,
+    InvalidMessage,
+    JournalFull,
+    Overloaded,
+    RateLimited,
+    StoreUnavailable,
     StreamIdle,
     WrongAccount,
     catalogue,
@@ -42,12 +42,12 @@ EXPECTED: dict[str, tuple[grpc.StatusCode, type[errors.MsgArchiveError]]] = {
     "FAILED_TO_ARCHIVE": (S.UNAVAILABLE, errors.ArchiveFailed),
     "ARCHIVE_UNAVAILABLE": (S.FAILED_PRECONDITION, errors.ArchiveUnavailable),
     "INTERNAL_ERROR": (S.INTERNAL, errors.InternalError),
-    "DEADLINE_TOO_SHORT": (S.DEADLINE_EXCEEDED, errors.DeadlineExceeded),
+    "DEADLINE_TOO_SHORT": (S.DEADLINE_EXCEEDED, errors.DeadlineTooShort),
     "INVALID_LOOKUP": (S.INVALID_ARGUMENT, errors.InvalidLookup),
-    "COPY_NOT_FOUND": (S.NOT_FOUND, errors.NotFound),
-    "COPY_DAMAGED": (S.DATA_LOSS, errors.DataLoss),
-    "CREDENTIALS_MISSING": (S.UNAUTHENTICATED, errors.Unauthenticated),
-    "WRONG_ACCOUNT": (S.PERMISSION_DENIED, errors.PermissionDenied),
+    "COPY_NOT_FOUND": (S.NOT_FOUND, errors.CopyNotFound),
+    "COPY_DAMAGED": (S.DATA_LOSS, errors.CopyDamaged),
+    "CREDENTIALS_MISSING": (S.UNAUTHENTICATED, errors.CredentialsMissing),
+    "WRONG_ACCOUNT": (S.PERMISSION_DENIED, errors.WrongAccount),
     "RATE_LIMITED": (S.RESOURCE_EXHAUSTED, errors.RateLimited),
     "STORE_UNAVAILABLE": (S.UNAVAILABLE, errors.StoreUnavailable),
     "OVERLOADED": (S.RESOURCE_EXHAUSTED, errors.Overloaded),
@@ -57,20 +57,20 @@ EXPECTED: dict[str, tuple[grpc.StatusCode, type[errors.MsgArchiveError]]] = {
 
 # One of each error the server raises.
 SAMPLES: list[DomainError] = [
-    BadMessage([FieldViolation("sms.to", "must be a phone number"), FieldViolation("x", "y")]),
-    NotArchived("SlowDown", 4),
-    StoreUnusable("InvalidAccessKeyId", 1),
-    InternalFault(),
-    NoTimeToStore(),
-    BadLookup([FieldViolation("event_name", "is not a supported event")], "unsupported"),
-    NoSuchCopy(),
-    DamagedCopy("sent_messages/Sms/k.json.lz4", "it is not valid JSON"),
-    MissingCredentials("unknown API key"),
+    InvalidMessage([FieldViolation("sms.to", "must be a phone number"), FieldViolation("x", "y")]),
+    ArchiveFailed("SlowDown", 4),
+    ArchiveUnavailable("InvalidAccessKeyId", 1),
+    InternalError(),
+    DeadlineTooShort(),
+    InvalidLookup([FieldViolation("event_name", "is not a supported event")], "unsupported"),
+    CopyNotFound(),
+    CopyDamaged("sent_messages/Sms/k.json.lz4", "it is not valid JSON"),
+    CredentialsMissing("unknown API key"),
     WrongAccount("the API key belongs to another account"),
-    OverRateLimit("acme", 2.5),
-    StoreNotAnswering("InternalError"),
-    InFlightFull(48),
-    JournalUnavailable("No space left on device"),
+    RateLimited("acme", 2.5),
+    StoreUnavailable("InternalError"),
+    Overloaded(48),
+    JournalFull("No space left on device"),
     StreamIdle(60),
 ]
 
@@ -102,6 +102,18 @@ def test_every_reason_has_exactly_one_server_error_and_a_client_class() -> None:
     )
 
 
+def test_the_server_and_the_client_name_each_reason_alike() -> None:
+    for kind in catalogue():
+        client = errors.ERROR_CLASSES[ErrorReason.Name(kind.reason)]
+        assert kind.__name__ == client.__name__
+    # Each reason's class is also what a sender catches by status.
+    assert issubclass(errors.CopyNotFound, errors.NotFound)
+    assert issubclass(errors.CopyDamaged, errors.DataLoss)
+    assert issubclass(errors.CredentialsMissing, errors.Unauthenticated)
+    assert issubclass(errors.WrongAccount, errors.PermissionDenied)
+    assert issubclass(errors.DeadlineTooShort, errors.DeadlineExceeded)
+
+
 def assert_is_the_client_error_of(got: errors.MsgArchiveError, error: DomainError) -> None:
     code, kind = EXPECTED[error.reason_name]
     assert type(got) is kind
@@ -129,7 +141,7 @@ def test_a_stream_message_error_maps_the_same(error: DomainError) -> None:
 
 
 def test_status_messages_say_what_happened() -> None:
-    failed = errors.from_rpc_error(FailedCall(to_status(NotArchived("SlowDown", 4))))
+    failed = errors.from_rpc_error(FailedCall(to_status(ArchiveFailed("SlowDown", 4))))
     assert isinstance(failed, errors.ArchiveFailed)
     assert failed.attempts == 4
     assert str(failed) == (
@@ -167,7 +179,7 @@ def test_transport_failure_is_still_typed() -> None:
 def test_invalid_message_built_offline_matches_the_servers() -> None:
     found = [FieldViolation("sms.to", "must be a phone number"), FieldViolation("x", "y")]
     offline = errors.InvalidMessage.from_violations(found)
-    served = errors.from_rpc_error(FailedCall(to_status(BadMessage(found))))
+    served = errors.from_rpc_error(FailedCall(to_status(InvalidMessage(found))))
     assert (offline.code, offline.reason, offline.message, offline.field_violations) == (
         served.code,
         served.reason,

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from msgarchive.proofs import included
 from msgarchive_server.domain.archive import Archiver
-from msgarchive_server.domain.errors import JournalUnavailable, NotArchived
+from msgarchive_server.domain.errors import ArchiveFailed, JournalFull
 from msgarchive_server.domain.manifests import journal as journal_module
 from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.entries import ManifestEntry
@@ -198,7 +198,7 @@ def test_no_ack_without_its_journal_entry(tmp_path: Path, monkeypatch: pytest.Mo
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(journal, "append", full_disk)
-    with pytest.raises(NotArchived) as raised:
+    with pytest.raises(ArchiveFailed) as raised:
         Archiver(FakeStore(), journal=journal).archive(samples.sms_request())
     assert raised.value.store_error == "JournalWriteFailed"
 
@@ -305,13 +305,13 @@ def test_a_full_disk_is_an_error_the_archiver_sees_and_it_recovers(
     monkeypatch.setattr(journal_module, "_reserve", reserve)
     store = FakeStore()
     archiver = Archiver(store, journal=journal)
-    with pytest.raises(JournalUnavailable) as raised:
+    with pytest.raises(JournalFull) as raised:
         archiver.archive(samples.sms_request())
     assert raised.value.metadata == {"journal_error": "No space left on device"}
     assert journal.full
     assert changes.get(timeout=30) is False
     stored = len(store.objects)
-    with pytest.raises(JournalUnavailable):  # refused before the store is asked
+    with pytest.raises(JournalFull):  # refused before the store is asked
         archiver.archive(samples.email_request())
     assert len(store.objects) == stored
 
@@ -343,7 +343,7 @@ def test_a_nearly_full_disk_is_used_page_by_page(
         n += 1
         try:
             journal.append(entry(n, H0_MS + n))
-        except journal_module.JournalFull:
+        except journal_module.JournalOutOfSpace:
             break
         assert n < 10_000, "the disk never filled"
     assert (n - 1) * line > journal_module.FIRST_RESERVATION + journal_module.PAGE

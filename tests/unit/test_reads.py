@@ -13,10 +13,10 @@ import pytest
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import (
-    BadLookup,
-    DamagedCopy,
-    NoSuchCopy,
-    StoreNotAnswering,
+    CopyDamaged,
+    CopyNotFound,
+    InvalidLookup,
+    StoreUnavailable,
     WrongAccount,
 )
 from msgarchive_server.domain.payloads import compress
@@ -73,7 +73,7 @@ def test_view_finds_the_copy_nearest_the_send_time() -> None:
 def test_view_outside_the_tolerance_is_not_found() -> None:
     store = FakeStore()
     key = archive_at(store, sms(1), T0 + 301)
-    with pytest.raises(NoSuchCopy):
+    with pytest.raises(CopyNotFound):
         Reader(store, tolerance_seconds=300).view(sms_view(T0))
     assert Reader(store, tolerance_seconds=302).view(sms_view(T0)).key == key
 
@@ -97,7 +97,7 @@ def test_a_copy_exactly_the_tolerance_away_is_found() -> None:
     store = FakeStore()
     key = archive_at(store, sms(1), T0 + 300)  # 300,000 ms off: within, not past
     assert Reader(store, tolerance_seconds=300).view(sms_view(T0)).key == key
-    with pytest.raises(NoSuchCopy):
+    with pytest.raises(CopyNotFound):
         Reader(store, tolerance_seconds=299.999).view(sms_view(T0))
 
 
@@ -114,14 +114,14 @@ def test_a_batch_of_the_30th_sent_hours_into_the_next_month_is_found() -> None:
 def test_view_for_other_recipients_or_campaigns_finds_nothing() -> None:
     store = FakeStore()
     archive_at(store, sms(1), T0)
-    with pytest.raises(NoSuchCopy):
+    with pytest.raises(CopyNotFound):
         Reader(store).view(sms_view(T0, user_id="+1 555 555 0000"))
-    with pytest.raises(NoSuchCopy):
+    with pytest.raises(CopyNotFound):
         Reader(store).view(sms_view(T0, campaign_id="777"))
 
 
 def test_unsupported_event_lists_the_supported_ones() -> None:
-    with pytest.raises(BadLookup) as raised:
+    with pytest.raises(InvalidLookup) as raised:
         Reader(FakeStore()).view(sms_view(T0, event_name="SMS Clicked"))
     message = str(raised.value)
     assert message.startswith("This event is unsupported to view message copy.")
@@ -144,7 +144,7 @@ def test_unsupported_event_lists_the_supported_ones() -> None:
     ],
 )
 def test_view_fields_must_agree(overrides: dict[str, object], fields: list[str]) -> None:
-    with pytest.raises(BadLookup) as raised:
+    with pytest.raises(InvalidLookup) as raised:
         Reader(FakeStore()).view(sms_view(T0, **overrides))
     assert [v.field for v in raised.value.violations] == fields
 
@@ -193,7 +193,7 @@ def test_push_view_by_customer_identity_answers_only_the_asked_platform(
     web = ViewQuery(user_id="45142169", campaign_channel="push", campaign_id="1722529032",
                     sent_epoch_time=T0, event_name="Notification Received Web",
                     platform="web")  # fmt: skip
-    with pytest.raises(NoSuchCopy):
+    with pytest.raises(CopyNotFound):
         Reader(store).view(web)
 
 
@@ -213,9 +213,9 @@ def test_get_refuses_keys_outside_the_account_and_malformed_keys() -> None:
     reader = Reader(FakeStore())
     with pytest.raises(WrongAccount):
         reader.get("other-tenant/sent_messages/Sms/202409/1/aa/bb.json.lz4")
-    with pytest.raises(BadLookup):
+    with pytest.raises(InvalidLookup):
         reader.get("sent_messages/Sms/202409/1/aa/not-an-id.json.lz4")
-    with pytest.raises(NoSuchCopy):
+    with pytest.raises(CopyNotFound):
         reader.get(samples.expected_key("sms"))
 
 
@@ -232,7 +232,7 @@ def test_damaged_copies_are_data_loss(body: bytes, why: str) -> None:
     store = FakeStore()
     key = samples.expected_key("sms")
     store.objects[key] = body
-    with pytest.raises(DamagedCopy) as raised:
+    with pytest.raises(CopyDamaged) as raised:
         Reader(store).get(key)
     assert why in str(raised.value)
     assert raised.value.key == key
@@ -286,10 +286,10 @@ def test_a_page_token_belongs_to_its_query() -> None:
     reader = Reader(store)
     token = reader.list(ListQuery("sms", "202409", page_size=2)).next_page_token
     assert token
-    with pytest.raises(BadLookup) as raised:
+    with pytest.raises(InvalidLookup) as raised:
         reader.list(ListQuery("sms", "202409", "1722529032", page_size=2, page_token=token))
     assert raised.value.violations[0].field == "page_token"
-    with pytest.raises(BadLookup):
+    with pytest.raises(InvalidLookup):
         reader.list(ListQuery("sms", "202409", page_token="garbage!"))
 
 
@@ -304,7 +304,7 @@ def test_a_page_token_belongs_to_its_query() -> None:
     ],
 )
 def test_bad_list_queries(query: ListQuery, field: str) -> None:
-    with pytest.raises(BadLookup) as raised:
+    with pytest.raises(InvalidLookup) as raised:
         Reader(FakeStore()).list(query)
     assert [v.field for v in raised.value.violations] == [field]
 
@@ -379,7 +379,7 @@ def test_newest_first_refuses_prefixes_too_big_to_sort(monkeypatch: pytest.Monke
     monkeypatch.setattr(reads, "MAX_SORTED", 4)
     store = FakeStore()
     fill(store, 5)
-    with pytest.raises(BadLookup) as raised:
+    with pytest.raises(InvalidLookup) as raised:
         Reader(store).list(ListQuery("sms", "202409", newest_first=True))
     assert raised.value.violations[0].field == "order"
     assert len(Reader(store).list(ListQuery("sms", "202409")).items) == 5  # by key: fine
@@ -398,12 +398,12 @@ class FailingStore(FakeStore):
 def test_a_store_that_does_not_answer_is_store_not_answering() -> None:
     key = samples.expected_key("sms")
     reader = Reader(FailingStore())
-    with pytest.raises(StoreNotAnswering) as raised:
+    with pytest.raises(StoreUnavailable) as raised:
         reader.get(key)
     assert raised.value.metadata == {"store_error": "InternalError"}
-    with pytest.raises(StoreNotAnswering):
+    with pytest.raises(StoreUnavailable):
         reader.view(sms_view(T0))
-    with pytest.raises(StoreNotAnswering):
+    with pytest.raises(StoreUnavailable):
         reader.list(ListQuery("sms", "202409"))
 
 
@@ -436,7 +436,7 @@ HASH = "b" * 32
     ],
 )
 def test_a_key_off_the_layout_is_refused_before_any_store_is_asked(key: str) -> None:
-    with pytest.raises(BadLookup) as raised:
+    with pytest.raises(InvalidLookup) as raised:
         Reader(UntouchableStore()).get(key)
     assert raised.value.violations[0].field == "key"
 
@@ -456,7 +456,7 @@ def test_a_tampered_page_token_is_refused_as_the_callers_error(
     fields = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     fields["c"] = cursor
     forged = base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
-    with pytest.raises(BadLookup) as raised:
+    with pytest.raises(InvalidLookup) as raised:
         reader.list(dataclasses.replace(query, page_token=forged))
     assert raised.value.violations[0].field == "page_token"
 

@@ -13,7 +13,7 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.accounts import Accounts
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.circuit import StoreCircuit
-from msgarchive_server.domain.errors import InFlightFull, StreamIdle
+from msgarchive_server.domain.errors import Overloaded, StreamIdle
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.domain.reads import Reader
 from msgarchive_server.edge.access import Access, Tenant
@@ -145,7 +145,7 @@ def test_the_unary_path_is_refused_when_the_bound_is_full() -> None:
     worker.start()
     try:
         assert store.entered.acquire(timeout=WAIT)
-        with pytest.raises(InFlightFull) as raised:
+        with pytest.raises(Overloaded) as raised:
             calls.admit()
         assert raised.value.retry_after == pytest.approx(0.05)
         assert metric(calls, "msgarchive_archives_rejected_total") == 1
@@ -157,7 +157,7 @@ def test_the_unary_path_is_refused_when_the_bound_is_full() -> None:
     again.run(sms(1), LOCAL)
     again.release()  # given back once: a second release frees no other place
     calls.admit()
-    with pytest.raises(InFlightFull):
+    with pytest.raises(Overloaded):
         calls.admit()
     assert len(store.objects) == 2
 

@@ -26,7 +26,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from msgarchive_server.domain.errors import MissingCredentials, WrongAccount
+from msgarchive_server.domain.errors import CredentialsMissing, WrongAccount
 from msgarchive_server.stores.base import RETENTION_MODES, Retention
 from msgarchive_server.stores.location import BadLocation, parse_location
 
@@ -86,7 +86,7 @@ class Accounts:
         return cls(accounts)
 
     def authenticate(self, authorization: str) -> str:
-        """The account an `authorization` header proves; else MissingCredentials, or
+        """The account an `authorization` header proves; else CredentialsMissing, or
         WrongAccount when the key is another account's than the one claimed.
 
         `Basic base64(account_id:api_key)` or `Bearer api_key`.
@@ -97,23 +97,23 @@ class Accounts:
             try:
                 decoded = base64.b64decode(credential.strip(), validate=True).decode()
             except (binascii.Error, UnicodeDecodeError):
-                raise MissingCredentials("malformed Basic credentials") from None
+                raise CredentialsMissing("malformed Basic credentials") from None
             claimed, colon, key = decoded.partition(":")
             if not colon:
-                raise MissingCredentials("Basic credentials must be account_id:api_key")
+                raise CredentialsMissing("Basic credentials must be account_id:api_key")
         elif scheme.lower() == "bearer":
             key = credential.strip()
         else:
-            raise MissingCredentials(
+            raise CredentialsMissing(
                 "use Basic (account_id:api_key) or Bearer (api_key) credentials"
             )
         if not self.has_keys:
-            raise MissingCredentials("no API keys are configured")
+            raise CredentialsMissing("no API keys are configured")
         digest = key_digest(key)
         # Compare against every digest, with no early exit.
         owners = [acc for acc, d in self._digests if hmac.compare_digest(d, digest)]
         if not owners:
-            raise MissingCredentials("unknown API key")
+            raise CredentialsMissing("unknown API key")
         owner = owners[0]
         if claimed and claimed != owner:
             raise WrongAccount("the API key belongs to another account")

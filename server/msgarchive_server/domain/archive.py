@@ -21,13 +21,13 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation, validated
 from msgarchive_server.domain.circuit import StoreCircuit
 from msgarchive_server.domain.errors import (
-    BadMessage,
-    JournalUnavailable,
-    NotArchived,
-    StoreUnusable,
+    ArchiveFailed,
+    ArchiveUnavailable,
+    InvalidMessage,
+    JournalFull,
 )
 from msgarchive_server.domain.manifests.entries import ManifestEntry
-from msgarchive_server.domain.manifests.journal import Journal, JournalFull
+from msgarchive_server.domain.manifests.journal import Journal, JournalOutOfSpace
 from msgarchive_server.domain.payloads import compress, decompress, render
 from msgarchive_server.domain.retry import (
     RetriesExhausted,
@@ -97,13 +97,13 @@ class Archiver:
         """Store `request`'s copy and return the ack.
 
         `deadline` is a `time.monotonic()` instant past which no retry starts.
-        Raises `BadMessage`, `StoreUnusable`, `JournalUnavailable`, `NotArchived`
-        or `NoTimeToStore`.
+        Raises `InvalidMessage`, `ArchiveUnavailable`, `JournalFull`, `ArchiveFailed`
+        or `DeadlineTooShort`.
         """
         with tracing.span("validate"):
             message, found = validated(request)
         if found or message is None:
-            raise BadMessage(found)
+            raise InvalidMessage(found)
         with tracing.span("render"):
             where = location(message, self.store.prefix)
             sent_at_ms = self._clock_ms()
@@ -112,7 +112,7 @@ class Archiver:
                 {"msgarchive.message_id": where.message_id, "msgarchive.json_bytes": len(body)}
             )
         if self.max_message_bytes is not None and len(body) > self.max_message_bytes:
-            raise BadMessage(
+            raise InvalidMessage(
                 [
                     FieldViolation(
                         where.channel,
@@ -122,10 +122,10 @@ class Archiver:
                 ]
             )
         if self.circuit is not None and self.circuit.is_open:
-            raise StoreUnusable(self.circuit.reason)
+            raise ArchiveUnavailable(self.circuit.reason)
         if self.journal is not None and self.journal.full:
             # No ack could be recorded: refuse before writing to the store.
-            raise JournalUnavailable(self.journal.full_reason)
+            raise JournalFull(self.journal.full_reason)
         blob = compress(body)
         attempt = itertools.count(1)
         try:
@@ -138,8 +138,8 @@ class Archiver:
         except RetriesExhausted as err:
             if self.circuit is not None and opens_circuit(err, self.retry):
                 self.circuit.trip(err.error)
-                raise StoreUnusable(err.error.code, err.attempts) from None
-            raise NotArchived(err.error.code, err.attempts) from None
+                raise ArchiveUnavailable(err.error.code, err.attempts) from None
+            raise ArchiveFailed(err.error.code, err.attempts) from None
         stored = blob
         if result.existing_copy is not None:
             # A copy was there first (a retried or duplicate archive): ack that
@@ -189,11 +189,11 @@ class Archiver:
         assert self.journal is not None
         try:
             self.journal.append(entry)
-        except JournalFull as err:
-            raise JournalUnavailable(err.error) from None
+        except JournalOutOfSpace as err:
+            raise JournalFull(err.error) from None
         except OSError as err:
             log.error("manifest journal write failed", error=err.strerror or str(err))
-            raise NotArchived("JournalWriteFailed", ack.attempts) from None
+            raise ArchiveFailed("JournalWriteFailed", ack.attempts) from None
 
     def _timed_put(self, key: str, blob: bytes, attempt: int) -> PutResult:
         with tracing.span(
@@ -232,7 +232,7 @@ def _retained_until(sent_at_ms: int, days: int) -> int:
 
 
 def _sent_at_of(copy: bytes, message_id: str, attempts: int) -> int:
-    """The `sent_at` of an existing copy; NotArchived if it is not a sound copy."""
+    """The `sent_at` of an existing copy; ArchiveFailed if it is not a sound copy."""
     try:
         fields = json.loads(decompress(copy))
         sent_at = fields["sent_at"]
@@ -240,6 +240,6 @@ def _sent_at_of(copy: bytes, message_id: str, attempts: int) -> int:
     except (ValueError, RuntimeError, KeyError, TypeError):
         ok = False
     if not ok:
-        raise NotArchived("ExistingCopyUnreadable", attempts)
+        raise ArchiveFailed("ExistingCopyUnreadable", attempts)
     result: int = sent_at
     return result

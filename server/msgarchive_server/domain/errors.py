@@ -55,7 +55,7 @@ class DomainError(Exception):
 # --- archiving -----------------------------------------------------------------
 
 
-class BadMessage(DomainError):
+class InvalidMessage(DomainError):
     """The archive request breaks the contract; nothing was written."""
 
     code = code_pb2.INVALID_ARGUMENT
@@ -66,7 +66,7 @@ class BadMessage(DomainError):
         super().__init__(f"invalid message: {summarize(violations)}", violations=violations)
 
 
-class NotArchived(DomainError):
+class ArchiveFailed(DomainError):
     """The store did not confirm the copy after retries; the message must not be sent."""
 
     code = code_pb2.UNAVAILABLE
@@ -83,7 +83,7 @@ class NotArchived(DomainError):
         self.attempts = attempts
 
 
-class StoreUnusable(DomainError):
+class ArchiveUnavailable(DomainError):
     """Archiving cannot work now (credentials, bucket); nothing was written."""
 
     code = code_pb2.FAILED_PRECONDITION
@@ -103,7 +103,7 @@ class StoreUnusable(DomainError):
         self.attempts = attempts
 
 
-class JournalUnavailable(DomainError):
+class JournalFull(DomainError):
     """The manifest journal's disk is full: no ack can be recorded; nothing was acked."""
 
     code = code_pb2.UNAVAILABLE
@@ -119,7 +119,7 @@ class JournalUnavailable(DomainError):
         self.journal_error = journal_error
 
 
-class NoTimeToStore(DomainError):
+class DeadlineTooShort(DomainError):
     """The caller's deadline was nearer than one store attempt; none was made."""
 
     code = code_pb2.DEADLINE_EXCEEDED
@@ -130,7 +130,7 @@ class NoTimeToStore(DomainError):
         super().__init__("the deadline left no time to store the copy; nothing was written")
 
 
-class InFlightFull(DomainError):
+class Overloaded(DomainError):
     """--max-in-flight archives (or --max-streams streams) are being served; this
     one was refused at once."""
 
@@ -145,7 +145,7 @@ class InFlightFull(DomainError):
         )
 
     @classmethod
-    def streams(cls, limit: int, per_peer: bool) -> InFlightFull:
+    def streams(cls, limit: int, per_peer: bool) -> Overloaded:
         """A stream refused because `limit` streams are open (from this peer)."""
         refused = cls(limit, "streams are open" + (" from this peer" if per_peer else ""))
         refused.retry_after = STREAMS_RETRY_S
@@ -167,7 +167,7 @@ class StreamIdle(DomainError):
         )
 
 
-class InternalFault(DomainError):
+class InternalError(DomainError):
     """An unexpected fault in the sidecar; an archive's copy may not be stored."""
 
     code = code_pb2.INTERNAL
@@ -185,7 +185,7 @@ class InternalFault(DomainError):
 # --- who may call --------------------------------------------------------------
 
 
-class MissingCredentials(DomainError):
+class CredentialsMissing(DomainError):
     """Credentials are missing, malformed or unknown. Never carries the key."""
 
     code = code_pb2.UNAUTHENTICATED
@@ -201,7 +201,7 @@ class WrongAccount(DomainError):
     outcome = "denied"
 
 
-class OverRateLimit(DomainError):
+class RateLimited(DomainError):
     """Over the account's read rate limit."""
 
     code = code_pb2.RESOURCE_EXHAUSTED
@@ -216,7 +216,7 @@ class OverRateLimit(DomainError):
 # --- reading -------------------------------------------------------------------
 
 
-class BadLookup(DomainError):
+class InvalidLookup(DomainError):
     """A lookup is malformed (the violations name the fields) or its event unsupported."""
 
     code = code_pb2.INVALID_ARGUMENT
@@ -228,7 +228,7 @@ class BadLookup(DomainError):
         )
 
 
-class NoSuchCopy(DomainError):
+class CopyNotFound(DomainError):
     """No copy matches."""
 
     code = code_pb2.NOT_FOUND
@@ -238,7 +238,7 @@ class NoSuchCopy(DomainError):
         super().__init__("no archived copy matches")
 
 
-class DamagedCopy(DomainError):
+class CopyDamaged(DomainError):
     """A stored copy is unreadable or not the copy its key names."""
 
     code = code_pb2.DATA_LOSS
@@ -249,7 +249,7 @@ class DamagedCopy(DomainError):
         self.key = key
 
 
-class StoreNotAnswering(DomainError):
+class StoreUnavailable(DomainError):
     """The store did not answer a read; safe to retry."""
 
     code = code_pb2.UNAVAILABLE

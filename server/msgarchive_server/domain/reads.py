@@ -2,7 +2,7 @@
 
 Plain Python, no gRPC. Every copy returned has been checked: it decompresses,
 parses as a JSON object, and its `message_id` matches its key; otherwise the
-read fails with `DamagedCopy`, never a garbled answer.
+read fails with `CopyDamaged`, never a garbled answer.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from msgarchive.keys import (
 )
 from msgarchive.rules import CAMPAIGN_ID_RULE, FieldViolation, is_campaign_id
 from msgarchive_server.domain.errors import (
-    BadLookup,
-    DamagedCopy,
-    NoSuchCopy,
-    StoreNotAnswering,
+    CopyDamaged,
+    CopyNotFound,
+    InvalidLookup,
+    StoreUnavailable,
     WrongAccount,
 )
 from msgarchive_server.domain.payloads import decompress
@@ -116,15 +116,15 @@ def recipient_hash(channel: Channel, recipient: str, field_name: str) -> str:
     """The user hash of a recipient as a lookup names it, normalized per channel."""
     identity = channel.lookup_identity(recipient)
     if identity is None:
-        raise BadLookup([FieldViolation(field_name, channel.lookup_rule)])
+        raise InvalidLookup([FieldViolation(field_name, channel.lookup_rule)])
     return user_hash(identity)
 
 
 class Reader:
     """Reads one store's copies (one account's, when accounts are configured).
 
-    Every method raises a `DomainError`: `BadLookup`, `NoSuchCopy`,
-    `DamagedCopy`, `WrongAccount`, or `StoreNotAnswering` when the store fails.
+    Every method raises a `DomainError`: `InvalidLookup`, `CopyNotFound`,
+    `CopyDamaged`, `WrongAccount`, or `StoreUnavailable` when the store fails.
     """
 
     def __init__(self, store: Store, tolerance_seconds: float = 300.0) -> None:
@@ -140,15 +140,15 @@ class Reader:
             raise WrongAccount("the key is outside this account's copies")
         parts = parse_key(key)
         if parts is None or parts.prefix != self.store.prefix:
-            raise BadLookup(
+            raise InvalidLookup(
                 [FieldViolation("key", "is not a copy's key (sent_messages/.../<id>.json.lz4)")]
             )
         try:
             stored = self.store.get(key)
         except NoSuchObject:
-            raise NoSuchCopy from None
+            raise CopyNotFound from None
         except StoreError as err:
-            raise StoreNotAnswering(err.code) from None
+            raise StoreUnavailable(err.code) from None
         return self._checked(parts, stored)
 
     def get_by_parts(
@@ -166,7 +166,7 @@ class Reader:
         if not MESSAGE_ID.fullmatch(message_id):
             found.append(FieldViolation("parts.message_id", "must be 64 lowercase hex digits"))
         if found:
-            raise BadLookup(found)
+            raise InvalidLookup(found)
         hashed = recipient_hash(channels.named(channel), recipient, "parts.recipient")
         return self.get(
             archive_key(channel, yyyymm, campaign_id, hashed, message_id, self.store.prefix)
@@ -198,12 +198,12 @@ class Reader:
             examined += 1
             sent_at = copy.fields.get("sent_at")
             if not isinstance(sent_at, int):
-                raise DamagedCopy(summary.key, "sent_at is not a number")
+                raise CopyDamaged(summary.key, "sent_at is not a number")
             distance = abs(sent_at - sent_ms)
             if distance <= self.tolerance_ms and (best is None or distance < best[0]):
                 best = (distance, copy)
         if best is None:
-            raise NoSuchCopy
+            raise CopyNotFound
         return best[1]
 
     def _months_around(self, epoch_seconds: int) -> list[str]:
@@ -242,7 +242,7 @@ class Reader:
         if query.stored_before_ms and query.stored_after_ms >= query.stored_before_ms:
             found.append(FieldViolation("stored_before_ms", "must be after stored_after_ms"))
         if found:
-            raise BadLookup(found)
+            raise InvalidLookup(found)
         hashed = (
             recipient_hash(channels.named(query.channel), query.recipient, "recipient")
             if query.recipient
@@ -282,7 +282,7 @@ class Reader:
             page = self._list(prefix, start_after=after, limit=MAX_PAGE_SIZE)
             everything += [item for item in page.items if _in_range(item, query)]
             if len(everything) > MAX_SORTED:
-                raise BadLookup(
+                raise InvalidLookup(
                     [
                         FieldViolation(
                             "order",
@@ -317,22 +317,22 @@ class Reader:
         try:
             return self.store.list(prefix, start_after=start_after, limit=limit)
         except StoreError as err:
-            raise StoreNotAnswering(err.code) from None
+            raise StoreUnavailable(err.code) from None
 
     def _checked(self, parts: KeyParts, stored: StoredObject) -> Copy:
         key = parts.key
         try:
             text = decompress(stored.body).decode()
         except (RuntimeError, UnicodeDecodeError):
-            raise DamagedCopy(key, "it does not decompress as LZ4 JSON text") from None
+            raise CopyDamaged(key, "it does not decompress as LZ4 JSON text") from None
         try:
             fields = json.loads(text)
         except ValueError:
-            raise DamagedCopy(key, "it is not valid JSON") from None
+            raise CopyDamaged(key, "it is not valid JSON") from None
         if not isinstance(fields, dict):
-            raise DamagedCopy(key, "it is not a JSON object")
+            raise CopyDamaged(key, "it is not a JSON object")
         if fields.get("message_id") != parts.message_id:
-            raise DamagedCopy(key, "its message_id does not match its key")
+            raise CopyDamaged(key, "its message_id does not match its key")
         return Copy(key, parts, self.store.bucket, stored, text, fields)
 
 
@@ -340,7 +340,7 @@ def _check_view(query: ViewQuery) -> tuple[Channel, str]:
     """The channel and recipient hash of a valid view query."""
     if query.event_name not in SUPPORTED_EVENTS:
         supported = ", ".join(f"'{e}'" for e in SUPPORTED_EVENTS)
-        raise BadLookup(
+        raise InvalidLookup(
             [FieldViolation("event_name", "is not a supported event")],
             "This event is unsupported to view message copy. "
             f"The supported events are [{supported}]",
@@ -367,7 +367,7 @@ def _check_view(query: ViewQuery) -> tuple[Channel, str]:
     if query.sent_epoch_time <= 0:
         found.append(FieldViolation("sent_epoch_time", "is required: epoch seconds, positive"))
     if found:
-        raise BadLookup(found)
+        raise InvalidLookup(found)
     return channel, recipient_hash(channel, query.user_id, "user_id")
 
 
@@ -403,9 +403,9 @@ def _read_token(token: str, fingerprint: str) -> Any:
     return data["c"]
 
 
-def _bad_token() -> BadLookup:
+def _bad_token() -> InvalidLookup:
     """A page token this query did not hand out (another query's, or tampered with)."""
-    return BadLookup([FieldViolation("page_token", "does not belong to this query")])
+    return InvalidLookup([FieldViolation("page_token", "does not belong to this query")])
 
 
 def sent_time(sent_at_ms: int) -> str:

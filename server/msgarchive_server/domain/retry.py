@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import tenacity
 
-from msgarchive_server.domain.errors import NoTimeToStore
+from msgarchive_server.domain.errors import DeadlineTooShort
 from msgarchive_server.stores import ErrorKind, StoreError
 from msgarchive_server.telemetry import tracing
 
@@ -106,10 +106,10 @@ def with_retries(
     `deadline` is a `time.monotonic()` instant, or None for no deadline;
     `estimate` is how long one attempt is expected to take, in seconds.
     Raises `RetriesExhausted` carrying the last StoreError, or
-    `NoTimeToStore` when no attempt could finish in time.
+    `DeadlineTooShort` when no attempt could finish in time.
     """
     if deadline is not None and time.monotonic() + estimate >= deadline:
-        raise NoTimeToStore
+        raise DeadlineTooShort
     # Almost every write succeeds at once: try it before building tenacity's
     # machinery, which then starts from this first failure.
     try:

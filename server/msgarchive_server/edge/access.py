@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from msgarchive_server.domain.accounts import Accounts
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.circuit import StoreCircuit
-from msgarchive_server.domain.errors import MissingCredentials, OverRateLimit, WrongAccount
+from msgarchive_server.domain.errors import CredentialsMissing, RateLimited, WrongAccount
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.domain.reads import Reader
 from msgarchive_server.stores import Store
@@ -62,13 +62,13 @@ class Access:
     def archive_tenant(self, account_id: str, authorization: str, local: bool) -> Tenant | None:
         """The tenant that archives for `account_id`, None for an unknown account.
 
-        Raises MissingCredentials or WrongAccount when the caller may not archive for it.
+        Raises CredentialsMissing or WrongAccount when the caller may not archive for it.
         """
         if authorization:
             if self.accounts.authenticate(authorization) != account_id:
                 raise WrongAccount("the API key belongs to another account")
         elif not local:
-            raise MissingCredentials("archiving from beyond this host needs the account's API key")
+            raise CredentialsMissing("archiving from beyond this host needs the account's API key")
         return self.tenants.get(account_id, self.default)
 
     def check_archiver(self, authorization: str, local: bool) -> None:
@@ -78,29 +78,29 @@ class Access:
         if authorization:
             self.accounts.authenticate(authorization)
         elif not local:
-            raise MissingCredentials("archiving from beyond this host needs the account's API key")
+            raise CredentialsMissing("archiving from beyond this host needs the account's API key")
 
     def read_tenant(self, authorization: str, local: bool) -> tuple[str, Tenant]:
         """The caller's account and tenant for a read, after auth and rate limit.
 
-        Raises MissingCredentials, WrongAccount or OverRateLimit.
+        Raises CredentialsMissing, WrongAccount or RateLimited.
         """
         if authorization or self.accounts.has_keys:
             if not authorization:
-                raise MissingCredentials(
+                raise CredentialsMissing(
                     "reads need credentials: Basic account_id:api_key, or Bearer"
                 )
             account = self.accounts.authenticate(authorization)
             tenant = self.tenants[account]
         elif not local:
-            raise MissingCredentials("reads from beyond this host need API keys to be configured")
+            raise CredentialsMissing("reads from beyond this host need API keys to be configured")
         elif self.default is None:
-            raise MissingCredentials("reads need an account's API key")
+            raise CredentialsMissing("reads need an account's API key")
         else:
             account, tenant = OPEN_ACCOUNT, self.default
         wait = self.limiter.acquire(account)
         if wait:
-            raise OverRateLimit(account, wait)
+            raise RateLimited(account, wait)
         return account, tenant
 
 

@@ -19,12 +19,12 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation, violations
 from msgarchive_server.domain.archive import Ack
 from msgarchive_server.domain.errors import (
-    BadMessage,
+    ArchiveFailed,
+    ArchiveUnavailable,
     DomainError,
-    InFlightFull,
-    InternalFault,
-    NotArchived,
-    StoreUnusable,
+    InternalError,
+    InvalidMessage,
+    Overloaded,
 )
 from msgarchive_server.edge.access import Access
 from msgarchive_server.edge.backpressure import InFlightLimit
@@ -51,10 +51,10 @@ class ArchiveCalls:
         self.in_flight = in_flight
 
     def admit(self) -> Admission:
-        """An in-flight place now, or InFlightFull (counted as rejected)."""
+        """An in-flight place now, or Overloaded (counted as rejected)."""
         if not self.in_flight.try_enter():
             self.metrics.rejected.inc()
-            raise InFlightFull(self.in_flight.limit)
+            raise Overloaded(self.in_flight.limit)
         return Admission(self)
 
     def admit_within(self, timeout: float) -> Admission | None:
@@ -93,7 +93,7 @@ class ArchiveCalls:
                 request.account_id, caller.authorization, caller.local
             )
             if tenant is None:
-                raise BadMessage(
+                raise InvalidMessage(
                     [
                         *violations(request),
                         FieldViolation("account_id", "is not a configured account"),
@@ -104,17 +104,17 @@ class ArchiveCalls:
             raise
         except Exception:
             log.exception("archive crashed")
-            raise InternalFault from None
+            raise InternalError from None
 
     def _count_failure(self, err: DomainError) -> None:
         self.metrics.archive_failed(err.reason_name, err.metadata.get("store_error", "-"))
         fields: dict[str, object] = {"reason": err.reason_name}
-        if isinstance(err, BadMessage):
+        if isinstance(err, InvalidMessage):
             fields["invalid_fields"] = [v.field for v in err.violations]
-        elif isinstance(err, NotArchived | StoreUnusable):
+        elif isinstance(err, ArchiveFailed | ArchiveUnavailable):
             fields.update(attempts=err.attempts, store_error=err.store_error)
         structlog.contextvars.bind_contextvars(**fields)
-        if isinstance(err, NotArchived):
+        if isinstance(err, ArchiveFailed):
             log.warning("failed to archive", store_error=err.store_error, attempts=err.attempts)
 
 
@@ -130,7 +130,7 @@ class Admission:
 
     def run(self, request: pb.ArchiveRequest, caller: Caller) -> Ack:
         """Archive the request. Returns the ack of a stored copy; raises a
-        `DomainError` otherwise (`InternalFault` for anything unexpected).
+        `DomainError` otherwise (`InternalError` for anything unexpected).
         Either way the outcome is counted in the metrics; a failure's fields
         are bound to the call's log context (an ack's are the edge's to log,
         as its log line needs them)."""

@@ -31,7 +31,7 @@ from google.protobuf import json_format
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server import addresses
-from msgarchive_server.domain.errors import BadLookup, DomainError, InternalFault
+from msgarchive_server.domain.errors import DomainError, InternalError, InvalidLookup
 from msgarchive_server.edge.access import is_local_address
 from msgarchive_server.edge.httpserver import HttpServer, Limits
 from msgarchive_server.edge.interceptors import REQUEST_ID_HEADER, new_request_id
@@ -155,7 +155,7 @@ class ViewApp:
             return err.status, _failure(err.message, err.reason), "INVALID_ARGUMENT"
         except Exception:
             log.exception("http view crashed")
-            fault = InternalFault(reading=True)
+            fault = InternalError(reading=True)
             return 500, _failure(fault.message, fault.reason_name), "INTERNAL"
 
     def _route(self, environ: dict[str, Any], method: str, path: str) -> dict[str, Any]:
@@ -192,13 +192,13 @@ def _view_request(environ: dict[str, Any]) -> pb.ViewMessageRequest:
     try:
         body = json.loads(raw)
     except ValueError as err:
-        raise BadLookup([], f"the body is not JSON: {err}") from None
+        raise InvalidLookup([], f"the body is not JSON: {err}") from None
     if not isinstance(body, dict):
-        raise BadLookup([], "the body must be a JSON object with the view's fields")
+        raise InvalidLookup([], "the body must be a JSON object with the view's fields")
     try:
         return json_format.ParseDict(body, pb.ViewMessageRequest(), ignore_unknown_fields=True)
     except json_format.ParseError as err:
-        raise BadLookup([], str(err)) from None
+        raise InvalidLookup([], str(err)) from None
 
 
 def _failure(message: str, reason: str, err: DomainError | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import grpc
 import structlog
 
 from msgarchive.validation import FieldViolation
-from msgarchive_server.domain.errors import BadLookup, BadMessage, DomainError, InFlightFull
+from msgarchive_server.domain.errors import DomainError, InvalidLookup, InvalidMessage, Overloaded
 from msgarchive_server.edge.access import is_local_peer, peer_host
 from msgarchive_server.edge.backpressure import StreamSlots
 from msgarchive_server.edge.status import to_status
@@ -116,7 +116,7 @@ def _undecodable(method: str) -> DomainError:
         "request", "does not parse as the RPC's protobuf message (a string field that is "
         "not UTF-8, or bytes that are no such message)"
     )  # fmt: skip
-    return BadMessage([problem]) if method in _ARCHIVE_METHODS else BadLookup([problem])
+    return InvalidMessage([problem]) if method in _ARCHIVE_METHODS else InvalidLookup([problem])
 
 
 class RequestLogInterceptor(grpc.ServerInterceptor):
@@ -276,7 +276,7 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
             if full:
                 metrics.stream_refused(full)
                 limit = slots.limit if full == "total" else slots.per_peer
-                context.abort_with_status(to_status(InFlightFull.streams(limit, full == "peer")))
+                context.abort_with_status(to_status(Overloaded.streams(limit, full == "peer")))
             once = threading.Lock()
 
             def give_back() -> None:  # when the call ends, however it ends

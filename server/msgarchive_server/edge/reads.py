@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import structlog
 
 from msgarchive.v1 import archive_service_pb2 as pb
-from msgarchive_server.domain.errors import DomainError, InternalFault, WrongAccount
+from msgarchive_server.domain.errors import DomainError, InternalError, WrongAccount
 from msgarchive_server.domain.reads import Copy, Reader, ViewQuery
 from msgarchive_server.edge import describe
 from msgarchive_server.edge.access import OPEN_ACCOUNT, Access
@@ -42,7 +42,7 @@ class ReadCalls:
         *,
         account_id: str = "",
     ) -> T:
-        """`read` on the caller's store. Raises a `DomainError` (`InternalFault`
+        """`read` on the caller's store. Raises a `DomainError` (`InternalError`
         for a crash); `account_id`, when given, must be the credentials' account."""
         structlog.contextvars.bind_contextvars(audit=True)
         try:
@@ -55,7 +55,7 @@ class ReadCalls:
             failed: DomainError = err
         except Exception:
             log.exception("read crashed")
-            failed = InternalFault(reading=True)
+            failed = InternalError(reading=True)
         else:
             self.metrics.reads.labels(rpc, "OK").inc()
             return answer

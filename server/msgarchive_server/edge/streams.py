@@ -26,7 +26,7 @@ import structlog
 
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import FieldViolation
-from msgarchive_server.domain.errors import BadMessage, DomainError, StreamIdle
+from msgarchive_server.domain.errors import DomainError, InvalidMessage, StreamIdle
 from msgarchive_server.edge.calls import Admission, ArchiveCalls, Caller
 from msgarchive_server.edge.response import ack_fields, to_response
 from msgarchive_server.edge.status import to_archive_error
@@ -187,7 +187,7 @@ class _Stream:
                 return False
             places.window = True  # a refusal too waits for its place
             if problem is not None:
-                refused = BadMessage([FieldViolation("archive.request_id", problem)])
+                refused = InvalidMessage([FieldViolation("archive.request_id", problem)])
                 self.queue.put(_Answer(_refused(request_id, refused), pending=False))
                 return places.handed_on()
             places.admission = self._wait(lambda: self.streams.calls.admit_within(_WAIT_SLICE))

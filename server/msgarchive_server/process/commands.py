@@ -272,7 +272,7 @@ def check_proof(args: argparse.Namespace) -> int:
 
 def hold(args: argparse.Namespace) -> int:
     """Place or lift a legal hold on the selected copies, and log it."""
-    from msgarchive_server.domain.errors import BadLookup
+    from msgarchive_server.domain.errors import InvalidLookup
     from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
     from msgarchive_server.domain.manifests.holds import Selection, apply_hold
     from msgarchive_server.domain.reads import recipient_hash
@@ -289,7 +289,7 @@ def hold(args: argparse.Namespace) -> int:
             else ""
         )
         store = holding(_store_of(args.store, args.s3_endpoint_url), "hold")
-    except (OSError, ValueError, BadLookup, Unsupported) as err:
+    except (OSError, ValueError, InvalidLookup, Unsupported) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
     selection = Selection(args.campaign_id, args.channel or "", args.month or "", hashed)

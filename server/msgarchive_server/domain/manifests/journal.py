@@ -24,7 +24,7 @@ acknowledged just before the hour turned, and journaled just after another
 thread opened the new hour's file, goes into the new file (a late entry).
 
 Disk space is reserved (posix_fallocate) before a mapped page is written, so
-a full disk is an error the code sees (`JournalFull`), never SIGBUS. While the
+a full disk is an error the code sees (`JournalOutOfSpace`), never SIGBUS. While the
 journal is full, archives are refused at once, and a background probe retries
 the reservation until space is freed (sealing frees it too: sealed hours'
 files are deleted); `on_change` tells the sidecar each time the state flips.
@@ -70,7 +70,7 @@ RESERVE_NAME = ".reserve"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
-class JournalFull(Exception):
+class JournalOutOfSpace(Exception):
     """The journal's disk has no room for the next entry; nothing was written."""
 
     def __init__(self, error: str) -> None:
@@ -210,7 +210,7 @@ class Journal:
         return self._full
 
     def append(self, entry: ManifestEntry) -> datetime.datetime:
-        """Record `entry`; the hour it went to. Raises JournalFull when the disk
+        """Record `entry`; the hour it went to. Raises JournalOutOfSpace when the disk
         has no room (nothing was written), OSError when it fails otherwise."""
         data = entry.journal_line()
         at = entry.acknowledged_at
@@ -224,7 +224,7 @@ class Journal:
                 if err.errno not in _NO_SPACE:
                     raise
                 self._became_full(os.strerror(err.errno or errno.ENOSPC))
-                raise JournalFull(self._full) from None
+                raise JournalOutOfSpace(self._full) from None
             return segment.hour
 
     def _open(self, hour: datetime.datetime) -> _Segment:
