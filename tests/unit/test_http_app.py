@@ -14,7 +14,7 @@ from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.reads import Reader
 from msgarchive_server.edge import describe
 from msgarchive_server.edge.http import ViewApp, reference_view
-from msgarchive_server.edge.reads import ReadCalls, Viewed
+from msgarchive_server.edge.reads import Described, ReadCalls
 from msgarchive_server.telemetry.logs import configure_logging, flush_logs
 from tests import samples
 from tests.unit.fakes import FakeStore
@@ -85,5 +85,5 @@ def test_the_reference_answer_spells_the_platform_lowercase() -> None:
     ack = Archiver(store).archive(request)
     copy = Reader(store).get(ack.key)
     assert copy.fields["platform"] == "Android"  # the copy keeps the contract's spelling
-    viewed = Viewed(copy, describe.details(copy) | {"event_id": ""}, describe.content(copy))
+    viewed = Described(copy, describe.details(copy) | {"event_id": ""}, describe.content(copy))
     assert reference_view(viewed)["message_details"]["platform"] == "android"

@@ -35,7 +35,7 @@ from msgarchive_server.domain.errors import DomainError, InternalError, InvalidL
 from msgarchive_server.edge.access import is_local_address
 from msgarchive_server.edge.httpserver import HttpServer, Limits
 from msgarchive_server.edge.interceptors import REQUEST_ID_HEADER, new_request_id
-from msgarchive_server.edge.reads import ReadCalls, Viewed, view
+from msgarchive_server.edge.reads import Described, ReadCalls, view
 from msgarchive_server.edge.status import grpc_code, http_status
 from msgarchive_server.telemetry import tracing
 
@@ -212,7 +212,7 @@ def _failure(message: str, reason: str, err: DomainError | None = None) -> dict[
     return body
 
 
-def reference_view(viewed: Viewed) -> dict[str, Any]:
+def reference_view(viewed: Described) -> dict[str, Any]:
     """A view's answer with the reference's field names (and a few of our own)."""
     details = dict(viewed.details)
     event_id = details.pop("event_id")

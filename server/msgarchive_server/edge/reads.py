@@ -3,7 +3,7 @@
 `ReadCalls.run` authenticates the caller, rate-limits its account, runs the
 read on that account's store, counts it, and binds the audit fields (account,
 key or prefix) to the call's one summary log line; never message content.
-`view` is the view lookup itself, answered as a `Viewed` that the gRPC
+`view` is the view lookup itself, answered as a `Described` copy that the gRPC
 servicer and the HTTP endpoint each write in their own shape.
 """
 
@@ -64,12 +64,17 @@ class ReadCalls:
 
 
 @dataclass(frozen=True, slots=True)
-class Viewed:
-    """A view's answer: the copy, what it says, and the request's echoed fields."""
+class Described:
+    """A copy read back and what it says: the answer of a view or a get (a
+    view's details also echo the request's fields)."""
 
     copy: Copy
     details: dict[str, Any]
     content: dict[str, Any]
+
+
+def described(copy: Copy) -> Described:
+    return Described(copy, describe.details(copy), describe.content(copy))
 
 
 def view_query(request: pb.ViewMessageRequest) -> ViewQuery:
@@ -86,14 +91,14 @@ def view_query(request: pb.ViewMessageRequest) -> ViewQuery:
     )
 
 
-def view(reader: Reader, request: pb.ViewMessageRequest) -> Viewed:
+def view(reader: Reader, request: pb.ViewMessageRequest) -> Described:
     """The copy a view request names (see `Reader.view`), described."""
     copy = reader.view(view_query(request))
     structlog.contextvars.bind_contextvars(key=copy.key)
-    details = describe.details(copy)
-    details.update(
+    answer = described(copy)
+    answer.details.update(
         delivery_type=request.delivery_type,
         campaign_type=request.campaign_type,
         event_id=request.event_id,
     )
-    return Viewed(copy, details, describe.content(copy))
+    return answer

@@ -16,10 +16,9 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive_server.domain.errors import DomainError
 from msgarchive_server.domain.reads import ListQuery, Reader
-from msgarchive_server.edge import describe
 from msgarchive_server.edge.access import is_local_peer
 from msgarchive_server.edge.calls import ArchiveCalls, Caller
-from msgarchive_server.edge.reads import ReadCalls, view
+from msgarchive_server.edge.reads import Described, ReadCalls, described, view
 from msgarchive_server.edge.response import ack_fields, file_info, summary, to_response
 from msgarchive_server.edge.status import to_status
 from msgarchive_server.edge.streams import ArchiveStreams
@@ -54,6 +53,19 @@ def caller_of(context: grpc.ServicerContext) -> Caller:
 def _channel_name(value: int) -> str:
     channel = channels.of_enum(value)
     return channel.name if channel else ""
+
+
+CopyAnswer = TypeVar("CopyAnswer", pb.ViewMessageResponse, pb.GetArchivedMessageResponse)
+
+
+def _copy_answer(kind: type[CopyAnswer], answer: Described) -> CopyAnswer:
+    """A response carrying one copy: its details, content, file and JSON."""
+    return kind(
+        message_details=pb.MessageDetails(**answer.details),
+        message_content=pb.MessageContent(**answer.content),
+        file_info=file_info(answer.copy),
+        archived_json=answer.copy.json_text,
+    )
 
 
 def _abort(context: grpc.ServicerContext, err: DomainError) -> NoReturn:
@@ -108,13 +120,7 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
         self, request: pb.ViewMessageRequest, context: grpc.ServicerContext
     ) -> pb.ViewMessageResponse:
         def answer(reader: Reader) -> pb.ViewMessageResponse:
-            viewed = view(reader, request)
-            return pb.ViewMessageResponse(
-                message_details=pb.MessageDetails(**viewed.details),
-                message_content=pb.MessageContent(**viewed.content),
-                file_info=file_info(viewed.copy),
-                archived_json=viewed.copy.json_text,
-            )
+            return _copy_answer(pb.ViewMessageResponse, view(reader, request))
 
         structlog.contextvars.bind_contextvars(campaign_id=request.campaign_id)
         return self._read(context, "ViewMessage", answer)
@@ -136,12 +142,7 @@ class ArchiveServicer(pb_grpc.ArchiveServiceServicer):
                     parts.message_id,
                 )
                 structlog.contextvars.bind_contextvars(key=copy.key)
-            return pb.GetArchivedMessageResponse(
-                message_details=pb.MessageDetails(**describe.details(copy)),
-                message_content=pb.MessageContent(**describe.content(copy)),
-                file_info=file_info(copy),
-                archived_json=copy.json_text,
-            )
+            return _copy_answer(pb.GetArchivedMessageResponse, described(copy))
 
         return self._read(context, "GetArchivedMessage", get)
 
