@@ -166,17 +166,26 @@ def measured(pids: dict[str, int], work: Callable[[], tuple[list[float], int]]) 
 # --- modes ----------------------------------------------------------------------------
 
 
+def copies(batch: list[pb.ArchiveRequest], prefix: str = "") -> list[tuple[str, bytes]]:
+    """Each request's key and compressed copy, as the sidecar would store them."""
+    out = []
+    for request in batch:
+        message = address(request)
+        where = location(message, prefix)
+        out.append(
+            (where.key, compress(render(message, message_id=where.message_id, sent_at_ms=1)))
+        )
+    return out
+
+
 def run_baseline(
     s3: S3Client, bucket: str, batch: list[pb.ArchiveRequest], threads: int, store_pid: int
 ) -> Run:
     """Direct puts of the compressed copies, as a sender writing to S3 would."""
-    prepared = []
-    for request in batch:
-        message = address(request)
-        where = location(message)
-        blob = compress(render(message, message_id=where.message_id, sent_at_ms=1))
-        md5 = base64.b64encode(hashlib.md5(blob, usedforsecurity=False).digest()).decode()
-        prepared.append((where.key, blob, md5))
+    prepared = [
+        (key, blob, base64.b64encode(hashlib.md5(blob, usedforsecurity=False).digest()).decode())
+        for key, blob in copies(batch)
+    ]
 
     def put(item: tuple[str, bytes, str]) -> float:
         key, blob, md5 = item

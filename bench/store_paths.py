@@ -44,18 +44,9 @@ Put = Callable[[str, bytes], str]  # key, body -> etag; raises on any failure
 
 
 def _bodies(count: int, seed: str) -> list[tuple[str, bytes]]:
-    from bench.run import messages
-    from msgarchive.channels import address
-    from msgarchive.keys import location
-    from msgarchive_server.domain.payloads import compress, render
+    from bench.run import copies, messages
 
-    out = []
-    for request in messages(count):
-        message = address(request)
-        where = location(message, prefix=f"{seed}/")
-        body = render(message, message_id=where.message_id, sent_at_ms=1)
-        out.append((where.key, compress(body)))
-    return out
+    return copies(messages(count), prefix=f"{seed}/")
 
 
 # --- candidates (each imported only in its own process) --------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from msgarchive_server.domain.accounts import key_digest
@@ -24,3 +25,15 @@ def accounts_file(path: Path, stores: dict[str, str]) -> Path:
 def s3_stores(buckets: dict[str, str]) -> dict[str, str]:
     """acme at the root of its bucket, globex under a prefix of its own."""
     return {"acme": f"s3://{buckets['acme']}", "globex": f"s3://{buckets['globex']}/globex"}
+
+
+def basic(account: str, key: str | None = None) -> str:
+    """HTTP Basic credentials as an Authorization value: `account`'s key of KEYS,
+    unless `key` is given."""
+    secret = KEYS[account] if key is None else key
+    return "Basic " + base64.b64encode(f"{account}:{secret}".encode()).decode()
+
+
+def authorization_header(account: str, key: str | None = None) -> str:
+    """The same, as a header line (curl's -H)."""
+    return f"Authorization: {basic(account, key)}"

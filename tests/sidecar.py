@@ -119,18 +119,20 @@ class SidecarProcess:
             self.process.wait(10)
 
 
-def s3_sidecar(bucket: str, endpoint: str, env: Mapping[str, str], *extra: str) -> SidecarProcess:
-    """A started sidecar on a free loopback port, storing into s3://BUCKET at `endpoint`."""
+def on_s3(
+    endpoint: str, env: Mapping[str, str], *flags: str, listen: str = "127.0.0.1:0"
+) -> SidecarProcess:
+    """A started sidecar (on a free loopback port) whose stores are buckets at the
+    S3 `endpoint`; `flags` name them (--store or --accounts), and the rest."""
     return SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={endpoint}",
-            "--s3-path-style=true",
-            *extra,
-        ],
+        [f"--listen={listen}", f"--s3-endpoint-url={endpoint}", "--s3-path-style=true", *flags],
         env=env,
     ).start()
+
+
+def s3_sidecar(bucket: str, endpoint: str, env: Mapping[str, str], *extra: str) -> SidecarProcess:
+    """A started sidecar on a free loopback port, storing into s3://BUCKET at `endpoint`."""
+    return on_s3(endpoint, env, f"--store=s3://{bucket}", *extra)
 
 
 def run_to_exit(args: Sequence[str], env: Mapping[str, str] | None = None) -> tuple[int, str]:

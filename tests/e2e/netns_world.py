@@ -10,7 +10,6 @@ code name, or an HTTP status), for the test to judge.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 from msgarchive import ArchiveClient, MsgArchiveError
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
-from tests.accounts import KEYS, accounts_file
+from tests.accounts import KEYS, accounts_file, authorization_header
 from tests.sidecar import SidecarProcess
 
 ADDRESS = "198.18.0.1"
@@ -53,11 +52,6 @@ def http_view(port: int, body: pb.ViewMessageRequest, *headers: str) -> int:
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     return int(done.stdout)
-
-
-def basic(account: str) -> str:
-    token = base64.b64encode(f"{account}:{KEYS[account]}".encode()).decode()
-    return f"Authorization: Basic {token}"
 
 
 def start(workdir: Path, host: str, *extra: str) -> SidecarProcess:
@@ -103,12 +97,14 @@ def with_accounts(workdir: Path) -> dict[str, object]:
             )
         http = int(sidecar.serving["http_port"])
         seen["http view, no key"] = http_view(http, view)
-        seen["http view, another account's key"] = http_view(http, view, basic("globex"))
+        seen["http view, another account's key"] = http_view(
+            http, view, authorization_header("globex")
+        )
         seen["http view, another account's key naming acme"] = http_view(
-            http, view, basic("globex"), "MOE-APPKEY: acme"
+            http, view, authorization_header("globex"), "MOE-APPKEY: acme"
         )
         seen["http view, the account's key"] = http_view(
-            http, view, basic("acme"), "MOE-APPKEY: acme"
+            http, view, authorization_header("acme"), "MOE-APPKEY: acme"
         )
         seen["serving address"] = sidecar.serving["listen"]
     finally:

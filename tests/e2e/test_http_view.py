@@ -7,7 +7,6 @@ the published OpenAPI document; TLS and mTLS follow the gRPC listener's.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import json
 import socket
@@ -24,7 +23,7 @@ import pytest
 from msgarchive import ArchiveClient
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
-from tests.accounts import KEYS, accounts_file, s3_stores
+from tests.accounts import KEYS, accounts_file, authorization_header, s3_stores
 from tests.e2e.test_reads import start_sidecar, today
 from tests.seaweed import SeaweedFS
 from tests.sidecar import SidecarProcess
@@ -58,10 +57,6 @@ def curl(url: str, *args: str) -> Answer:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return Answer(int(status_line.split()[1]), headers, json.loads(body))
-
-
-def basic(account: str, key: str) -> str:
-    return "Authorization: Basic " + base64.b64encode(f"{account}:{key}".encode()).decode()
 
 
 def conforms(answer: Answer, schema: str) -> None:
@@ -116,7 +111,7 @@ def world(seaweed: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Itera
         sidecar.kill()
 
 
-ACME = basic("acme", KEYS["acme"])
+ACME = authorization_header("acme")
 
 
 def test_the_view_answers_what_view_message_answers(world: World) -> None:
@@ -193,9 +188,9 @@ UNSUPPORTED = (
         ([ACME], {"platform": "IOS"}, 400, "INVALID_LOOKUP", "platform must be SMS"),
         ([ACME], {"sent_epoch_time": "soon"}, 400, "INVALID_LOOKUP", "sent_epoch_time"),
         ([], {}, 401, "CREDENTIALS_MISSING", "reads need credentials"),
-        ([basic("acme", "not-the-key")], {}, 401, "CREDENTIALS_MISSING", ""),
+        ([authorization_header("acme", "not-the-key")], {}, 401, "CREDENTIALS_MISSING", ""),
         ([ACME, "MOE-APPKEY: globex"], {}, 403, "WRONG_ACCOUNT", "another account"),
-        ([basic("globex", KEYS["globex"])], {}, 404, "COPY_NOT_FOUND", "no archived copy"),
+        ([authorization_header("globex")], {}, 404, "COPY_NOT_FOUND", "no archived copy"),
         ([ACME], {"sent_epoch_time": 1_000_000_000}, 404, "COPY_NOT_FOUND", "no archived copy"),
     ],
 )

@@ -30,7 +30,7 @@ from msgarchive_server.domain.accounts import key_digest
 from tests import samples
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS
-from tests.sidecar import SidecarProcess, run_to_exit, s3_sidecar
+from tests.sidecar import SidecarProcess, on_s3, run_to_exit, s3_sidecar
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -198,17 +198,13 @@ def test_no_personal_data_in_any_log_line(
         f'[accounts.acc-pii]\nstore = "s3://{bucket}"\n'
         f'api_key_sha256 = ["{key_digest(PII["api key"])}"]\n'
     )
-    sidecar = SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--accounts={accounts}",
-            f"--s3-endpoint-url={proxy.endpoint}",
-            "--s3-path-style=true",
-            "--probe-max-interval=0.3",
-            "--log-level=debug",
-        ],
-        env=seaweed.env,
-    ).start()
+    sidecar = on_s3(
+        proxy.endpoint,
+        seaweed.env,
+        f"--accounts={accounts}",
+        "--probe-max-interval=0.3",
+        "--log-level=debug",
+    )
     calls = 0
     try:
         with no_retries(sidecar.address, api_key=PII["api key"]) as client:

@@ -36,7 +36,7 @@ from msgarchive_server.domain.payloads import decompress
 from tests import samples
 from tests.accounts import KEYS, accounts_file, s3_stores
 from tests.seaweed import SeaweedFS
-from tests.sidecar import SidecarProcess
+from tests.sidecar import SidecarProcess, on_s3
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -65,16 +65,7 @@ class World:
 
 
 def start_sidecar(seaweed: SeaweedFS, accounts: Path, *extra: str) -> SidecarProcess:
-    return SidecarProcess(
-        [
-            "--listen=127.0.0.1:0",
-            f"--accounts={accounts}",
-            f"--s3-endpoint-url={seaweed.endpoint}",
-            "--s3-path-style=true",
-            *extra,
-        ],
-        env=seaweed.env,
-    ).start()
+    return on_s3(seaweed.endpoint, seaweed.env, f"--accounts={accounts}", *extra)
 
 
 def today(request: pb.ArchiveRequest, account: str) -> pb.ArchiveRequest:

@@ -14,7 +14,7 @@ import pytest
 from msgarchive import ArchiveClient
 from tests import samples
 from tests.seaweed import SeaweedFS
-from tests.sidecar import SidecarProcess, manifest_key_pair, run_to_exit, verify
+from tests.sidecar import SidecarProcess, manifest_key_pair, on_s3, run_to_exit, verify
 
 pytestmark = pytest.mark.e2e
 
@@ -92,19 +92,16 @@ def test_workers_journal_apart_and_their_acks_end_in_one_chain(
     seaweed: SeaweedFS, bucket: str, tmp_path: Path
 ) -> None:
     key_file, public_file = manifest_key_pair(tmp_path)
-    sidecar = SidecarProcess(
-        [
-            "--workers=2",
-            f"--listen=127.0.0.1:{free_port()}",
-            f"--store=s3://{bucket}",
-            f"--s3-endpoint-url={seaweed.endpoint}",
-            "--s3-path-style=true",
-            f"--manifests-dir={tmp_path / 'journal'}",
-            f"--manifest-signing-key={key_file}",
-            "--manifest-writer=pod-1",
-        ],
-        env=seaweed.env,
-    ).start()
+    sidecar = on_s3(
+        seaweed.endpoint,
+        seaweed.env,
+        "--workers=2",
+        f"--store=s3://{bucket}",
+        f"--manifests-dir={tmp_path / 'journal'}",
+        f"--manifest-signing-key={key_file}",
+        "--manifest-writer=pod-1",
+        listen=f"127.0.0.1:{free_port()}",
+    )
     wait_for_workers(sidecar, 2)
     acked = set()
     for n in range(30):  # a connection each: both workers journal some

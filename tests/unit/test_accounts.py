@@ -12,6 +12,7 @@ from msgarchive_server.domain.errors import CredentialsMissing, RateLimited, Wro
 from msgarchive_server.domain.ratelimit import RateLimiter
 from msgarchive_server.edge.access import Access, is_local_address, is_local_peer
 from msgarchive_server.stores import Retention
+from tests.accounts import basic
 
 KEY_A, KEY_B = "key-of-acme", "key-of-globex"
 
@@ -37,10 +38,6 @@ api_key_sha256 = ["{key_digest(KEY_B)}"]
 """,
         )
     )
-
-
-def basic(account: str, key: str) -> str:
-    return "Basic " + base64.b64encode(f"{account}:{key}".encode()).decode()
 
 
 def test_keys_identify_their_account(tmp_path: Path) -> None:
