@@ -16,8 +16,8 @@ from dataclasses import Field, dataclass, field, fields
 from typing import Any
 
 from msgarchive_server import addresses
-from msgarchive_server.stores.base import RETENTION_MODES, Retention
-from msgarchive_server.stores.location import BadLocation, StoreOptions, parse_location
+from msgarchive_server.stores.base import RETENTION_MODES, Retention, StoreOptions
+from msgarchive_server.stores.location import BadLocation, parse_location
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_STORE = "./archive"

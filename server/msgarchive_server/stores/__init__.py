@@ -18,6 +18,7 @@ from msgarchive_server.stores.base import (
     Store,
     StoredObject,
     StoreError,
+    StoreOptions,
     Unsupported,
     VersionedStore,
     VersionSummary,
@@ -29,7 +30,6 @@ from msgarchive_server.stores.location import (
     DirectoryLocation,
     Location,
     S3Location,
-    StoreOptions,
     open_store,
     parse_location,
 )

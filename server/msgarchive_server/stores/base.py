@@ -141,6 +141,21 @@ class Unsupported(Exception):
     """The store cannot do what was asked of it; the message says what and why."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """How to reach a remote store (today: S3 and S3-compatible stores).
+    Credentials come from the standard AWS chain."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    sse: str | None = None  # "AES256" or "aws:kms"
+    sse_kms_key_id: str | None = None
+    connect_timeout: float = 2.0
+    read_timeout: float = 10.0
+    max_connections: int = 32
+
+
 class Store(Protocol):
     """A copy store: the S3 store or the local-directory store."""
 

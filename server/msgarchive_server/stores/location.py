@@ -12,28 +12,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from msgarchive.keys import normalize_prefix
-from msgarchive_server.stores.base import Capability, Retention, Store, Unsupported
+from msgarchive_server.stores.base import Capability, Retention, Store, StoreOptions, Unsupported
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class BadLocation(ValueError):
     """The store URL is malformed; the message says how (without the URL)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoreOptions:
-    """How to reach a remote store (today: S3 and S3-compatible stores).
-    Credentials come from the standard AWS chain."""
-
-    endpoint_url: str | None = None
-    region: str | None = None
-    path_style: bool = False
-    sse: str | None = None  # "AES256" or "aws:kms"
-    sse_kms_key_id: str | None = None
-    connect_timeout: float = 2.0
-    read_timeout: float = 10.0
-    max_connections: int = 32
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,9 @@ from msgarchive_server.stores.base import (
     Retention,
     StoredObject,
     StoreError,
+    StoreOptions,
     VersionSummary,
 )
-from msgarchive_server.stores.location import StoreOptions
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
