@@ -116,6 +116,20 @@ def test_rate_limit_trips_and_recovers() -> None:
     assert limiter.acquire("acme") == 0
 
 
+def test_the_bucket_refills_at_its_rate_up_to_its_capacity() -> None:
+    now = [0.0]
+    limiter = RateLimiter(120, clock=lambda: now[0])  # two a second, bursts of 120
+    assert all(limiter.acquire("acme") == 0 for _ in range(120))
+    assert limiter.acquire("acme") == pytest.approx(0.5)  # the next token, in 1/2 s
+    now[0] += 0.25
+    assert limiter.acquire("acme") == pytest.approx(0.25)  # half of it came
+    now[0] += 0.25
+    assert limiter.acquire("acme") == 0
+    now[0] += 3600  # an hour idle fills the bucket, no more
+    assert all(limiter.acquire("acme") == 0 for _ in range(120))
+    assert limiter.acquire("acme") > 0
+
+
 @pytest.mark.parametrize(
     ("peer", "local"),
     [

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 import pytest
+import structlog
 
 from msgarchive_server.domain.archive import Archiver
-from msgarchive_server.domain.circuit import StoreCircuit
+from msgarchive_server.domain.circuit import StoreCircuit, backoff
 from msgarchive_server.domain.errors import ArchiveFailed, ArchiveUnavailable, DeadlineTooShort
 from msgarchive_server.domain.retry import RetriesExhausted, RetryPolicy, opens_circuit
 from msgarchive_server.stores import ErrorKind, StoreError
@@ -63,6 +65,52 @@ def test_circuit_opens_probes_with_reconnects_and_closes() -> None:
     assert not circuit.is_open
     assert changes == [False, True]
     assert store.reconnects == store.probes >= 3  # a reconnect before every probe
+    circuit.stop()
+
+
+def test_backoff_doubles_to_its_cap() -> None:
+    assert list(itertools.islice(backoff(0.5, 30), 9)) == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+
+
+class FlakyProbes(FakeStore):
+    """Its first probes fail (a refusal, then a crash, then refusals); then it works."""
+
+    def __init__(self, failing: int) -> None:
+        super().__init__()
+        self.failing = failing
+        self.probes = 0
+
+    def probe(self) -> None:
+        self.probes += 1
+        if self.probes == 2:
+            raise RuntimeError("a bug in the probe")  # not a StoreError: probing goes on
+        if self.probes <= self.failing:
+            raise StoreError("NoSuchBucket", ErrorKind.FATAL)
+
+
+def test_probes_wait_a_jittered_backoff_and_outlast_a_crash() -> None:
+    store = FlakyProbes(failing=5)
+    waits: list[tuple[float, float]] = []
+    closed = threading.Event()
+
+    def jitter(low: float, high: float) -> float:
+        waits.append((low, high))
+        return 0.0  # no real waiting: the schedule is what is checked
+
+    def on_change(serving: bool) -> None:
+        if serving:
+            closed.set()
+
+    circuit = StoreCircuit(store, on_change, first_delay=1, max_delay=4, jitter=jitter)
+    with structlog.testing.capture_logs() as logs:
+        circuit.trip(StoreError("NoSuchBucket", ErrorKind.FATAL))
+        assert closed.wait(30)
+    assert store.probes == 6
+    assert waits == [(0.5, 1), (1, 2), (2, 4), (2, 4), (2, 4), (2, 4)]
+    attempts = [line.get("attempt") for line in logs if line["event"].startswith("store probe")]
+    assert attempts == [1, 2, 3, 4, 5]
+    assert [line["attempts"] for line in logs if "available again" in line["event"]] == [6]
+    assert not circuit.is_open
     circuit.stop()
 
 

@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import structlog
 
 from msgarchive_server.stores import Store, StoreError
 
 log = structlog.get_logger("msgarchive.circuit")
+
+
+def backoff(first: float, cap: float) -> Iterator[float]:
+    """The longest wait before each probe: `first`, doubling, at most `cap`."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
 
 
 class StoreCircuit:
@@ -30,11 +38,14 @@ class StoreCircuit:
         *,
         first_delay: float = 0.5,
         max_delay: float = 30.0,
+        jitter: Callable[[float, float], float] = random.uniform,
     ) -> None:
+        """Probes wait `jitter(d / 2, d)` seconds for each d of `backoff()`."""
         self.store = store
         self.on_change = on_change
         self.first_delay = first_delay
         self.max_delay = max_delay
+        self._jitter = jitter
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._reason = ""
@@ -70,20 +81,18 @@ class StoreCircuit:
             prober.join(timeout=5)
 
     def _probe_until_closed(self) -> None:
-        delay = self.first_delay
-        attempt = 0
-        while not self._stopped.wait(random.uniform(delay / 2, delay)):  # noqa: S311 (jitter)
-            attempt += 1
+        delays = backoff(self.first_delay, self.max_delay)
+        for attempt, delay in enumerate(delays, start=1):
+            if self._stopped.wait(self._jitter(delay / 2, delay)):
+                return
             try:
                 self.store.reconnect()
                 self.store.probe()
             except StoreError as err:
                 log.info("store probe failed", store_error=err.code, attempt=attempt)
-                delay = min(delay * 2, self.max_delay)
                 continue
             except Exception:
                 log.exception("store probe crashed", attempt=attempt)
-                delay = min(delay * 2, self.max_delay)
                 continue
             with self._lock:
                 self._reason = ""
