@@ -50,11 +50,17 @@ def test_keys_identify_their_account(tmp_path: Path) -> None:
     ("header", "refusal"),
     [
         (basic("acme", KEY_B), WrongAccount),
+        (basic("zeta", KEY_A), WrongAccount),  # any other account than the key's
         (basic("acme", "guess"), CredentialsMissing),
         ("Bearer guess", CredentialsMissing),
         ("Basic !!!", CredentialsMissing),
         ("Basic " + base64.b64encode(b"no-colon").decode(), CredentialsMissing),
         ("Token abc", CredentialsMissing),
+        (f"Apikey {KEY_A}", CredentialsMissing),  # sorts before "basic"
+        (f"Digest {KEY_A}", CredentialsMissing),  # between "basic" and "bearer"
+        (f"Negotiate {KEY_A}", CredentialsMissing),  # after "bearer"
+        # Base64 with a character outside its alphabet is refused, not skipped.
+        ("Basic " + base64.b64encode(f"acme:{KEY_A}".encode()).decode() + "!", CredentialsMissing),
     ],
 )
 def test_bad_credentials(tmp_path: Path, header: str, refusal: type[Exception]) -> None:
@@ -75,6 +81,11 @@ def test_bad_credentials(tmp_path: Path, header: str, refusal: type[Exception]) 
         ("[accounts.a]\nstore = 's3://bkt'\napi_key_sha256 = ['abc']", "64 lowercase hex"),
         ("[accounts.a]\nstore = 'gs://x'", "unknown store URL scheme"),
         ("[accounts.a]\nstore = 's3://bkt'\nregion = 'x'", "unknown setting 'region'"),
+        ("[accounts.a]\nstore = 's3://bkt'\nzone = 1\nregion = 'x'", "unknown setting 'region'"),
+        (
+            "[accounts.a]\nstore = 's3://bkt'\nretention_mode = 'GOVERNANCE'\nretention_days = 0",
+            "a positive number of days",
+        ),
         (
             "[accounts.a]\nstore = 's3://bkt'\nretention_mode = 'GOVERNANCE'",
             "retention_mode (GOVERNANCE or COMPLIANCE) and retention_days",
@@ -103,7 +114,7 @@ def test_new_api_keys_are_random_and_hashed() -> None:
     (key1, digest1), (key2, _) = new_api_key(), new_api_key()
     assert key1 != key2
     assert digest1 == key_digest(key1)
-    assert len(key1) > 40
+    assert len(key1) == len("ma_") + 43  # 32 random bytes, URL-safe base64
 
 
 def test_rate_limit_trips_and_recovers() -> None:
@@ -216,3 +227,9 @@ def test_an_account_may_set_its_own_retention(tmp_path: Path) -> None:
     )
     assert accounts.accounts["a"].retention == Retention("COMPLIANCE", 2557)
     assert accounts.accounts["b"].retention is None  # the sidecar's setting applies
+
+
+def test_one_day_is_the_shortest_retention_an_account_may_set(tmp_path: Path) -> None:
+    text = "[accounts.a]\nstore = 's3://bkt1'\nretention_mode = 'GOVERNANCE'\nretention_days = 1\n"
+    accounts = Accounts.load(write(tmp_path, text))
+    assert accounts.accounts["a"].retention == Retention("GOVERNANCE", 1)

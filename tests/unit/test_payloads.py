@@ -89,3 +89,7 @@ def test_compressed_copy_is_a_standard_lz4_frame() -> None:
     assert blob[:4] == b"\x04\x22\x4d\x18"  # the LZ4 frame magic number
     assert lz4.frame.decompress(blob) == body
     assert decompress(blob) == body
+    # Its header carries the content size, and it ends in a content checksum.
+    info = lz4.frame.get_frame_info(blob)
+    assert info["content_size"] == len(body)
+    assert info["content_checksum"] is True
