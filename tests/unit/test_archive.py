@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+import types
 
 import pytest
 
+from msgarchive_server.domain import archive as archive_module
 from msgarchive_server.domain import retry as retry_module
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import ArchiveFailed, InvalidMessage
 from msgarchive_server.domain.payloads import compress, decompress
 from msgarchive_server.domain.retry import RetryPolicy
 from msgarchive_server.stores import ErrorKind, Retention, StoreError
+from msgarchive_server.telemetry.metrics import Metrics
 from tests import samples
 from tests.unit.fakes import FakeStore, throttled, transient
 
@@ -143,3 +146,33 @@ def test_the_ack_reports_the_stores_retention() -> None:
     assert ack.retain_until_ms == ack.sent_at_ms // 1000 * 1000 + 30 * 24 * 3600 * 1000
     unlocked = archiver(FakeStore()).archive(samples.sms_request())
     assert (unlocked.retention_mode, unlocked.retain_until_ms) == ("", 0)
+
+
+def test_each_write_is_timed_and_moves_the_running_estimate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each store attempt reads the monotonic clock as it starts and as it ends.
+    ticks = iter([100.0, 100.2, 200.0, 200.5, 300.0, 300.1])
+    monkeypatch.setattr(
+        archive_module, "time", types.SimpleNamespace(monotonic=lambda: next(ticks))
+    )
+    metrics = Metrics()
+    archiver = Archiver(FakeStore([transient()]), retry=FAST, metrics=metrics, clock_ms=lambda: 1)
+    archiver.archive(samples.sms_request())  # fails once (0.2 s), then stored (0.5 s)
+    assert archiver.attempt_estimate == pytest.approx(0.005 + 0.25 * (0.5 - 0.005))
+    archiver.archive(samples.email_request())  # 0.1 s
+    assert archiver.attempt_estimate == pytest.approx(0.12875 + 0.25 * (0.1 - 0.12875))
+
+    def seconds(result: str) -> float | None:
+        name = "msgarchive_store_write_duration_seconds_sum"
+        return metrics.registry.get_sample_value(name, {"result": result})
+
+    assert seconds("transient") == pytest.approx(0.2)
+    assert seconds("ok") == pytest.approx(0.6)
+
+
+def test_a_copy_is_stamped_with_the_wall_clock_in_milliseconds() -> None:
+    before = time.time_ns() // 1_000_000
+    ack = Archiver(FakeStore()).archive(samples.sms_request())
+    after = time.time_ns() // 1_000_000
+    assert before <= ack.sent_at_ms <= after
