@@ -199,3 +199,25 @@ def test_channel_options_given_by_the_caller_win() -> None:
     options = channel_options([("grpc.enable_retries", 0), ("grpc.primary_user_agent", "x")])
     assert dict(options)["grpc.enable_retries"] == 0
     assert len(options) == 4
+
+
+def test_what_each_refusal_tells_the_caller() -> None:
+    # Written from error_reason.proto and the README's Errors table.
+    assert ArchiveUnavailable("NoSuchBucket").metadata == {"store_error": "NoSuchBucket"}
+    assert ArchiveUnavailable("AccessDenied", 4).metadata == {
+        "store_error": "AccessDenied",
+        "attempts": "4",
+    }
+    assert InternalError().message.endswith("the copy may not be stored; do not send the message")
+    assert (
+        InternalError(reading=True).message == "internal error: the read failed; retrying may help"
+    )
+    archives = Overloaded(48)
+    assert archives.message.startswith("48 archives are in flight")
+    assert archives.retry_after == pytest.approx(0.05)
+    total, peer = Overloaded.streams(8, per_peer=False), Overloaded.streams(2, per_peer=True)
+    assert total.message.startswith("8 streams are open, the most")
+    assert peer.message.startswith("2 streams are open from this peer, the most")
+    assert total.retry_after == peer.retry_after == pytest.approx(1.0)
+    assert RateLimited("acme", 2.5).retry_after == pytest.approx(2.5)
+    assert RateLimited("acme", 0.0).retry_after == pytest.approx(0.001)  # never "retry now"
