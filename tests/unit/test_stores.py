@@ -49,7 +49,9 @@ def test_a_bucket_opens_as_the_s3_store_with_the_options_given() -> None:
         store.close()
 
 
-@pytest.mark.parametrize("url", ["", "gs://bucket", "s3://", "s3://UPPER", "file://host/x"])
+@pytest.mark.parametrize(
+    "url", ["", "gs://bucket", "abc://x", "sftp://host/x", "s3://", "s3://UPPER", "file://host/x"]
+)
 def test_a_bad_url_is_refused_before_any_store_is_made(url: str) -> None:
     with pytest.raises(BadLocation):
         open_store(url)
