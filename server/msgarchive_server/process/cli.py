@@ -76,6 +76,38 @@ def _parser() -> argparse.ArgumentParser:
     get.add_argument("--recipient")
     get.add_argument("--message-id")
 
+    search = commands.add_parser(
+        "search",
+        help="find copies by recipient, campaign, channel, platform, time, message id or hold",
+        description="Every copy the filters select, across every month and campaign, in "
+        "sent time order: read from the store's signed manifests (mirrored into a local "
+        "cache, then queried with DuckDB) or, for a store without them, from its listing. "
+        "A table on a terminal, one JSON object a line otherwise.",
+    )
+    _store_options(search)
+    search.add_argument(
+        "--recipient", help=f"{_recipient_kinds()}, as a person writes it (any case or format)"
+    )
+    search.add_argument("--campaign-id")
+    search.add_argument("--channel", choices=channels.NAMES)
+    search.add_argument("--platform", help="ios, android or web (push), or a channel's name")
+    search.add_argument("--since", metavar="TIME", help="sent at or after: 2026-11-01 or ISO 8601")
+    search.add_argument("--until", metavar="TIME", help="sent before: 2026-12-01 or ISO 8601")
+    search.add_argument("--message-id")
+    held = search.add_mutually_exclusive_group()
+    held.add_argument("--held", dest="held", action="store_true", default=None,
+                      help="under a legal hold only")  # fmt: skip
+    held.add_argument("--not-held", dest="held", action="store_false",
+                      help="not under a legal hold")  # fmt: skip
+    search.add_argument("--count", action="store_true", help="totals by channel and month")
+    search.add_argument("--limit", type=int, default=100, help="copies a page (default 100)")
+    search.add_argument("--after", metavar="TOKEN", help="the page after the one that gave TOKEN")
+    search.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
+    search.add_argument(
+        "--source", choices=("auto", "manifests", "listing"), default="auto",
+        help="manifests, the store's listing, or auto: manifests when there are any",
+    )  # fmt: skip
+
     cat = commands.add_parser("cat", help="decode an archived .json.lz4 file and print its JSON")
     cat.add_argument("source", help="s3://BUCKET/KEY, a file path, or - for stdin")
     _endpoint_option(cat)
@@ -157,6 +189,30 @@ def _endpoint_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _store_options(parser: argparse.ArgumentParser) -> None:
+    """Which store a command reads: --store, or one account's of --accounts."""
+    parser.add_argument(
+        "--store",
+        default=os.environ.get("MSGARCHIVE_STORE", "./archive"),
+        metavar="URL",
+        help="a directory or s3://BUCKET[/PREFIX], as the sidecar's "
+        "[env MSGARCHIVE_STORE; default ./archive]",
+    )
+    parser.add_argument(
+        "--accounts",
+        default=os.environ.get("MSGARCHIVE_ACCOUNTS"),
+        metavar="FILE",
+        help="the sidecar's accounts file: read --account's store only",
+    )
+    parser.add_argument("--account", metavar="ID", help="with --accounts: whose store")
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where manifests are mirrored (default: ~/.cache/msgarchive)",
+    )
+    _endpoint_option(parser)
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
     from msgarchive_server.process.commands import add_client_options
 
@@ -199,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "prove": commands.prove,
             "check-proof": commands.check_proof,
             "hold": commands.hold,
+            "search": commands.search,
         }[args.command]
         return run(args)
     except StoreError as err:
@@ -207,9 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"msgarchive: error: the store did not answer: {err}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
+        extra = "search" if err.name == "duckdb" else "server"
         print(
             f"msgarchive: error: {args.command} needs the sidecar's dependencies "
-            f"({err.name} is missing): pip install 'msgarchive[server]'",
+            f"({err.name} is missing): pip install 'msgarchive[{extra}]'",
             file=sys.stderr,
         )
         return 2

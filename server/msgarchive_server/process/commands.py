@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from google.protobuf import json_format
@@ -306,3 +306,146 @@ def hold(args: argparse.Namespace) -> int:
         print(f"{key} {version_id or '-'}")
     print(f"legal hold {args.action} for {len(copies)} copies; logged as {record}", file=sys.stderr)
     return 0
+
+
+def search(args: argparse.Namespace) -> int:
+    """Find copies across every month and campaign; 0 when done (found or not)."""
+    import json
+
+    from msgarchive_server.domain.errors import InvalidLookup
+    from msgarchive_server.domain.search import Search, SearchQuery, recipient_hashes
+
+    try:
+        url, account = _store_url_of(args)
+        query = SearchQuery(
+            recipient=args.recipient or "",
+            channel=args.channel or "",
+            campaign_id=args.campaign_id or "",
+            platform=args.platform or "",
+            sent_after_ms=_instant_ms(args.since, "--since"),
+            sent_before_ms=_instant_ms(args.until, "--until"),
+            message_id=args.message_id or "",
+            held=args.held,
+        )
+        if args.limit < 1:
+            raise ValueError("--limit must be at least 1")
+        store = _store_of(url, args.s3_endpoint_url)
+    except (OSError, ValueError) as err:
+        print(f"msgarchive: error: {err}", file=sys.stderr)
+        return 2
+    searcher = Search(store, _cache_dir(args, url), args.source)
+    try:
+        if args.count:
+            totals = searcher.count(query)
+            count = sum(n for _, _, n in totals)
+            _print_totals(totals, as_json=args.json or not sys.stdout.isatty())
+        else:
+            page = searcher.find(query, args.limit, args.after or "")
+            count = len(page.items)
+            rows = [found.as_dict() for found in page.items]
+            if args.json or not sys.stdout.isatty():
+                for row in rows:
+                    print(json.dumps(row), flush=True)
+            else:
+                _print_table(rows)
+            if page.next_token:
+                print(f"more: --after {page.next_token}", file=sys.stderr)
+    except InvalidLookup as err:
+        print(f"msgarchive: error: {err.message}", file=sys.stderr)
+        return 2
+    finally:
+        searcher.close()
+        store.close()
+    filters: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("campaign_id", query.campaign_id),
+            ("channel", query.channel),
+            ("platform", query.platform),
+            ("sent_after_ms", query.sent_after_ms),
+            ("sent_before_ms", query.sent_before_ms),
+            ("message_id", query.message_id),
+            ("held", query.held),
+        )
+        if value not in ("", 0, None)
+    }
+    if query.recipient:
+        # The person as the key files them, never as written.
+        filters["recipient_user_hashes"] = recipient_hashes(query.recipient, query.channel)
+    audit = {"audit": "search", "account": account, "store": url, "filters": filters}
+    print(json.dumps({**audit, "source": searcher.source_used, "count": count}), file=sys.stderr)
+    return 0
+
+
+def _store_url_of(args: argparse.Namespace) -> tuple[str, str]:
+    """The store a command reads, and whose it is: --store, or --account's of --accounts."""
+    if not args.accounts:
+        if args.account:
+            raise ValueError("--account needs --accounts")
+        return args.store, ""
+    from msgarchive_server.domain.accounts import Accounts, AccountsFileError
+
+    if not args.account:
+        raise ValueError("--accounts needs --account: a search reads one account's store")
+    try:
+        accounts = Accounts.load(Path(args.accounts))
+    except AccountsFileError as err:
+        raise ValueError(str(err)) from None
+    if args.account not in accounts.accounts:
+        raise ValueError(f"--account {args.account!r} is not in {args.accounts}")
+    return accounts.accounts[args.account].store, args.account
+
+
+def _cache_dir(args: argparse.Namespace, url: str) -> Path:
+    """Where a store's manifests are mirrored: one folder a store."""
+    import hashlib
+
+    if args.cache_dir:
+        root = Path(args.cache_dir)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = Path(base) / "msgarchive"
+    return root / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def _instant_ms(text: str | None, flag: str) -> int:
+    """Epoch milliseconds of a date (midnight UTC) or an ISO 8601 time (UTC if bare)."""
+    import datetime
+
+    if not text:
+        return 0
+    try:
+        instant = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{flag} {text!r}: expected a date (2026-11-01) or ISO 8601 time"
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=datetime.UTC)
+    return int(instant.timestamp() * 1000)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no copies found")
+        return
+    columns = ("sent_time", "channel", "campaign_id", "message_id", "held", "key")
+    cells = [[str(row[c]) if c != "message_id" else str(row[c])[:12] for c in columns]
+             for row in rows]  # fmt: skip
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _print_totals(totals: list[tuple[str, str, int]], *, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        for channel, month, n in totals:
+            print(json.dumps({"channel": channel, "month": month, "copies": n}))
+        return
+    print(f"{'channel':10s} {'month':8s} {'copies':>10s}")
+    for channel, month, n in totals:
+        print(f"{channel:10s} {month:8s} {n:>10d}")
+    print(f"{'all':10s} {'':8s} {sum(n for _, _, n in totals):>10d}")

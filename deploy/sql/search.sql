@@ -1,0 +1,1 @@
+../../server/msgarchive_server/domain/sql/search.sql

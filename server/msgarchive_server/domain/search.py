@@ -1,0 +1,403 @@
+"""Search: every copy of a person, a campaign, a channel or a time, across every
+month and campaign.
+
+The key puts the campaign before the recipient, so a store's listing cannot
+find a person's copies without reading every campaign's folder. The signed
+manifests can: each row names the copy's channel, campaign, user hash, message
+id and sent time. A search is one SQL query (`sql/search.sql`, which also runs
+in Athena or Trino) over one of two sources:
+
+- `manifests`: every manifest of the store, mirrored into a local directory
+  (they are write-once, so a file already mirrored at its size is never read
+  again) and read by DuckDB. Copies acknowledged since the last sealed hour are
+  not in a manifest yet.
+- `listing`: the store's own listing of `sent_messages/`, whose keys hold the
+  channel, batch month, campaign, user hash and message id; the sent time is
+  the store's write time (within milliseconds of `sent_at`, or whole seconds on
+  S3), and there are no hashes or versions. Every key is listed: for a
+  directory store or a small bucket.
+
+`auto` takes the manifests when the store has any, else the listing. Legal-hold
+state is the hold log's (`_msgarchive/holds/`): a hold set on an object by
+other means is not seen. A search trusts what it reads; `msgarchive verify`
+checks the manifests' signatures and the store against them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.dataset
+
+from msgarchive import channels
+from msgarchive.keys import KEY_ROOT, parse_key, user_hash
+from msgarchive.rules import (
+    CAMPAIGN_ID_RULE,
+    MAX_ID_LENGTH,
+    FieldViolation,
+    is_campaign_id,
+)
+from msgarchive_server.domain.errors import InvalidLookup
+from msgarchive_server.domain.manifests import parquet
+from msgarchive_server.domain.manifests.holds import HOLDS_ROOT
+from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, part_name
+from msgarchive_server.domain.payloads import decompress
+from msgarchive_server.stores import NoSuchObject, ObjectSummary, Store
+
+if TYPE_CHECKING:
+    import duckdb
+
+SEARCH_SQL = resources.files("msgarchive_server.domain").joinpath("sql/search.sql").read_text()
+# Totals by channel and month of the sent time (DuckDB's date functions).
+_TOTALS = "SELECT channel, strftime(epoch_ms(sent_at), '%Y-%m') AS month, count(*)"
+COUNT_SQL = f"{_TOTALS} FROM ({SEARCH_SQL}) GROUP BY 1, 2 ORDER BY 1, 2"
+SOURCES = ("auto", "manifests", "listing")
+MESSAGE_ID = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """What a search selects; every field left empty selects everything."""
+
+    recipient: str = ""  # as a person writes it: an address, a number, an identity
+    channel: str = ""  # push, email, sms, whatsapp
+    campaign_id: str = ""
+    platform: str = ""  # ios, android, web (push); or a channel's own name
+    sent_after_ms: int = 0  # inclusive
+    sent_before_ms: int = 0  # exclusive
+    message_id: str = ""
+    held: bool | None = None  # True: under a legal hold; False: not
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One copy a search found."""
+
+    sent_at_ms: int
+    channel: str
+    campaign_id: str
+    message_id: str
+    key: str
+    version_id: str
+    user_hash: str
+    sha256: str  # "" from a listing
+    size: int
+    bucket: str
+    held: bool
+
+    @property
+    def sent_time(self) -> str:
+        instant = datetime.datetime.fromtimestamp(self.sent_at_ms / 1000, datetime.UTC)
+        return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sent_time": self.sent_time,
+            "channel": self.channel,
+            "campaign_id": self.campaign_id,
+            "message_id": self.message_id,
+            "key": self.key,
+            "version_id": self.version_id,
+            "user_hash": self.user_hash,
+            "sha256": self.sha256,
+            "size": self.size,
+            "held": self.held,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Found]
+    next_token: str  # "" on the last page
+    source: str  # "manifests" or "listing"
+
+
+def recipient_hashes(recipient: str, channel: str = "") -> list[str]:
+    """The user hashes a recipient may be filed under, as a person writes it.
+
+    With a channel, its own rules (InvalidLookup when they refuse it). Without,
+    every reading that applies: an identity as written (push), an address
+    (email), a number (SMS, WhatsApp); a hash applies to each channel alike.
+    """
+    field = "recipient"
+    if not recipient.strip() or len(recipient) > MAX_ID_LENGTH:
+        raise InvalidLookup([FieldViolation(field, f"must be 1 to {MAX_ID_LENGTH} characters")])
+    readings = [channels.named(channel)] if channel else list(channels.CHANNELS)
+    identities: list[str] = []
+    for each in readings:
+        identity = each.lookup_identity(recipient)
+        if identity is not None and identity not in identities:
+            identities.append(identity)
+    if not identities:
+        rule = readings[0].lookup_rule
+        raise InvalidLookup([FieldViolation(field, rule)])
+    return [user_hash(identity) for identity in identities]
+
+
+def check(query: SearchQuery) -> None:
+    """InvalidLookup naming every bad field of `query`."""
+    found: list[FieldViolation] = []
+    if query.channel and query.channel not in channels.NAMES:
+        found.append(FieldViolation("channel", f"must be one of {', '.join(channels.NAMES)}"))
+    if query.campaign_id and not is_campaign_id(query.campaign_id):
+        found.append(FieldViolation("campaign_id", CAMPAIGN_ID_RULE))
+    if query.message_id and not MESSAGE_ID.fullmatch(query.message_id):
+        found.append(FieldViolation("message_id", "must be 64 lowercase hex digits"))
+    if query.platform and query.platform.lower() not in platform_names():
+        found.append(FieldViolation("platform", f"must be one of {', '.join(platform_names())}"))
+    if query.sent_before_ms and query.sent_after_ms >= query.sent_before_ms:
+        found.append(FieldViolation("until", "must be after since"))
+    if found:
+        raise InvalidLookup(found)
+
+
+def platform_names() -> list[str]:
+    """The platforms a search names: each channel's, or the channel itself."""
+    names: list[str] = []
+    for channel in channels.CHANNELS:
+        names += [p.lower() for p in channel.platforms] or [channel.name]
+    return names
+
+
+class Search:
+    """Searches one store (one account's, with --accounts)."""
+
+    def __init__(self, store: Store, cache: Path, source: str = "auto") -> None:
+        self.store = store
+        self.cache = cache
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+        self.source = source
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._used = ""
+
+    def find(self, query: SearchQuery, limit: int = 100, after: str = "") -> Page:
+        """Up to `limit` copies, in sent time order, after a page's `next_token`."""
+        check(query)
+        query = _narrowed(query)
+        cursor = _read_token(after) if after else None
+        db = self._connect()
+        result = db.execute(SEARCH_SQL, _parameters(query, cursor))
+        items: list[Found] = []
+        more = False
+        while not more:
+            rows = result.fetchmany(max(limit, 100))
+            if not rows:
+                break
+            for row in rows:
+                found = Found(*row)
+                if not self._platform_agrees(found, query.platform):
+                    continue
+                if len(items) == limit:
+                    more = True
+                    break
+                items.append(found)
+        token = _make_token(items[-1]) if more and items else ""
+        return Page(items, token, self._used)
+
+    def all(self, query: SearchQuery) -> Iterator[Found]:
+        """Every copy the query selects, in order."""
+        after = ""
+        while True:
+            page = self.find(query, limit=1000, after=after)
+            yield from page.items
+            if not page.next_token:
+                return
+            after = page.next_token
+
+    def count(self, query: SearchQuery) -> list[tuple[str, str, int]]:
+        """(channel, yyyy-mm of the sent time, copies), by channel and month."""
+        if query.platform:
+            counted: dict[tuple[str, str], int] = {}
+            for found in self.all(query):
+                month = found.sent_time[:7]
+                counted[found.channel, month] = counted.get((found.channel, month), 0) + 1
+            return [(c, m, n) for (c, m), n in sorted(counted.items())]
+        check(query)
+        db = self._connect()
+        rows = db.execute(COUNT_SQL, _parameters(_narrowed(query), None)).fetchall()
+        return [(str(c), str(m), int(n)) for c, m, n in rows]
+
+    @property
+    def source_used(self) -> str:
+        return self._used
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # --- sources ---------------------------------------------------------------
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._db is not None:
+            return self._db
+        import duckdb
+
+        db = duckdb.connect()
+        manifests = self._manifest_files() if self.source != "listing" else []
+        if manifests or self.source == "manifests":
+            self._used = "manifests"
+            db.register(
+                "manifests",
+                pyarrow.dataset.dataset([str(p) for p in manifests], format="parquet")
+                if manifests
+                else parquet.SCHEMA.empty_table(),
+            )
+        else:
+            self._used = "listing"
+            db.register("manifests", self._listing())
+        db.register("current_holds", self._holds())
+        self._db = db
+        return db
+
+    def _manifest_files(self) -> list[Path]:
+        """The store's manifests, mirrored into the cache: each read once."""
+        root = f"{self.store.prefix}{MANIFEST_ROOT}/"
+        paths = []
+        for item in _listed(self.store, root):
+            named = part_name(item.key.rsplit("/", 1)[-1])
+            if named is None or named[0] != "manifest":
+                continue
+            path = self.cache / item.key[len(root) :]
+            if not (path.exists() and path.stat().st_size == item.size):
+                _write_atomically(path, self.store.get(item.key).body)
+            paths.append(path)
+        return paths
+
+    def _listing(self) -> pa.Table:
+        """The store's copies as manifest rows, from their keys alone."""
+        columns: dict[str, list[Any]] = {name: [] for name in parquet.SCHEMA.names}
+        for item in _listed(self.store, f"{self.store.prefix}{KEY_ROOT}/"):
+            parts = parse_key(item.key)
+            if parts is None or parts.prefix != self.store.prefix:
+                continue
+            row = {
+                "bucket": self.store.bucket,
+                "key": item.key,
+                "version_id": "",
+                "size": item.size,
+                "e_tag": item.etag,
+                "sha256": "",
+                "message_id": parts.message_id,
+                "channel": parts.channel,
+                "campaign_id": parts.campaign_id,
+                "user_hash": parts.user_hash,
+                "sent_at": item.stored_at_ms,
+                "object_lock_mode": "",
+                parquet.UNTIL: None,
+                "acknowledged_at": item.stored_at_ms,
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+        return pa.Table.from_pydict(columns, schema=parquet.SCHEMA)
+
+    def _holds(self) -> pa.Table:
+        """(key, version_id) of every copy the hold log holds now."""
+        held: dict[tuple[str, str], None] = {}
+        for item in _listed(self.store, f"{self.store.prefix}{HOLDS_ROOT}/"):
+            record = json.loads(self.store.get(item.key).body)
+            for copy in record.get("copies", []):
+                where = (str(copy["key"]), str(copy["version_id"]))
+                if record.get("action") == "hold_on":
+                    held[where] = None
+                else:
+                    held.pop(where, None)
+        keys = [k for k, _ in held]
+        versions = [v for _, v in held]
+        return pa.table({"key": pa.array(keys, pa.string()), "version_id": versions}).cast(
+            pa.schema([("key", pa.string()), ("version_id", pa.string())])
+        )
+
+    def _platform_agrees(self, found: Found, platform: str) -> bool:
+        if not platform:
+            return True
+        channel = channels.named(found.channel)
+        if not channel.platforms:
+            return platform.lower() == channel.name
+        try:
+            stored = self.store.get(found.key).body
+        except NoSuchObject:
+            return False
+        fields = json.loads(decompress(stored))
+        return str(fields.get("platform", "")).lower() == platform.lower()
+
+
+def _narrowed(query: SearchQuery) -> SearchQuery:
+    """A platform names its channel: search that channel only."""
+    if not query.platform or query.channel:
+        return query
+    for channel in channels.CHANNELS:
+        if query.platform.lower() in [p.lower() for p in channel.platforms] or (
+            query.platform.lower() == channel.name
+        ):
+            return dataclasses.replace(query, channel=channel.name)
+    return query
+
+
+def _parameters(query: SearchQuery, cursor: tuple[int, str] | None) -> list[Any]:
+    hashes: list[str | None] = []
+    if query.recipient:
+        hashes = list(recipient_hashes(query.recipient, query.channel))
+    hashes += [None] * (3 - len(hashes))
+    return [
+        query.channel or None,
+        query.campaign_id or None,
+        query.message_id or None,
+        *hashes[:3],
+        query.sent_after_ms or None,
+        query.sent_before_ms or None,
+        query.held,
+        cursor[0] if cursor else None,
+        cursor[1] if cursor else None,
+        bool(query.recipient),
+    ]
+
+
+def _listed(store: Store, prefix: str) -> Iterator[ObjectSummary]:
+    after = ""
+    while True:
+        page = store.list(prefix, start_after=after)
+        yield from page.items
+        if not page.truncated or not page.items:
+            return
+        after = page.items[-1].key
+
+
+def _write_atomically(path: Path, body: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    partial.write_bytes(body)
+    partial.replace(path)
+
+
+def _make_token(last: Found) -> str:
+    raw = json.dumps([last.sent_at_ms, last.key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_token(token: str) -> tuple[int, str]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, binascii.Error):
+        data = None
+    if not (
+        isinstance(data, list)
+        and len(data) == 2
+        and type(data[0]) is int
+        and isinstance(data[1], str)
+    ):
+        raise InvalidLookup([FieldViolation("after", "is not a token a search handed out")])
+    return data[0], data[1]
