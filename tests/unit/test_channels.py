@@ -11,10 +11,10 @@ from msgarchive import channels, rules
 from msgarchive.channels import UnknownChannel, phone
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import validated, violations
+from msgarchive_server.domain import describe
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import InvalidLookup
 from msgarchive_server.domain.reads import SUPPORTED_EVENTS, recipient_hash
-from msgarchive_server.edge import describe
 from tests import samples
 from tests.unit.fakes import FakeStore
 

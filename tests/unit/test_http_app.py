@@ -10,9 +10,9 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 
 from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.domain import describe
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.reads import Reader
-from msgarchive_server.edge import describe
 from msgarchive_server.edge.http import ViewApp, reference_view
 from msgarchive_server.edge.reads import Described, ReadCalls
 from msgarchive_server.telemetry.logs import configure_logging, flush_logs

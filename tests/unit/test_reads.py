@@ -11,6 +11,7 @@ import json
 import pytest
 
 from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.domain import describe
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import (
     CopyDamaged,
@@ -26,7 +27,6 @@ from msgarchive_server.domain.reads import (
     Reader,
     ViewQuery,
 )
-from msgarchive_server.edge import describe
 from msgarchive_server.stores import ErrorKind, ListPage, StoredObject, StoreError
 from tests import samples
 from tests.unit.fakes import FakeStore

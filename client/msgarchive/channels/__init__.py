@@ -9,7 +9,7 @@ table in the sidecar dispatches on these; an unknown channel raises
 
 Adding a channel: its message in the proto (the ArchiveRequest oneof and the
 Channel enum), one module here listed in `CHANNELS`, and its read description
-(`msgarchive_server.edge.describe`). `tests/unit/test_channels.py` fails until
+(`msgarchive_server.domain.describe`). `tests/unit/test_channels.py` fails until
 every table covers it.
 """
 

@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import structlog
 
 from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.domain import describe
 from msgarchive_server.domain.errors import DomainError, InternalError, WrongAccount
 from msgarchive_server.domain.reads import Copy, Reader, ViewQuery
-from msgarchive_server.edge import describe
 from msgarchive_server.edge.access import OPEN_ACCOUNT, Access
 from msgarchive_server.edge.status import grpc_code
 from msgarchive_server.telemetry.metrics import Metrics

@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from msgarchive_server.domain.manifests import merkle, parquet
+from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.journal import hour_of
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
 from msgarchive_server.stores import NoSuchObject, Store
@@ -54,17 +55,29 @@ def prove(store: Store, key: str) -> dict[str, Any] | None:
                     continue
                 for index, entry in enumerate(entries):
                     if entry.key == key:
-                        leaves = [merkle.leaf_hash(e.leaf()) for e in entries]
-                        return {
-                            "format": PROOF_FORMAT,
-                            "leaf": entry.leaf().decode(),
-                            "index": index,
-                            "size": len(entries),
-                            "path": [h.hex() for h in merkle.inclusion_proof(index, leaves)],
-                            "head_key": head_key,
-                            "head": json.loads(head),
-                        }
+                        return proofs_in(entries, head_key, head, [index])[index]
     return None
+
+
+def proofs_in(
+    entries: list[ManifestEntry], head_key: str, head: bytes, indexes: list[int]
+) -> dict[int, dict[str, Any]]:
+    """The inclusion proofs of the entries at `indexes` of one manifest part,
+    whose signed head is `head` (stored at `head_key`): the tree is built once."""
+    leaves = [merkle.leaf_hash(e.leaf()) for e in entries]
+    signed = json.loads(head)
+    return {
+        index: {
+            "format": PROOF_FORMAT,
+            "leaf": entries[index].leaf().decode(),
+            "index": index,
+            "size": len(entries),
+            "path": [h.hex() for h in merkle.inclusion_proof(index, leaves)],
+            "head_key": head_key,
+            "head": signed,
+        }
+        for index in indexes
+    }
 
 
 def _all(store: Store, prefix: str) -> list[Any]:

@@ -59,7 +59,12 @@ def details(copy: Copy) -> dict[str, Any]:
 
 def content(copy: Copy) -> dict[str, Any]:
     """MessageContent fields of a copy, as its channel describes them."""
-    return CONTENT[channels.named(copy.parts.channel)](copy.fields)
+    return content_of(copy.parts.channel, copy.fields)
+
+
+def content_of(channel: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """MessageContent fields of a copy's JSON fields (`channel`: its channel's name)."""
+    return CONTENT[channels.named(channel)](fields)
 
 
 def _email_content(fields: dict[str, Any]) -> dict[str, Any]:
