@@ -11,7 +11,7 @@ from msgarchive import channels, rules
 from msgarchive.channels import UnknownChannel, phone
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.validation import validated, violations
-from msgarchive_server.domain import describe
+from msgarchive_server.domain import describe, renditions
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import InvalidLookup
 from msgarchive_server.domain.reads import SUPPORTED_EVENTS, recipient_hash
@@ -37,6 +37,7 @@ def test_the_registry_agrees_with_the_api() -> None:
 @pytest.mark.parametrize("channel", channels.CHANNELS, ids=channels.NAMES)
 def test_every_table_covers_every_channel(channel: channels.Channel) -> None:
     assert channel in describe.CONTENT
+    assert channel in renditions.TEXT
     assert channel.events, "a channel the view API cannot find"
     assert {c for c, _ in SUPPORTED_EVENTS.values()} >= {channel}
     assert channel.recipient_kind

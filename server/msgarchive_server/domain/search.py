@@ -182,6 +182,8 @@ class Search:
         self.source = source
         self._db: duckdb.DuckDBPyConnection | None = None
         self._used = ""
+        # The manifests read, by their keys: where the cache holds each.
+        self.manifests: dict[str, Path] = {}
 
     def find(self, query: SearchQuery, limit: int = 100, after: str = "") -> Page:
         """Up to `limit` copies, in sent time order, after a page's `next_token`."""
@@ -275,6 +277,7 @@ class Search:
             if not (path.exists() and path.stat().st_size == item.size):
                 _write_atomically(path, self.store.get(item.key).body)
             paths.append(path)
+            self.manifests[item.key] = path
         return paths
 
     def _listing(self) -> pa.Table:

@@ -85,27 +85,46 @@ def _parser() -> argparse.ArgumentParser:
         "A table on a terminal, one JSON object a line otherwise.",
     )
     _store_options(search)
-    search.add_argument(
-        "--recipient", help=f"{_recipient_kinds()}, as a person writes it (any case or format)"
-    )
-    search.add_argument("--campaign-id")
-    search.add_argument("--channel", choices=channels.NAMES)
-    search.add_argument("--platform", help="ios, android or web (push), or a channel's name")
-    search.add_argument("--since", metavar="TIME", help="sent at or after: 2026-11-01 or ISO 8601")
-    search.add_argument("--until", metavar="TIME", help="sent before: 2026-12-01 or ISO 8601")
-    search.add_argument("--message-id")
-    held = search.add_mutually_exclusive_group()
-    held.add_argument("--held", dest="held", action="store_true", default=None,
-                      help="under a legal hold only")  # fmt: skip
-    held.add_argument("--not-held", dest="held", action="store_false",
-                      help="not under a legal hold")  # fmt: skip
+    _search_filters(search)
     search.add_argument("--count", action="store_true", help="totals by channel and month")
     search.add_argument("--limit", type=int, default=100, help="copies a page (default 100)")
     search.add_argument("--after", metavar="TOKEN", help="the page after the one that gave TOKEN")
     search.add_argument("--json", action="store_true", help="JSON lines even on a terminal")
-    search.add_argument(
-        "--source", choices=("auto", "manifests", "listing"), default="auto",
-        help="manifests, the store's listing, or auto: manifests when there are any",
+
+    export = commands.add_parser(
+        "export",
+        help="make a production of the copies a search selects, that its receiver can check",
+        description="Writes OUT (a new directory, or a zip with --zip): each copy's stored "
+        "bytes, its JSON, its text, an EML for email, a page for people, and its inclusion "
+        "proof; an index, Concordance and CSV load files, and production.json (every file's "
+        "SHA-256) signed with --signing-key. msgarchive check-production checks it.",
+    )
+    export.add_argument("out", metavar="OUT", help="a new directory, or the zip to write")
+    _store_options(export)
+    _search_filters(export)
+    export.add_argument(
+        "--keys", metavar="FILE", help="export these keys (one a line) instead of a search"
+    )
+    export.add_argument("--zip", action="store_true", help="one zip, byte-identical when redone")
+    export.add_argument(
+        "--signing-key", required=True, metavar="FILE",
+        help="the exporting team's Ed25519 key (PEM): not the sidecars' manifest key",
+    )  # fmt: skip
+    export.add_argument(
+        "--manifest-key", metavar="FILE",
+        help="the sidecars' manifest public key, copied in for the receiver's convenience",
+    )  # fmt: skip
+    checking_production = commands.add_parser(
+        "check-production",
+        help="check a production: its signature, every file's hash, every item's proof",
+    )
+    checking_production.add_argument("production", metavar="DIR_OR_ZIP")
+    checking_production.add_argument(
+        "--public-key", required=True, metavar="FILE", help="the producer's Ed25519 key (PEM)"
+    )
+    checking_production.add_argument(
+        "--manifest-key", required=True, metavar="FILE",
+        help="the archive's manifest public key (PEM)",
     )  # fmt: skip
 
     cat = commands.add_parser("cat", help="decode an archived .json.lz4 file and print its JSON")
@@ -189,6 +208,28 @@ def _endpoint_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _search_filters(parser: argparse.ArgumentParser) -> None:
+    """What a search (or an export) selects."""
+    parser.add_argument(
+        "--recipient", help=f"{_recipient_kinds()}, as a person writes it (any case or format)"
+    )
+    parser.add_argument("--campaign-id")
+    parser.add_argument("--channel", choices=channels.NAMES)
+    parser.add_argument("--platform", help="ios, android or web (push), or a channel's name")
+    parser.add_argument("--since", metavar="TIME", help="sent at or after: 2026-11-01 or ISO 8601")
+    parser.add_argument("--until", metavar="TIME", help="sent before: 2026-12-01 or ISO 8601")
+    parser.add_argument("--message-id")
+    held = parser.add_mutually_exclusive_group()
+    held.add_argument("--held", dest="held", action="store_true", default=None,
+                      help="under a legal hold only")  # fmt: skip
+    held.add_argument("--not-held", dest="held", action="store_false",
+                      help="not under a legal hold")  # fmt: skip
+    parser.add_argument(
+        "--source", choices=("auto", "manifests", "listing"), default="auto",
+        help="manifests, the store's listing, or auto: manifests when there are any",
+    )  # fmt: skip
+
+
 def _store_options(parser: argparse.ArgumentParser) -> None:
     """Which store a command reads: --store, or one account's of --accounts."""
     parser.add_argument(
@@ -256,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "check-proof": commands.check_proof,
             "hold": commands.hold,
             "search": commands.search,
+            "export": commands.export,
+            "check-production": commands.check_production,
         }[args.command]
         return run(args)
     except StoreError as err:

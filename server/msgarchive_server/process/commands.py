@@ -23,6 +23,7 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.accounts import new_api_key
 
 if TYPE_CHECKING:
+    from msgarchive_server.domain.search import SearchQuery
     from msgarchive_server.stores import Store
 
 
@@ -313,20 +314,11 @@ def search(args: argparse.Namespace) -> int:
     import json
 
     from msgarchive_server.domain.errors import InvalidLookup
-    from msgarchive_server.domain.search import Search, SearchQuery, recipient_hashes
+    from msgarchive_server.domain.search import Search
 
     try:
         url, account = _store_url_of(args)
-        query = SearchQuery(
-            recipient=args.recipient or "",
-            channel=args.channel or "",
-            campaign_id=args.campaign_id or "",
-            platform=args.platform or "",
-            sent_after_ms=_instant_ms(args.since, "--since"),
-            sent_before_ms=_instant_ms(args.until, "--until"),
-            message_id=args.message_id or "",
-            held=args.held,
-        )
+        query = _query_of(args)
         if args.limit < 1:
             raise ValueError("--limit must be at least 1")
         store = _store_of(url, args.s3_endpoint_url)
@@ -356,6 +348,31 @@ def search(args: argparse.Namespace) -> int:
     finally:
         searcher.close()
         store.close()
+    audit = {"audit": "search", "account": account, "store": url, "filters": _filters(query)}
+    print(json.dumps({**audit, "source": searcher.source_used, "count": count}), file=sys.stderr)
+    return 0
+
+
+def _query_of(args: argparse.Namespace) -> SearchQuery:
+    from msgarchive_server.domain.search import SearchQuery
+
+    return SearchQuery(
+        recipient=args.recipient or "",
+        channel=args.channel or "",
+        campaign_id=args.campaign_id or "",
+        platform=args.platform or "",
+        sent_after_ms=_instant_ms(args.since, "--since"),
+        sent_before_ms=_instant_ms(args.until, "--until"),
+        message_id=args.message_id or "",
+        held=args.held,
+    )
+
+
+def _filters(query: SearchQuery) -> dict[str, Any]:
+    """A query as an audit line or a production records it: the person as the
+    key files them (their user hashes), never as written."""
+    from msgarchive_server.domain.search import recipient_hashes
+
     filters: dict[str, Any] = {
         name: value
         for name, value in (
@@ -370,10 +387,79 @@ def search(args: argparse.Namespace) -> int:
         if value not in ("", 0, None)
     }
     if query.recipient:
-        # The person as the key files them, never as written.
         filters["recipient_user_hashes"] = recipient_hashes(query.recipient, query.channel)
-    audit = {"audit": "search", "account": account, "store": url, "filters": filters}
-    print(json.dumps({**audit, "source": searcher.source_used, "count": count}), file=sys.stderr)
+    return filters
+
+
+def export(args: argparse.Namespace) -> int:
+    """Make a production of a search's copies; 0 when it is written."""
+    import json
+
+    from msgarchive_server.domain.errors import InvalidLookup
+    from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
+    from msgarchive_server.domain.production import ProductionError, produce
+    from msgarchive_server.domain.search import Search
+
+    try:
+        url, account = _store_url_of(args)
+        query = _query_of(args)
+        keys = set(Path(args.keys).read_text().split()) if args.keys else None
+        signer = Ed25519FileSigner.from_file(Path(args.signing_key))
+        manifest_key = Path(args.manifest_key).read_bytes() if args.manifest_key else None
+        store = _store_of(url, args.s3_endpoint_url)
+    except (OSError, ValueError) as err:
+        print(f"msgarchive: error: {err}", file=sys.stderr)
+        return 2
+    searcher = Search(store, _cache_dir(args, url), args.source)
+    try:
+        found = [f for f in searcher.all(query) if keys is None or f.key in keys]
+        if keys is not None and len({f.key for f in found}) < len(keys):
+            missing = sorted(keys - {f.key for f in found})
+            raise ProductionError(f"{len(missing)} of the keys are not in the store: {missing[0]}")
+        selection = {"filters": _filters(query), "keys": sorted(keys) if keys else None}
+        made = produce(
+            store, found, Path(args.out), signer,
+            selection=selection, source=searcher.source_used, manifests=searcher.manifests,
+            manifest_key=manifest_key, as_zip=args.zip,
+        )  # fmt: skip
+    except (InvalidLookup, ProductionError) as err:
+        print(f"msgarchive: error: {getattr(err, 'message', err)}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"msgarchive: error: writing {args.out}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    finally:
+        searcher.close()
+        store.close()
+    print(
+        f"produced {made.items} copies ({made.proven} with proofs) in {made.path}",
+        file=sys.stderr,
+    )
+    audit = {"audit": "export", "account": account, "store": url, "out": str(made.path)}
+    print(json.dumps({**audit, **selection, "count": made.items}), file=sys.stderr)
+    return 0
+
+
+def check_production(args: argparse.Namespace) -> int:
+    """Check a production; 0 when everything in it checks, 1 with findings."""
+    from msgarchive.productions import ProductionUnreadable
+    from msgarchive.productions import check_production as check
+
+    try:
+        findings = check(
+            Path(args.production),
+            Path(args.public_key).read_bytes(),
+            Path(args.manifest_key).read_bytes(),
+        )
+    except (OSError, ValueError, ProductionUnreadable) as err:
+        print(f"msgarchive: cannot check the production: {err}", file=sys.stderr)
+        return 2
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(f"the production does not check: {len(findings)} findings", file=sys.stderr)
+        return 1
+    print("the production checks: signed, every file as listed, every item proven")
     return 0
 
 
