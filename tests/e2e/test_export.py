@@ -214,3 +214,21 @@ def test_copies_no_manifest_lists_are_produced_but_unproven(tmp_path: Path) -> N
     )
     assert checked.returncode == 1
     assert checked.stdout.startswith("unproven   MSG000001")
+
+
+def test_text_messages_are_also_rsmf_conversations(archive: Archive, tmp_path: Path) -> None:
+    out = tmp_path / "production"
+    assert archive.export(out).returncode == 0
+    names = sorted(p.name for p in (out / "conversations").iterdir())
+    assert len(names) == 2  # the SMS and the WhatsApp sample: two channels, one day
+    assert all(n.startswith(("sms-15555555555-", "whatsapp-15555555555-")) for n in names)
+    wrapper = email.message_from_bytes(
+        (out / "conversations" / names[0]).read_bytes(), policy=email.policy.default
+    )
+    assert wrapper["X-RSMF-Version"] == "2.0.0"
+    (attachment,) = list(wrapper.iter_attachments())
+    with zipfile.ZipFile(io.BytesIO(attachment.get_content())) as packed:
+        events = json.loads(packed.read("rsmf_manifest.json"))["events"]
+    keys = {c["value"] for e in events for c in e["custom"] if c["name"] == "Archive Key"}
+    assert keys <= {archive.keys["sms"], archive.keys["whatsapp"]}
+    assert len(keys) == 1

@@ -7,6 +7,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,40 @@ def test_a_key_cannot_escape_the_directory(tmp_path: Path) -> None:
         LocalStore(tmp_path / "root").put("../outside.json.lz4", BODY)
     assert raised.value.kind is ErrorKind.REJECTED
     assert not (tmp_path / "outside.json.lz4").exists()
+
+
+def test_listing_pages_in_key_order_below_a_prefix_and_skips_hidden_files(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    keys = [f"sent_messages/Sms/202409/c/{n}.json.lz4" for n in "abcde"]
+    for key in reversed(keys):
+        store.put(key, BODY)
+    store.put("sent_messages/Sms/202409/c-2/z.json.lz4", BODY)  # "c-2/" sorts before "c/"
+    (tmp_path / "sent_messages/Sms/202409/c/.tmp-x.part").write_bytes(b"half")
+    prefix = "sent_messages/Sms/202409/c/"
+    first = store.list(prefix, limit=2)
+    assert [i.key for i in first.items] == keys[:2]
+    assert first.truncated
+    rest = store.list(prefix, start_after=keys[1], limit=3)  # after, not from
+    assert [i.key for i in rest.items] == keys[2:]
+    assert not rest.truncated  # exactly the limit left: nothing follows
+    # Key order, not a walk's: "c-2/" sorts before "c/".
+    wider = [i.key for i in store.list("sent_messages/Sms/202409/c").items]
+    assert wider == ["sent_messages/Sms/202409/c-2/z.json.lz4", *keys]
+    assert all(i.size == len(BODY) for i in first.items)
+
+
+def test_times_are_epoch_milliseconds_and_the_etag_is_the_md5(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "not" / "there" / "yet")
+    store.probe()  # makes the directory, parents too
+    before = time.time_ns() // 1_000_000 - 2_000  # file systems keep coarse times
+    store.put(KEY, BODY)
+    after = time.time_ns() // 1_000_000 + 2_000
+    got = store.get(KEY)
+    assert got.body == BODY
+    assert got.etag == MD5.hex()
+    assert before <= got.stored_at_ms <= after
+    (listed,) = store.list("sent_messages/").items
+    assert listed.stored_at_ms == got.stored_at_ms
+    assert store.remote is False  # an unusable directory is a configuration error

@@ -11,11 +11,13 @@ numbers MSG000001 on, in sent time order) under `items/<control>/`:
     page.html         a page for people, inert (loads nothing, runs nothing)
     proof.json        its inclusion proof, with the signed head it leads to
 
-and at the top `index.html`, the load files `loadfile.dat` (Concordance) and
-`loadfile.csv`, `README.txt` for the receiver, the manifests' public key
-when given, and `production.json`: the selection, the counts, every item and
-the SHA-256 of every file, signed (`production.sig`) with the exporting
-team's own Ed25519 key. `msgarchive check-production` checks all of it.
+SMS and WhatsApp messages are also in `conversations/`, as RSMF 2.0: one
+file a recipient, channel and UTC day. At the top: `index.html`, the load
+files `loadfile.dat` (Concordance) and `loadfile.csv`, `README.txt` for the
+receiver, the manifests' public key when given, and `production.json`: the
+selection, the counts, every item and the SHA-256 of every file, signed
+(`production.sig`) with the exporting team's own Ed25519 key. `msgarchive
+check-production` checks all of it.
 
 The same selection over the same archive gives byte-identical files: no wall
 clock goes into them, and the zip's entries have fixed times and order.
@@ -37,7 +39,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from msgarchive_server.domain import renditions
+from msgarchive_server.domain import renditions, rsmf
 from msgarchive_server.domain.manifests import parquet
 from msgarchive_server.domain.manifests.prove import proofs_in
 from msgarchive_server.domain.payloads import decompress
@@ -155,9 +157,13 @@ def produce(
     try:
         items = [item for item in found]
         controls = {(f.key, f.version_id): f"MSG{n:06d}" for n, f in enumerate(items, start=1)}
+        conversations: dict[str, list[rsmf.Message]] = {}
         rows = [
-            _write_item(store, files, item, controls[item.key, item.version_id]) for item in items
+            _write_item(store, files, item, controls[item.key, item.version_id], conversations)
+            for item in items
         ]
+        for name, messages in sorted(conversations.items()):
+            files.add(f"conversations/{name}", rsmf.rsmf(messages))
         proven = _write_proofs(store, files, manifests or {}, controls)
         for row in rows:
             row["proof"] = proven.get(row["control"], "")
@@ -185,7 +191,13 @@ def produce(
     return Produced(out, len(rows), len(proven))
 
 
-def _write_item(store: Store, files: _Hashed, item: Found, control: str) -> dict[str, Any]:
+def _write_item(
+    store: Store,
+    files: _Hashed,
+    item: Found,
+    control: str,
+    conversations: dict[str, list[rsmf.Message]],
+) -> dict[str, Any]:
     stored = _stored(store, item)
     digest = hashlib.sha256(stored).hexdigest()
     if item.sha256 and digest != item.sha256:
@@ -206,7 +218,15 @@ def _write_item(store: Store, files: _Hashed, item: Found, control: str) -> dict
     if item.channel == "email":
         paths["eml"] = base + "message.eml"
         files.add(paths["eml"], renditions.eml(fields))
-    links = {name: path.removeprefix(base) for name, path in paths.items()}
+    if item.channel in rsmf.CHANNELS:
+        message = rsmf.Message(item.channel, fields, item.key)
+        name = rsmf.conversation_name(message)
+        conversations.setdefault(name, []).append(message)
+        paths["rsmf"] = f"conversations/{name}"
+    links = {
+        name: path.removeprefix(base) if path.startswith(base) else f"../../{path}"
+        for name, path in paths.items()
+    }
     links["proof"] = "proof.json"
     page = renditions.item_page(control, item.channel, fields, links)
     paths["page"] = base + "page.html"
@@ -367,6 +387,8 @@ What is here
     message.eml         for an email: the message, for any mail program
     page.html           a page to read it in a browser (it loads and runs nothing)
     proof.json          the proof that the archive's signed index lists this copy
+  conversations/        SMS and WhatsApp messages as RSMF 2.0 (one file a recipient,
+                        channel and day), for review tools' short-message viewers
   index.html            every message, with links to its page
   loadfile.dat          a Concordance load file (UTF-8, the thorn as text qualifier,
                         ASCII 20 between fields), for review tools

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Sequence
+from typing import NoReturn
 
 from msgarchive import channels
 from msgarchive_server.process.config import DEFAULT_LISTEN, ConfigError, Settings, add_options
@@ -333,5 +334,21 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def run() -> NoReturn:
+    """The command line's entry: `main`, then an exit that tears nothing down
+    after a one-shot command (its output flushed first). The manifests'
+    Parquet readers (pyarrow) and DuckDB keep native thread pools that can
+    abort the interpreter as it destroys them at exit ("terminate called
+    without an active exception", apache/arrow#34314), after the work is done
+    and printed. `serve` and `seal` exit normally: their atexit work (trace
+    export) must run."""
+    code = main()
+    if sys.argv[1:2] in (["serve"], ["seal"]):
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
