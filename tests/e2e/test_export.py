@@ -54,6 +54,8 @@ class Archive:
         finally:
             assert sidecar.stop() == 0
         self.env = dict(seaweed.env)
+        self.endpoint = seaweed.endpoint
+        self.s3 = seaweed.client()
         self.flags = [
             f"--store=s3://{self.bucket}",
             f"--s3-endpoint-url={seaweed.endpoint}",
@@ -232,3 +234,41 @@ def test_text_messages_are_also_rsmf_conversations(archive: Archive, tmp_path: P
     keys = {c["value"] for e in events for c in e["custom"] if c["name"] == "Archive Key"}
     assert keys <= {archive.keys["sms"], archive.keys["whatsapp"]}
     assert len(keys) == 1
+
+
+def test_every_export_is_recorded_in_a_signed_chain_that_verify_checks(
+    archive: Archive, tmp_path: Path
+) -> None:
+    made = archive.export(tmp_path / "one", "--handed-to=Regulator X, case 7")
+    assert made.returncode == 0, made.stderr
+    assert "recorded as _msgarchive/exports/" in made.stderr
+    assert archive.export(tmp_path / "two", "--channel=email").returncode == 0
+    listed = archive.s3.list_objects_v2(Bucket=archive.bucket, Prefix="_msgarchive/exports/")
+    keys = [item["Key"] for item in listed["Contents"]]
+    assert len(keys) >= 2
+    records = [json.loads(archive.s3.get_object(Bucket=archive.bucket, Key=k)["Body"].read())
+               for k in keys]  # fmt: skip
+    production = (tmp_path / "one" / "production.json").read_bytes()
+    ours = [r for r in records if r["handed_to"] == "Regulator X, case 7"]
+    assert [r["production_sha256"] for r in ours] == [hashlib.sha256(production).hexdigest()]
+    assert ours[0]["items"] == 4
+
+    def verify_exports() -> subprocess.CompletedProcess[str]:
+        return msgarchive(
+            "verify", f"s3://{archive.bucket}", f"--public-key={archive.manifest_public}",
+            f"--exports-key={archive.producer_public}", f"--s3-endpoint-url={archive.endpoint}",
+            "--json", env=archive.env,
+        )  # fmt: skip
+
+    clean = verify_exports()
+    assert (clean.returncode, clean.stdout) == (0, ""), clean.stdout + clean.stderr
+    # A record rewritten (as a new version: the bucket keeps the old one) no longer verifies.
+    edited = dict(ours[0], handed_to="nobody")
+    key = keys[records.index(ours[0])]
+    archive.s3.put_object(Bucket=archive.bucket, Key=key, Body=json.dumps(edited).encode())
+    broken = verify_exports()
+    assert broken.returncode == 1
+    findings = [json.loads(line) for line in broken.stdout.splitlines()]
+    assert {"kind": "export_log_broken", "key": key, "detail": "its signature does not verify"} in (
+        findings
+    )

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 
-from msgarchive_server.domain.manifests.holds import HOLDS_ROOT
+from msgarchive_server.domain.manifests.signed_log import HOLDS_ROOT
 from tests.integration.conftest import PREFIX, Archive
 from tests.seaweed import SeaweedFS
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime
 import hashlib
 import html
 import io
@@ -40,7 +41,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from msgarchive_server.domain import renditions, rsmf
-from msgarchive_server.domain.manifests import parquet
+from msgarchive_server.domain.manifests import parquet, signed_log
 from msgarchive_server.domain.manifests.prove import proofs_in
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.domain.search import Found
@@ -48,6 +49,7 @@ from msgarchive_server.stores import Capability, NoSuchObject, Store, versioned
 
 PRODUCTION_FORMAT = "msgarchive.production.v1"
 SIGNATURE_FORMAT = "msgarchive.production-signature.v1"
+EXPORT_RECORD_FORMAT = "msgarchive.export-record.v1"
 MANIFEST = "production.json"
 SIGNATURE = "production.sig"
 MANIFEST_KEY = "manifests-public-key.pem"
@@ -124,6 +126,7 @@ class Produced:
     path: Path
     items: int
     proven: int
+    record: str  # its record's key in the export log
 
 
 def produce(
@@ -137,12 +140,17 @@ def produce(
     manifests: dict[str, Path] | None = None,
     manifest_key: bytes | None = None,
     as_zip: bool = False,
+    handed_to: str = "",
+    now: datetime.datetime | None = None,
 ) -> Produced:
     """Write the production of `found` at `out` (a new directory, or a new zip).
 
     `manifests` are the manifest files a search read, by their store keys:
     each item's proof is built from them. Written under a `.partial` name and
     renamed when complete, so that a production cut short never looks like one.
+    Before the rename, a record of it (selection, count, the SHA-256 of
+    production.json, `handed_to`, when) is appended to the store's export log,
+    signed with the same key: no production leaves unrecorded.
     """
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise ProductionError(f"{out} exists and is not an empty directory: choose a new one")
@@ -183,12 +191,27 @@ def produce(
         }
         files.files.add(SIGNATURE, _json(signature))
         files.files.close()
+        at = (now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="milliseconds")
+        record = {
+            "format": EXPORT_RECORD_FORMAT,
+            "selection": selection,
+            "source": source,
+            "items": len(rows),
+            "production_sha256": hashlib.sha256(manifest).hexdigest(),
+            "handed_to": handed_to,
+            "at": at,
+        }
+        logged = signed_log.append(store, signed_log.EXPORTS_ROOT, record, signer)
     except BaseException:
         if as_zip:
             files.files.close()
+        if partial.is_dir():
+            shutil.rmtree(partial)
+        else:
+            partial.unlink(missing_ok=True)
         raise
     partial.rename(out)
-    return Produced(out, len(rows), len(proven))
+    return Produced(out, len(rows), len(proven), logged)
 
 
 def _write_item(

@@ -51,8 +51,8 @@ from msgarchive.rules import (
 )
 from msgarchive_server.domain.errors import InvalidLookup
 from msgarchive_server.domain.manifests import parquet
-from msgarchive_server.domain.manifests.holds import HOLDS_ROOT
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, part_name
+from msgarchive_server.domain.manifests.signed_log import HOLDS_ROOT
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.stores import NoSuchObject, ObjectSummary, Store
 

@@ -108,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--zip", action="store_true", help="one zip, byte-identical when redone")
     export.add_argument(
+        "--handed-to", metavar="WHO", help="who receives it, for the export log's record"
+    )
+    export.add_argument(
         "--signing-key", required=True, metavar="FILE",
         help="the exporting team's Ed25519 key (PEM): not the sidecars' manifest key",
     )  # fmt: skip
@@ -183,6 +186,10 @@ def _parser() -> argparse.ArgumentParser:
         "--public-key", required=True, metavar="FILE", help="the heads' Ed25519 public key (PEM)"
     )
     verify.add_argument("--deep", action="store_true", help="also download and re-hash every copy")
+    verify.add_argument(
+        "--exports-key", metavar="FILE",
+        help="the exporting team's Ed25519 public key: also check the export log",
+    )  # fmt: skip
     verify.add_argument("--since", metavar="HOUR", help="the first hour checked: 2026-11-23T05")
     verify.add_argument("--until", metavar="HOUR", help="the last hour checked (default: all)")
     verify.add_argument("--json", action="store_true", help="one finding per line, as JSON")

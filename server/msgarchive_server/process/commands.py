@@ -179,6 +179,12 @@ def verify(args: argparse.Namespace) -> int:
         if not isinstance(key, Ed25519PublicKey):
             raise ValueError(f"{args.public_key}: not an Ed25519 public key")
         since, until = hour(args.since), hour(args.until)
+        exports_key: Ed25519PublicKey | None = None
+        if args.exports_key:
+            loaded = serialization.load_pem_public_key(Path(args.exports_key).read_bytes())
+            if not isinstance(loaded, Ed25519PublicKey):
+                raise ValueError(f"{args.exports_key}: not an Ed25519 public key")
+            exports_key = loaded
         store = versioned(_store_of(args.store, args.s3_endpoint_url), "verify")
     except (OSError, ValueError, Unsupported) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
@@ -197,7 +203,10 @@ def verify(args: argparse.Namespace) -> int:
         print(f"\r{line}", end="", file=sys.stderr, flush=True)
 
     started, counts = time.monotonic(), collections.Counter[str]()
-    verifier = Verifier(store, key, deep=args.deep, since=since, until=until, on_progress=progress)
+    verifier = Verifier(
+        store, key, deep=args.deep, since=since, until=until, on_progress=progress,
+        exports_key=exports_key,
+    )  # fmt: skip
     for finding in verifier.run():
         counts[finding.kind] += 1
         if args.json:
@@ -399,6 +408,7 @@ def export(args: argparse.Namespace) -> int:
     from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
     from msgarchive_server.domain.production import ProductionError, produce
     from msgarchive_server.domain.search import Search
+    from msgarchive_server.stores import StoreError
 
     try:
         url, account = _store_url_of(args)
@@ -420,8 +430,12 @@ def export(args: argparse.Namespace) -> int:
         made = produce(
             store, found, Path(args.out), signer,
             selection=selection, source=searcher.source_used, manifests=searcher.manifests,
-            manifest_key=manifest_key, as_zip=args.zip,
+            manifest_key=manifest_key, as_zip=args.zip, handed_to=args.handed_to or "",
         )  # fmt: skip
+    except StoreError as err:
+        # Reading a copy, or appending the export's record: nothing is left.
+        print(f"msgarchive: error: the store refused: {err}", file=sys.stderr)
+        return 2
     except (InvalidLookup, ProductionError) as err:
         print(f"msgarchive: error: {getattr(err, 'message', err)}", file=sys.stderr)
         return 2
@@ -432,7 +446,8 @@ def export(args: argparse.Namespace) -> int:
         searcher.close()
         store.close()
     print(
-        f"produced {made.items} copies ({made.proven} with proofs) in {made.path}",
+        f"produced {made.items} copies ({made.proven} with proofs) in {made.path}; "
+        f"recorded as {made.record}",
         file=sys.stderr,
     )
     audit = {"audit": "export", "account": account, "store": url, "out": str(made.path)}

@@ -17,9 +17,7 @@ Removing or editing one breaks the chain (`verify_log`).
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +25,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from msgarchive.keys import parse_key
-from msgarchive_server.domain.manifests import parquet
-from msgarchive_server.domain.manifests.entries import ManifestEntry, canonical
+from msgarchive_server.domain.manifests import parquet, signed_log
+from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.heads import Signer
-from msgarchive_server.domain.manifests.heads import verify as verify_signed
-from msgarchive_server.domain.manifests.sealer import JSON, MANIFEST_ROOT, part_name
+from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, part_name
+from msgarchive_server.domain.manifests.signed_log import HOLDS_ROOT
 from msgarchive_server.stores import HoldingStore, Store
 
-HOLDS_ROOT = "_msgarchive/holds"
 RECORD_FORMAT = "msgarchive.hold-record.v1"
 
 
@@ -60,7 +57,7 @@ def selected(store: HoldingStore, selection: Selection) -> list[tuple[str, str]]
     """Every (key, version) the manifests list for the selection, each once."""
     found: set[tuple[str, str]] = set()
     root = f"{store.prefix}{MANIFEST_ROOT}/"
-    for key in _keys(store, root):
+    for key in signed_log.keys(store, root):
         named = part_name(key.rsplit("/", 1)[-1])
         if named is not None and named[0] == "manifest":
             for entry in parquet.decode(store.get(key).body):
@@ -84,67 +81,22 @@ def apply_hold(
     for key, version_id in copies:
         store.set_legal_hold(key, version_id, on)
     at = (now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="milliseconds")
-    root = f"{store.prefix}{HOLDS_ROOT}/"
-    while True:
-        last = _last(store, root)
-        sequence = int(last[0][len(root) : -len(".json")]) + 1 if last else 1
-        body: dict[str, Any] = {
-            "format": RECORD_FORMAT,
-            "sequence": sequence,
-            "action": "hold_on" if on else "hold_off",
-            "selection": {
-                "campaign_id": selection.campaign_id,
-                "channel": selection.channel,
-                "yyyymm": selection.yyyymm,
-                "user_hash": selection.user_hash,
-            },
-            "reason": reason,
-            "at": at,
-            "copies": [{"key": k, "version_id": v} for k, v in copies],
-            "previous": {"key": last[0], "sha256": last[1]} if last else None,
-            "signature_algorithm": signer.algorithm,
-            "public_key_sha256": signer.public_key_sha256,
-        }
-        signature = base64.b64encode(signer.sign(canonical(body))).decode()
-        record_key = f"{root}{sequence:012d}.json"
-        written = store.put(record_key, canonical({**body, "signature": signature}), JSON)
-        if written.existing_copy is None:
-            return record_key, copies
-        # Another operator took this number first: chain after theirs.
+    body: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "action": "hold_on" if on else "hold_off",
+        "selection": {
+            "campaign_id": selection.campaign_id,
+            "channel": selection.channel,
+            "yyyymm": selection.yyyymm,
+            "user_hash": selection.user_hash,
+        },
+        "reason": reason,
+        "at": at,
+        "copies": [{"key": k, "version_id": v} for k, v in copies],
+    }
+    return signed_log.append(store, HOLDS_ROOT, body, signer), copies
 
 
 def verify_log(store: Store, public_key: Ed25519PublicKey) -> Iterator[tuple[str, str]]:
-    """(record key, problem) for every record that does not verify or link."""
-    root = f"{store.prefix}{HOLDS_ROOT}/"
-    previous: dict[str, str] | None = None
-    expected = 1
-    for key in _keys(store, root):
-        stored = store.get(key).body
-        fields = verify_signed(stored, public_key)
-        if fields is None:
-            yield key, "its signature does not verify"
-            previous = None
-        else:
-            if fields.get("sequence") != expected:
-                yield key, f"record {expected} is missing before it"
-            elif fields.get("previous") != previous:
-                yield key, "it does not link to the record before"
-            previous = {"key": key, "sha256": hashlib.sha256(stored).hexdigest()}
-        expected = int(key[len(root) : -len(".json")]) + 1
-
-
-def _last(store: Store, root: str) -> tuple[str, str] | None:
-    keys = list(_keys(store, root))
-    if not keys:
-        return None
-    return keys[-1], hashlib.sha256(store.get(keys[-1]).body).hexdigest()
-
-
-def _keys(store: Store, prefix: str) -> Iterator[str]:
-    after = ""
-    while True:
-        page = store.list(prefix, start_after=after)
-        yield from (item.key for item in page.items)
-        if not page.truncated or not page.items:
-            return
-        after = page.items[-1].key
+    """(record key, problem) for every hold record that does not verify or link."""
+    return signed_log.verify_chain(store, HOLDS_ROOT, public_key)

@@ -37,10 +37,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from msgarchive.keys import KEY_ROOT, parse_key
-from msgarchive_server.domain.manifests import merkle, parquet
+from msgarchive_server.domain.manifests import merkle, parquet, signed_log
 from msgarchive_server.domain.manifests.heads import verify as verify_head
 from msgarchive_server.domain.manifests.holds import verify_log
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
+from msgarchive_server.domain.manifests.signed_log import EXPORTS_ROOT
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.stores import (
     NoSuchObject,
@@ -67,6 +68,7 @@ class Finding:
 KINDS = (
     "head_unsigned",
     "hold_log_broken",
+    "export_log_broken",
     "chain_broken",
     "hour_missing",
     "manifest_altered",
@@ -94,12 +96,15 @@ class Verifier:
         since: datetime.datetime | None = None,
         until: datetime.datetime | None = None,
         on_progress: Callable[[Progress], None] = lambda progress: None,
+        exports_key: Ed25519PublicKey | None = None,
     ) -> None:
         """`since` and `until` bound the hours checked (both included); without
         them, everything is. Within a range, the copies its manifests list are
-        reconciled, and no object is called unlisted (other hours list it)."""
+        reconciled, and no object is called unlisted (other hours list it).
+        With `exports_key` (the exporting team's), the export log is checked too."""
         self.store = store
         self.public_key = public_key
+        self.exports_key = exports_key
         self.deep = deep
         self.since = since
         self.until = until
@@ -118,6 +123,10 @@ class Verifier:
                 yield from self._chains(index)
                 for key, problem in verify_log(self.store, self.public_key):
                     yield Finding("hold_log_broken", key, problem)
+                if self.exports_key is not None:
+                    chain = signed_log.verify_chain(self.store, EXPORTS_ROOT, self.exports_key)
+                    for key, problem in chain:
+                        yield Finding("export_log_broken", key, problem)
                 yield from self._reconcile(index)
             finally:
                 index.close()
