@@ -272,3 +272,40 @@ def test_every_export_is_recorded_in_a_signed_chain_that_verify_checks(
     assert {"kind": "export_log_broken", "key": key, "detail": "its signature does not verify"} in (
         findings
     )
+
+
+STATEMENTS = """
+controller = "Acme Ltd <privacy@acme.example>"
+purposes = ["Sending the campaigns you subscribed to"]
+categories = ["Your phone number", "The messages sent to you"]
+recipients = ["Our SMS provider"]
+retention = "Seven years from sending"
+rights = ["Rectification", "Restriction", "A complaint to the supervisory authority"]
+"""
+
+
+def test_a_person_gets_their_copies_with_a_cover_from_the_controllers_words(
+    archive: Archive, tmp_path: Path
+) -> None:
+    statements = tmp_path / "subject-access.toml"
+    statements.write_text(STATEMENTS)
+    out = tmp_path / "dsar"
+    made = archive.export(out, f"--recipient={NUMBER}", f"--subject-access={statements}")
+    assert made.returncode == 0, made.stderr
+    cover = (out / "cover.html").read_text()
+    assert "This production holds 2 messages" in cover
+    assert "Acme Ltd &lt;privacy@acme.example&gt;" in cover  # escaped, as all of it
+    assert "<li>A complaint to the supervisory authority</li>" in cover
+    assert "default-src 'none'" in cover
+    assert "cover.html" in json.loads((out / "production.json").read_text())["files"]
+    assert archive.check(out).returncode == 0
+    statements.write_text('controller = "Acme"\n')
+    bad = archive.export(
+        tmp_path / "bad", f"--recipient={NUMBER}", f"--subject-access={statements}"
+    )
+    assert bad.returncode == 2
+    assert "purposes, categories, recipients, retention, rights required" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    nobody = archive.export(tmp_path / "nobody", f"--subject-access={statements}")
+    assert nobody.returncode == 2
+    assert "--subject-access needs --recipient" in nobody.stderr

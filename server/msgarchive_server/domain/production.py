@@ -142,12 +142,14 @@ def produce(
     as_zip: bool = False,
     handed_to: str = "",
     now: datetime.datetime | None = None,
+    cover: str | None = None,
 ) -> Produced:
     """Write the production of `found` at `out` (a new directory, or a new zip).
 
     `manifests` are the manifest files a search read, by their store keys:
     each item's proof is built from them. Written under a `.partial` name and
     renamed when complete, so that a production cut short never looks like one.
+    `cover`, a page, is written as cover.html (a subject access request's).
     Before the rename, a record of it (selection, count, the SHA-256 of
     production.json, `handed_to`, when) is appended to the store's export log,
     signed with the same key: no production leaves unrecorded.
@@ -180,6 +182,8 @@ def produce(
         files.add("loadfile.dat", _load_file_dat(rows))
         files.add("loadfile.csv", _load_file_csv(rows))
         files.add("index.html", _index(rows).encode())
+        if cover is not None:
+            files.add("cover.html", cover.encode())
         files.add("README.txt", _readme(len(rows), len(proven)).encode())
         manifest = _manifest(rows, selection, source, files.sha256)
         files.add(MANIFEST, manifest)

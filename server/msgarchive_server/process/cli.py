@@ -111,6 +111,11 @@ def _parser() -> argparse.ArgumentParser:
         "--handed-to", metavar="WHO", help="who receives it, for the export log's record"
     )
     export.add_argument(
+        "--subject-access", metavar="FILE",
+        help="a data subject's own copy (GDPR Art. 15): with --recipient, a cover page "
+        "from this TOML file's controller, purposes, categories, recipients, retention, rights",
+    )  # fmt: skip
+    export.add_argument(
         "--signing-key", required=True, metavar="FILE",
         help="the exporting team's Ed25519 key (PEM): not the sidecars' manifest key",
     )  # fmt: skip

@@ -404,6 +404,7 @@ def export(args: argparse.Namespace) -> int:
     """Make a production of a search's copies; 0 when it is written."""
     import json
 
+    from msgarchive_server.domain import subject_access
     from msgarchive_server.domain.errors import InvalidLookup
     from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
     from msgarchive_server.domain.production import ProductionError, produce
@@ -427,16 +428,22 @@ def export(args: argparse.Namespace) -> int:
             missing = sorted(keys - {f.key for f in found})
             raise ProductionError(f"{len(missing)} of the keys are not in the store: {missing[0]}")
         selection = {"filters": _filters(query), "keys": sorted(keys) if keys else None}
+        cover = None
+        if args.subject_access:
+            if not query.recipient:
+                raise ProductionError("--subject-access needs --recipient: the person it is for")
+            cover = subject_access.cover(subject_access.load(Path(args.subject_access)), found)
         made = produce(
             store, found, Path(args.out), signer,
             selection=selection, source=searcher.source_used, manifests=searcher.manifests,
             manifest_key=manifest_key, as_zip=args.zip, handed_to=args.handed_to or "",
+            cover=cover,
         )  # fmt: skip
     except StoreError as err:
         # Reading a copy, or appending the export's record: nothing is left.
         print(f"msgarchive: error: the store refused: {err}", file=sys.stderr)
         return 2
-    except (InvalidLookup, ProductionError) as err:
+    except (InvalidLookup, ProductionError, subject_access.CoverError) as err:
         print(f"msgarchive: error: {getattr(err, 'message', err)}", file=sys.stderr)
         return 2
     except OSError as err:
