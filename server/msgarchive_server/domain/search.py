@@ -54,7 +54,7 @@ from msgarchive_server.domain.manifests import parquet
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, part_name
 from msgarchive_server.domain.manifests.signed_log import HOLDS_ROOT
 from msgarchive_server.domain.payloads import decompress
-from msgarchive_server.stores import NoSuchObject, ObjectSummary, Store
+from msgarchive_server.stores import NoSuchObject, Store, listed
 
 if TYPE_CHECKING:
     import duckdb
@@ -269,7 +269,7 @@ class Search:
         """The store's manifests, mirrored into the cache: each read once."""
         root = f"{self.store.prefix}{MANIFEST_ROOT}/"
         paths = []
-        for item in _listed(self.store, root):
+        for item in listed(self.store, root):
             named = part_name(item.key.rsplit("/", 1)[-1])
             if named is None or named[0] != "manifest":
                 continue
@@ -283,7 +283,7 @@ class Search:
     def _listing(self) -> pa.Table:
         """The store's copies as manifest rows, from their keys alone."""
         columns: dict[str, list[Any]] = {name: [] for name in parquet.SCHEMA.names}
-        for item in _listed(self.store, f"{self.store.prefix}{KEY_ROOT}/"):
+        for item in listed(self.store, f"{self.store.prefix}{KEY_ROOT}/"):
             parts = parse_key(item.key)
             if parts is None or parts.prefix != self.store.prefix:
                 continue
@@ -310,7 +310,7 @@ class Search:
     def _holds(self) -> pa.Table:
         """(key, version_id) of every copy the hold log holds now."""
         held: dict[tuple[str, str], None] = {}
-        for item in _listed(self.store, f"{self.store.prefix}{HOLDS_ROOT}/"):
+        for item in listed(self.store, f"{self.store.prefix}{HOLDS_ROOT}/"):
             record = json.loads(self.store.get(item.key).body)
             for copy in record.get("copies", []):
                 where = (str(copy["key"]), str(copy["version_id"]))
@@ -367,16 +367,6 @@ def _parameters(query: SearchQuery, cursor: tuple[int, str] | None) -> list[Any]
         cursor[1] if cursor else None,
         bool(query.recipient),
     ]
-
-
-def _listed(store: Store, prefix: str) -> Iterator[ObjectSummary]:
-    after = ""
-    while True:
-        page = store.list(prefix, start_after=after)
-        yield from page.items
-        if not page.truncated or not page.items:
-            return
-        after = page.items[-1].key
 
 
 def _write_atomically(path: Path, body: bytes) -> None:

@@ -23,6 +23,7 @@ from msgarchive_server.stores.base import (
     VersionedStore,
     VersionSummary,
     holding,
+    listed,
     versioned,
 )
 from msgarchive_server.stores.location import (
@@ -55,6 +56,7 @@ __all__ = [
     "VersionSummary",
     "VersionedStore",
     "holding",
+    "listed",
     "open_store",
     "parse_location",
     "versioned",

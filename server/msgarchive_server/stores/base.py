@@ -232,6 +232,17 @@ class HoldingStore(Store, Protocol):
         ...
 
 
+def listed(store: Store, prefix: str) -> Iterator[ObjectSummary]:
+    """Every object below `prefix`, in key order, page after page."""
+    after = ""
+    while True:
+        page = store.list(prefix, start_after=after)
+        yield from page.items
+        if not page.truncated or not page.items:
+            return
+        after = page.items[-1].key
+
+
 def versioned(store: Store, purpose: str) -> VersionedStore:
     """`store` as a versioned store; `Unsupported` when it keeps no versions."""
     _require(store, Capability.VERSIONS, purpose, "keeps every version of a copy")

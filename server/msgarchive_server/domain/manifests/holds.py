@@ -30,7 +30,7 @@ from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.heads import Signer
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, part_name
 from msgarchive_server.domain.manifests.signed_log import HOLDS_ROOT
-from msgarchive_server.stores import HoldingStore, Store
+from msgarchive_server.stores import HoldingStore, Store, listed
 
 RECORD_FORMAT = "msgarchive.hold-record.v1"
 
@@ -57,7 +57,7 @@ def selected(store: HoldingStore, selection: Selection) -> list[tuple[str, str]]
     """Every (key, version) the manifests list for the selection, each once."""
     found: set[tuple[str, str]] = set()
     root = f"{store.prefix}{MANIFEST_ROOT}/"
-    for key in signed_log.keys(store, root):
+    for key in (item.key for item in listed(store, root)):
         named = part_name(key.rsplit("/", 1)[-1])
         if named is not None and named[0] == "manifest":
             for entry in parquet.decode(store.get(key).body):

@@ -19,7 +19,7 @@ from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.journal import hour_of
 from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
-from msgarchive_server.stores import NoSuchObject, Store
+from msgarchive_server.stores import NoSuchObject, Store, listed
 
 PROOF_FORMAT = "msgarchive.inclusion-proof.v1"
 
@@ -33,7 +33,7 @@ def prove(store: Store, key: str) -> dict[str, Any] | None:
     root = f"{store.prefix}{MANIFEST_ROOT}/"
     # writer -> hour folder -> the parts sealed there
     parts: dict[str, dict[str, set[int]]] = {}
-    for item in _all(store, root):
+    for item in listed(store, root):
         writer, _, rest = item.key[len(root) :].partition("/")
         folder, _, name = rest.rpartition("/")
         named = part_name(name)
@@ -78,13 +78,3 @@ def proofs_in(
         }
         for index in indexes
     }
-
-
-def _all(store: Store, prefix: str) -> list[Any]:
-    items, after = [], ""
-    while True:
-        page = store.list(prefix, start_after=after)
-        items += page.items
-        if not page.truncated or not page.items:
-            return items
-        after = page.items[-1].key

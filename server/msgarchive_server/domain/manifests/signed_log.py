@@ -22,7 +22,7 @@ from msgarchive_server.domain.manifests.entries import canonical
 from msgarchive_server.domain.manifests.heads import Signer
 from msgarchive_server.domain.manifests.heads import verify as verify_signed
 from msgarchive_server.domain.manifests.sealer import JSON
-from msgarchive_server.stores import Store
+from msgarchive_server.stores import Store, listed
 
 # The logs: legal holds placed and lifted; productions handed out.
 HOLDS_ROOT = "_msgarchive/holds"
@@ -62,7 +62,7 @@ def verify_chain(
     folder = f"{store.prefix}{root}/"
     previous: dict[str, str] | None = None
     expected = 1
-    for key in keys(store, folder):
+    for key in (item.key for item in listed(store, folder)):
         stored = store.get(key).body
         fields = verify_signed(stored, public_key)
         if fields is None:
@@ -78,18 +78,7 @@ def verify_chain(
 
 
 def _last(store: Store, folder: str) -> tuple[str, str] | None:
-    found = list(keys(store, folder))
+    found = [item.key for item in listed(store, folder)]
     if not found:
         return None
     return found[-1], hashlib.sha256(store.get(found[-1]).body).hexdigest()
-
-
-def keys(store: Store, prefix: str) -> Iterator[str]:
-    """Every key below `prefix`, in order."""
-    after = ""
-    while True:
-        page = store.list(prefix, start_after=after)
-        yield from (item.key for item in page.items)
-        if not page.truncated or not page.items:
-            return
-        after = page.items[-1].key

@@ -48,6 +48,7 @@ from msgarchive_server.stores import (
     StoredObject,
     VersionedStore,
     VersionSummary,
+    listed,
 )
 from msgarchive_server.stores.base import RETENTION_MODES
 
@@ -243,13 +244,7 @@ class Verifier:
         self.progress.entries += len(entries)
 
     def _keys(self, prefix: str) -> Iterator[str]:
-        after = ""
-        while True:
-            page = self.store.list(prefix, start_after=after)
-            yield from (item.key for item in page.items)
-            if not page.truncated or not page.items:
-                return
-            after = page.items[-1].key
+        return (item.key for item in listed(self.store, prefix))
 
     # --- reconciliation ---------------------------------------------------------
 
