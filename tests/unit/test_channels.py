@@ -37,7 +37,7 @@ def test_the_registry_agrees_with_the_api() -> None:
 @pytest.mark.parametrize("channel", channels.CHANNELS, ids=channels.NAMES)
 def test_every_table_covers_every_channel(channel: channels.Channel) -> None:
     assert channel in describe.CONTENT
-    assert channel in renditions.TEXT
+    assert channel in renditions.RENDITIONS
     assert channel.events, "a channel the view API cannot find"
     assert {c for c, _ in SUPPORTED_EVENTS.values()} >= {channel}
     assert channel.recipient_kind

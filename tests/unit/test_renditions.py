@@ -24,7 +24,7 @@ def fields_of(channel: str, **email_fields: str) -> dict[str, object]:
 
 
 def test_every_channel_has_a_text() -> None:
-    assert set(renditions.TEXT) == set(channels.CHANNELS)
+    assert set(renditions.RENDITIONS) == set(channels.CHANNELS)
     assert renditions.text("sms", fields_of("sms")) == samples.sms_request().sms.body
     assert "Flat 20% off" in renditions.text("push", fields_of("push"))
 

@@ -241,11 +241,12 @@ def _write_item(
     }
     files.add(paths["native"], stored)
     files.add(paths["json"], text.encode())
-    files.add(paths["text"], renditions.text(item.channel, fields).encode())
-    if item.channel == "email":
+    shown = renditions.rendition(item.channel)
+    files.add(paths["text"], shown.text(fields).encode())
+    if shown.mail:
         paths["eml"] = base + "message.eml"
         files.add(paths["eml"], renditions.eml(fields))
-    if item.channel in rsmf.CHANNELS:
+    if shown.conversation:
         message = rsmf.Message(item.channel, fields, item.key)
         name = rsmf.conversation_name(message)
         conversations.setdefault(name, []).append(message)
@@ -263,7 +264,7 @@ def _write_item(
         "channel": item.channel,
         "campaign_id": item.campaign_id,
         "campaign_name": str(fields.get("campaign_name", "")),
-        "from": renditions.sender(item.channel, fields),
+        "from": shown.sender(fields),
         "to": str(fields.get("to", "")),
         "subject": str(fields.get("subject", "")),
         "sent_time": renditions.sent_time(fields) or item.sent_time,

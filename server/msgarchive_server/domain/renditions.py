@@ -13,6 +13,7 @@ import email.policy
 import email.utils
 import html
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
@@ -56,29 +57,53 @@ def _push_text(fields: dict[str, Any]) -> str:
     return "\n".join(line for line in lines if line)
 
 
-# Each channel's extracted text: what a review tool indexes.
-TEXT: dict[Channel, Callable[[dict[str, Any]], str]] = {
-    channels.PUSH: _push_text,
-    channels.EMAIL: _email_text,
-    channels.SMS: _message_text,
-    channels.WHATSAPP: _message_text,
+def _email_sender(fields: dict[str, Any]) -> str:
+    return email.utils.formataddr(
+        (str(fields.get("from_name", "")), str(fields.get("from_address", "")))
+    )
+
+
+def _provider(fields: dict[str, Any]) -> str:
+    return str(fields.get("provider", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """How one channel's copies are shown to people outside the archive."""
+
+    text: Callable[[dict[str, Any]], str]  # its text, as a review tool indexes it
+    sender: Callable[[dict[str, Any]], str]  # who sent it, as a load file's From
+    # (field, label): bodies its page shows as source, never rendered
+    sources: tuple[tuple[str, str], ...] = ()
+    mail: bool = False  # also written as an RFC 5322 message (`eml`)
+    conversation: bool = False  # also in an RSMF conversation, to a number
+
+
+RENDITIONS: dict[Channel, Rendition] = {
+    channels.PUSH: Rendition(_push_text, _provider),
+    channels.EMAIL: Rendition(
+        _email_text,
+        _email_sender,
+        sources=(("html_body", "HTML body (source)"), ("amp_body", "AMP body")),
+        mail=True,
+    ),
+    channels.SMS: Rendition(_message_text, _provider, conversation=True),
+    channels.WHATSAPP: Rendition(_message_text, _provider, conversation=True),
 }
 
 
+def rendition(channel: str) -> Rendition:
+    """The rendition of a channel, by name."""
+    return RENDITIONS[channels.named(channel)]
+
+
 def text(channel: str, fields: dict[str, Any]) -> str:
-    return TEXT[channels.named(channel)](fields)
-
-
-# --- the parties -------------------------------------------------------------------
+    return rendition(channel).text(fields)
 
 
 def sender(channel: str, fields: dict[str, Any]) -> str:
     """Who sent it, as a load file's From: the email sender, else the provider."""
-    if channel == channels.EMAIL.name:
-        return email.utils.formataddr(
-            (str(fields.get("from_name", "")), str(fields.get("from_address", "")))
-        )
-    return str(fields.get("provider", ""))
+    return rendition(channel).sender(fields)
 
 
 # --- email as a mail message ---------------------------------------------------------
@@ -89,7 +114,7 @@ def eml(fields: dict[str, Any]) -> bytes:
     text, AMP, HTML, in that order: a client shows the last it can), the copy's
     own headers, and Bcc kept (an archive records who got it)."""
     message = EmailMessage(policy=email.policy.SMTP)
-    message["From"] = sender("email", fields)
+    message["From"] = _email_sender(fields)
     message["To"] = str(fields.get("to", ""))
     for name in ("cc", "bcc"):
         if fields.get(name):
@@ -158,10 +183,9 @@ def item_page(control: str, channel: str, fields: dict[str, Any], files: dict[st
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     sections = [f"<h1>{html.escape(control)}</h1>", f"<table>{table}</table>"]
     sections.append(f"<h2>Text</h2><pre>{html.escape(text(channel, fields))}</pre>")
-    if channel == channels.EMAIL.name:
-        for name, label in (("html_body", "HTML body (source)"), ("amp_body", "AMP body")):
-            if fields.get(name):
-                sections.append(f"<h2>{label}</h2><pre>{html.escape(str(fields[name]))}</pre>")
+    for name, label in rendition(channel).sources:
+        if fields.get(name):
+            sections.append(f"<h2>{label}</h2><pre>{html.escape(str(fields[name]))}</pre>")
     links = "".join(
         f'<li><a href="{html.escape(path)}">{html.escape(label)}</a></li>'
         for label, path in files.items()

@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-# The channels whose messages are conversations (from a sender to a number).
-CHANNELS = ("sms", "whatsapp")
 VERSION = "2.0.0"
 GENERATOR = "msgarchive"
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
