@@ -165,7 +165,7 @@ def produce(
         out.rmdir()
     files = _Hashed(_Zip(partial) if as_zip else _Directory(partial))
     try:
-        items = [item for item in found]
+        items = list(found)
         controls = {(f.key, f.version_id): f"MSG{n:06d}" for n, f in enumerate(items, start=1)}
         conversations: dict[str, list[rsmf.Message]] = {}
         rows = [

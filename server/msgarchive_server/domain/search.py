@@ -64,6 +64,7 @@ SEARCH_SQL = resources.files("msgarchive_server.domain").joinpath("sql/search.sq
 _TOTALS = "SELECT channel, strftime(epoch_ms(sent_at), '%Y-%m') AS month, count(*)"
 COUNT_SQL = f"{_TOTALS} FROM ({SEARCH_SQL}) GROUP BY 1, 2 ORDER BY 1, 2"
 SOURCES = ("auto", "manifests", "listing")
+_HOLDS = pa.schema([("key", pa.string()), ("version_id", pa.string())])
 MESSAGE_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -318,11 +319,8 @@ class Search:
                     held[where] = None
                 else:
                     held.pop(where, None)
-        keys = [k for k, _ in held]
-        versions = [v for _, v in held]
-        return pa.table({"key": pa.array(keys, pa.string()), "version_id": versions}).cast(
-            pa.schema([("key", pa.string()), ("version_id", pa.string())])
-        )
+        columns = {"key": [k for k, _ in held], "version_id": [v for _, v in held]}
+        return pa.table(columns, schema=_HOLDS)
 
     def _platform_agrees(self, found: Found, platform: str) -> bool:
         if not platform:

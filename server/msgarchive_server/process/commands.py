@@ -326,11 +326,9 @@ def search(args: argparse.Namespace) -> int:
     from msgarchive_server.domain.search import Search
 
     try:
-        url, account = _store_url_of(args)
-        query = _query_of(args)
         if args.limit < 1:
             raise ValueError("--limit must be at least 1")
-        store = _store_of(url, args.s3_endpoint_url)
+        url, account, query, store = _search_target(args)
     except (OSError, ValueError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
@@ -360,6 +358,14 @@ def search(args: argparse.Namespace) -> int:
     audit = {"audit": "search", "account": account, "store": url, "filters": _filters(query)}
     print(json.dumps({**audit, "source": searcher.source_used, "count": count}), file=sys.stderr)
     return 0
+
+
+def _search_target(args: argparse.Namespace) -> tuple[str, str, SearchQuery, Store]:
+    """What search and export read: the store's URL, whose it is, the query, the
+    store opened (ValueError or OSError for bad flags)."""
+    url, account = _store_url_of(args)
+    query = _query_of(args)
+    return url, account, query, _store_of(url, args.s3_endpoint_url)
 
 
 def _query_of(args: argparse.Namespace) -> SearchQuery:
@@ -412,12 +418,10 @@ def export(args: argparse.Namespace) -> int:
     from msgarchive_server.stores import StoreError
 
     try:
-        url, account = _store_url_of(args)
-        query = _query_of(args)
         keys = set(Path(args.keys).read_text().split()) if args.keys else None
         signer = Ed25519FileSigner.from_file(Path(args.signing_key))
         manifest_key = Path(args.manifest_key).read_bytes() if args.manifest_key else None
-        store = _store_of(url, args.s3_endpoint_url)
+        url, account, query, store = _search_target(args)
     except (OSError, ValueError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
