@@ -116,9 +116,10 @@ class _Hashed:
     files: _Files
     sha256: dict[str, str] = field(default_factory=dict)
 
-    def add(self, name: str, data: bytes) -> None:
+    def add(self, name: str, data: bytes, sha256: str = "") -> None:
+        """Add a file; `sha256`, its digest when the caller has it already."""
         self.files.add(name, data)
-        self.sha256[name] = hashlib.sha256(data).hexdigest()
+        self.sha256[name] = sha256 or hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +240,7 @@ def _write_item(
         "json": base + "copy.json",
         "text": base + "text.txt",
     }
-    files.add(paths["native"], stored)
+    files.add(paths["native"], stored, digest)
     files.add(paths["json"], text.encode())
     shown = renditions.rendition(item.channel)
     files.add(paths["text"], shown.text(fields).encode())
