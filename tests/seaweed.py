@@ -25,6 +25,7 @@ import boto3
 import botocore.config
 
 from msgarchive_server.stores.s3 import PROBE_KEY, S3Options, S3Store
+from tests.sidecar import machine_env
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -114,6 +115,7 @@ class SeaweedFS:
     def env(self) -> dict[str, str]:
         """What a process needs to reach this store through the AWS chain."""
         return {
+            **machine_env(),
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
             "AWS_REGION": REGION,
@@ -138,7 +140,7 @@ class SeaweedFS:
             "-s3.autoCreateBucket=false",
             *(f"{flag}={port}" for flag, port in self.ports.items()),
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env = machine_env()
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True

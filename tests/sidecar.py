@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def machine_env() -> dict[str, str]:
+    """This process's environment without the machine's own AWS and
+    OpenTelemetry settings: what every child a test starts inherits (its
+    PATH, and a PYTHONPATH that points it at the code under test)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTEL_"))}
+
+
 class SidecarProcess:
     def __init__(
         self,
@@ -29,9 +36,7 @@ class SidecarProcess:
     ) -> None:
         """`python` runs it: this interpreter, or another install's."""
         self.args = [str(python), "-m", "msgarchive_server", "serve", *args]
-        # The machine's own AWS and OpenTelemetry settings never reach a test sidecar.
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OTEL_"))}
-        self.env = {**inherited, "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}
+        self.env = {**machine_env(), "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}
         self.cwd = cwd
         self.process: subprocess.Popen[str] | None = None
         self.lines: list[dict[str, Any]] = []
