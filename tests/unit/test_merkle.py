@@ -89,3 +89,14 @@ def test_every_leaf_of_every_tree_shape_proves_and_nothing_else_does(size: int) 
             assert not included(leaf, index, size, path[:-1], root)  # a hash short
         assert root_from_path(leaf, index, size, [*path, root]) is None  # one too many
     assert root_from_path(leaves[0], size, size, []) is None  # no such leaf
+
+
+@pytest.mark.parametrize("size", range(0, 41))
+def test_a_kept_tree_gives_every_path_and_root_the_definition_gives(size: int) -> None:
+    leaf_hashes = hashed([f"entry {n} of {size}".encode() for n in range(size)])
+    tree = merkle.Tree(leaf_hashes)
+    assert tree.root() == merkle.root(leaf_hashes)
+    for index in range(size):
+        assert tree.path(index) == merkle.inclusion_proof(index, leaf_hashes)
+    with pytest.raises(IndexError):
+        tree.path(size)

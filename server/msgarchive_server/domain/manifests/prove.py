@@ -64,7 +64,7 @@ def proofs_in(
 ) -> dict[int, dict[str, Any]]:
     """The inclusion proofs of the entries at `indexes` of one manifest part,
     whose signed head is `head` (stored at `head_key`): the tree is built once."""
-    leaves = [merkle.leaf_hash(e.leaf()) for e in entries]
+    tree = merkle.Tree([merkle.leaf_hash(e.leaf()) for e in entries])
     signed = json.loads(head)
     return {
         index: {
@@ -72,7 +72,7 @@ def proofs_in(
             "leaf": entries[index].leaf().decode(),
             "index": index,
             "size": len(entries),
-            "path": [h.hex() for h in merkle.inclusion_proof(index, leaves)],
+            "path": [h.hex() for h in tree.path(index)],
             "head_key": head_key,
             "head": signed,
         }
