@@ -18,6 +18,10 @@ writes or drawn at a rate from a seeded random source:
 - HOLD           hold the write until the test sets `release` (then pass it on):
                  "in flight" is then an event, not a duration
 
+Reads of copies (GETs below `sent_messages/`) are counted in `copy_reads`, and
+`fault_reads(after, fault)` applies ERROR_500 or HOLD to every read of a copy
+after the first `after`; `read_held` is set when a read is held.
+
 `stop()` closes the listener and every open connection: the store is down.
 """
 
@@ -85,6 +89,9 @@ class FaultProxy:
         self.max_concurrent_writes = 0
         self.release = threading.Event()  # lets every HOLD write through
         self.written_paths: list[str] = []  # each write's request path, in order
+        self.copy_reads = 0
+        self.read_held = threading.Event()
+        self._read_rule: tuple[int, Fault] | None = None
         self._queue: list[Fault] = []
         self._rates: dict[Fault, float] = {}
         self._random = random.Random(seed)  # noqa: S311 (fault rates, not secrets)
@@ -107,10 +114,29 @@ class FaultProxy:
         with self._lock:
             self._rates = dict(rates)
 
+    def fault_reads(self, after: int, fault: Fault) -> None:
+        """Apply `fault` (ERROR_500 or HOLD) to each read of a copy after `after` more."""
+        with self._lock:
+            self._read_rule = (self.copy_reads + after, fault)
+
     def clear(self) -> None:
         with self._lock:
             self._queue.clear()
             self._rates.clear()
+            self._read_rule = None
+
+    def pick_read(self, path: str) -> Fault | None:
+        if "/sent_messages/" not in path:
+            return None
+        with self._lock:
+            self.copy_reads += 1
+            if self._read_rule is None or self.copy_reads <= self._read_rule[0]:
+                return None
+            fault = self._read_rule[1]
+            self.applied[fault] += 1
+        if fault is Fault.HOLD:
+            self.read_held.set()
+        return fault
 
     def start(self) -> FaultProxy:
         self.release.clear()
@@ -232,6 +258,8 @@ class _RelayHandler(BaseHTTPRequestHandler):
     def _relay(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         fault = self.owner.pick(self.command)
+        if self.command == "GET":
+            fault = self.owner.pick_read(urllib.parse.unquote(self.path.split("?")[0]))
         if fault is Fault.RESET:
             self.rfile.read(length // 2)
             self._reset()

@@ -16,26 +16,42 @@ file a recipient, channel and UTC day. At the top: `index.html`, the load
 files `loadfile.dat` (Concordance) and `loadfile.csv`, `README.txt` for the
 receiver, the manifests' public key when given, and `production.json`: the
 selection, the counts, every item and the SHA-256 of every file, signed
-(`production.sig`) with the exporting team's own Ed25519 key. `msgarchive
-check-production` checks all of it.
+(`production.sig`: an Ed25519 signature of production.json's SHA-256) with
+the exporting team's own key. `msgarchive check-production` checks all of it.
 
 The same selection over the same archive gives byte-identical files: no wall
 clock goes into them, and the zip's entries have fixed times and order.
+
+An export is made in a work directory beside it, `OUT.partial/`: the files
+under `tree/`, and `state.sqlite`, which holds the selection (listed once, at
+the start, so that a resumed export produces what was selected then), each
+item once its files are written, and each file's SHA-256. Memory stays flat
+however many copies there are: every list that grows with the production is
+in SQLite, and the files that list every item are streamed from it. Killed
+(or out of disk, or refused by the store), an export leaves that directory,
+which is not a production (there is no OUT); `resume=True` continues it
+without reading again a copy whose files are written. The production is
+renamed to OUT only when complete, and only after its record is in the
+store's export log. A zip is packed from the finished tree, so `--zip`
+needs the disk space twice over while it packs.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
+import dataclasses
 import datetime
 import hashlib
 import html
 import io
 import json
 import shutil
+import sqlite3
 import zipfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,7 +64,7 @@ from msgarchive_server.domain.search import Found
 from msgarchive_server.stores import Capability, NoSuchObject, Store, versioned
 
 PRODUCTION_FORMAT = "msgarchive.production.v1"
-SIGNATURE_FORMAT = "msgarchive.production-signature.v1"
+SIGNATURE_FORMAT = "msgarchive.production-signature.v2"
 EXPORT_RECORD_FORMAT = "msgarchive.export-record.v1"
 MANIFEST = "production.json"
 SIGNATURE = "production.sig"
@@ -62,6 +78,18 @@ LOAD_FILE_FIELDS = (
 )  # fmt: skip
 # A zip entry's time: fixed, so that the same production is the same bytes.
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+# The work directory's parts: the production's files, and the export's state.
+TREE = "tree"
+STATE = "state.sqlite"
+PACKING = "production.zip"
+_CHUNK = 1 << 20
+
+
+def signed_message(manifest_sha256: str) -> bytes:
+    """What production.sig signs: production.json's SHA-256, in a line of its own
+    kind (an Ed25519 signature covers a message held whole: this one is short
+    however large the production)."""
+    return f"{SIGNATURE_FORMAT}\nsha256:{manifest_sha256}\n".encode()
 
 
 class ProductionError(Exception):
@@ -75,59 +103,21 @@ class Signer(Protocol):
     def sign(self, data: bytes) -> bytes: ...
 
 
-class _Files(Protocol):
-    def add(self, name: str, data: bytes) -> None: ...
-    def close(self) -> None: ...
-
-
-class _Directory:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True)
-
-    def add(self, name: str, data: bytes) -> None:
-        path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-
-    def close(self) -> None:
-        """Nothing buffered."""
-
-
-class _Zip:
-    def __init__(self, path: Path) -> None:
-        self.zip = zipfile.ZipFile(path, "x", compression=zipfile.ZIP_DEFLATED)
-
-    def add(self, name: str, data: bytes) -> None:
-        entry = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-        entry.compress_type = zipfile.ZIP_DEFLATED
-        entry.external_attr = 0o644 << 16
-        entry.create_system = 3  # Unix, so that the mode above means what it says
-        self.zip.writestr(entry, data)
-
-    def close(self) -> None:
-        self.zip.close()
-
-
-@dataclass
-class _Hashed:
-    """Files as they are added, with the SHA-256 of each."""
-
-    files: _Files
-    sha256: dict[str, str] = field(default_factory=dict)
-
-    def add(self, name: str, data: bytes, sha256: str = "") -> None:
-        """Add a file; `sha256`, its digest when the caller has it already."""
-        self.files.add(name, data)
-        self.sha256[name] = sha256 or hashlib.sha256(data).hexdigest()
-
-
 @dataclass(frozen=True, slots=True)
 class Produced:
     path: Path
     items: int
     proven: int
     record: str  # its record's key in the export log
+    resumed: int  # items a resumed export found done
+
+
+Progress = Callable[[int, int], None]  # (items done, items in all)
+Cover = Callable[[Iterable[Found]], str]
+
+
+def work_directory(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
 
 
 def produce(
@@ -143,89 +133,301 @@ def produce(
     as_zip: bool = False,
     handed_to: str = "",
     now: datetime.datetime | None = None,
-    cover: str | None = None,
+    cover: Cover | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
 ) -> Produced:
     """Write the production of `found` at `out` (a new directory, or a new zip).
 
     `manifests` are the manifest files a search read, by their store keys:
-    each item's proof is built from them. Written under a `.partial` name and
-    renamed when complete, so that a production cut short never looks like one.
-    `cover`, a page, is written as cover.html (a subject access request's).
-    Before the rename, a record of it (selection, count, the SHA-256 of
-    production.json, `handed_to`, when) is appended to the store's export log,
-    signed with the same key: no production leaves unrecorded.
+    each item's proof is built from them. `cover` makes a page of the items,
+    written as cover.html (a subject access request's). `found` is read only
+    when the export begins: a resumed one produces the items it listed then.
+    Before the production is renamed to `out`, a record of it (selection,
+    count, the SHA-256 of production.json, `handed_to`, when) is appended to
+    the store's export log, signed with the same key: no production leaves
+    unrecorded.
     """
     if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         raise ProductionError(f"{out} exists and is not an empty directory: choose a new one")
-    partial = out.with_name(out.name + ".partial")
-    if partial.is_dir():
-        shutil.rmtree(partial)  # what an earlier run left when it was cut short
-    elif partial.exists():
-        partial.unlink()
-    if out.is_dir():
-        out.rmdir()
-    files = _Hashed(_Zip(partial) if as_zip else _Directory(partial))
+    work = work_directory(out)
+    request = {"selection": selection, "source": source, "zip": as_zip}
+    state = _begin(work, request, found, resume)
     try:
-        items = list(found)
-        controls = {(f.key, f.version_id): f"MSG{n:06d}" for n, f in enumerate(items, start=1)}
-        conversations: dict[str, list[rsmf.Message]] = {}
-        rows = [
-            _write_item(store, files, item, controls[item.key, item.version_id], conversations)
-            for item in items
-        ]
-        for name, messages in sorted(conversations.items()):
-            files.add(f"conversations/{name}", rsmf.rsmf(messages))
-        proven = _write_proofs(store, files, manifests or {}, controls)
-        for row in rows:
-            row["proof"] = proven.get(row["control"], "")
-        if manifest_key is not None:
-            files.add(MANIFEST_KEY, manifest_key)
-        files.add("loadfile.dat", _load_file_dat(rows))
-        files.add("loadfile.csv", _load_file_csv(rows))
-        files.add("index.html", _index(rows).encode())
-        if cover is not None:
-            files.add("cover.html", cover.encode())
-        files.add("README.txt", _readme(len(rows), len(proven)).encode())
-        manifest = _manifest(rows, selection, source, files.sha256)
-        files.add(MANIFEST, manifest)
+        tree = _Tree(work / TREE, state)
+        resumed = state.done_items()
+        _write_items(store, tree, state, progress)
+        _write_proofs(store, tree, state, manifests or {})
+        manifest = _write_listings(tree, state, selection, source, manifest_key, cover)
+        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
         signature = {
             "format": SIGNATURE_FORMAT,
             "algorithm": signer.algorithm,
             "public_key_sha256": signer.public_key_sha256,
-            "signature": base64.b64encode(signer.sign(manifest)).decode(),
+            "signature": base64.b64encode(signer.sign(signed_message(digest))).decode(),
         }
-        files.files.add(SIGNATURE, _json(signature))
-        files.files.close()
-        at = (now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="milliseconds")
-        record = {
-            "format": EXPORT_RECORD_FORMAT,
-            "selection": selection,
-            "source": source,
-            "items": len(rows),
-            "production_sha256": hashlib.sha256(manifest).hexdigest(),
-            "handed_to": handed_to,
-            "at": at,
-        }
-        logged = signed_log.append(store, signed_log.EXPORTS_ROOT, record, signer)
-    except BaseException:
+        (tree.root / SIGNATURE).write_bytes(_json(signature))
+        items, proven = state.counts()
+        logged = state.meta("record")
+        if logged is None:
+            at = (now or datetime.datetime.now(datetime.UTC)).isoformat(timespec="milliseconds")
+            record = {
+                "format": EXPORT_RECORD_FORMAT,
+                "selection": selection,
+                "source": source,
+                "items": items,
+                "production_sha256": digest,
+                "handed_to": handed_to,
+                "at": at,
+            }
+            logged = signed_log.append(store, signed_log.EXPORTS_ROOT, record, signer)
+            state.set_meta("record", logged)
         if as_zip:
-            files.files.close()
-        if partial.is_dir():
-            shutil.rmtree(partial)
-        else:
-            partial.unlink(missing_ok=True)
+            _pack(tree, work / PACKING)
+    finally:
+        state.close()
+    if out.is_dir():
+        out.rmdir()
+    (work / PACKING if as_zip else tree.root).rename(out)
+    shutil.rmtree(work)
+    return Produced(out, items, proven, logged, resumed)
+
+
+# --- the state ------------------------------------------------------------------
+
+
+class _State:
+    """An export's progress, in SQLite: kept through a kill (each step is
+    committed once its files are written), not through a lost machine."""
+
+    SCHEMA = """
+        CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE IF NOT EXISTS items (
+            n INTEGER PRIMARY KEY, key TEXT NOT NULL, version_id TEXT NOT NULL,
+            found TEXT NOT NULL, row TEXT, proof TEXT);
+        CREATE INDEX IF NOT EXISTS items_copy ON items (key, version_id);
+        CREATE TABLE IF NOT EXISTS files (
+            name TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS messages (
+            conversation TEXT NOT NULL, n INTEGER NOT NULL, message TEXT NOT NULL,
+            PRIMARY KEY (conversation, n));
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable through a kill
+        self.db.executescript(self.SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def meta(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    def list_items(self, found: Iterable[Found]) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM items")
+            self.db.executemany(
+                "INSERT INTO items (n, key, version_id, found) VALUES (?, ?, ?, ?)",
+                (
+                    (n, f.key, f.version_id, json.dumps(dataclasses.astuple(f)))
+                    for n, f in enumerate(found, start=1)
+                ),
+            )
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('listed', 'yes')")
+
+    def total(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM items").fetchone()[0])
+
+    def done_items(self) -> int:
+        return int(
+            self.db.execute("SELECT count(*) FROM items WHERE row IS NOT NULL").fetchone()[0]
+        )
+
+    def pending(self) -> Iterator[tuple[int, Found]]:
+        """The items whose files are still to write, in order."""
+        last = 0
+        while True:
+            batch = self.db.execute(
+                "SELECT n, found FROM items WHERE row IS NULL AND n > ? ORDER BY n LIMIT 500",
+                (last,),
+            ).fetchall()
+            if not batch:
+                return
+            for n, found in batch:
+                yield n, Found(*json.loads(found))
+            last = batch[-1][0]
+
+    def found(self) -> Iterator[Found]:
+        for (found,) in self.db.execute("SELECT found FROM items ORDER BY n"):
+            yield Found(*json.loads(found))
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Each item's row, in order, with its proof's path ("" when it has none)."""
+        for row, proof in self.db.execute("SELECT row, proof FROM items ORDER BY n"):
+            yield {**json.loads(row), "proof": proof or ""}
+
+    def file(self, name: str, sha256: str, size: int) -> None:
+        """Record a file written (committed with the step that wrote it)."""
+        self.db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?)", (name, sha256, size))
+
+    def files(self) -> Iterator[tuple[str, str, int]]:
+        yield from self.db.execute("SELECT name, sha256, size FROM files ORDER BY name")
+
+    def item_done(
+        self, n: int, row: dict[str, Any], message: tuple[str, dict[str, Any]] | None
+    ) -> None:
+        if message is not None:
+            self.db.execute(
+                "INSERT OR REPLACE INTO messages VALUES (?, ?, ?)",
+                (message[0], n, json.dumps(message[1])),
+            )
+        self.db.execute("UPDATE items SET row = ? WHERE n = ?", (json.dumps(row), n))
+        self.db.commit()
+
+    def conversations(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """Each conversation's messages, in order: one conversation in memory at a time."""
+        name: str | None = None
+        messages: list[dict[str, Any]] = []
+        for conversation, message in self.db.execute(
+            "SELECT conversation, message FROM messages ORDER BY conversation, n"
+        ):
+            if conversation != name and messages:
+                yield str(name), messages
+                messages = []
+            name = conversation
+            messages.append(json.loads(message))
+        if messages:
+            yield str(name), messages
+
+    def counts(self) -> tuple[int, int]:
+        items, proven = self.db.execute("SELECT count(*), count(proof) FROM items").fetchone()
+        return int(items), int(proven)
+
+    def by_channel(self) -> dict[str, int]:
+        counted: dict[str, int] = {}
+        for (found,) in self.db.execute("SELECT found FROM items"):
+            channel = Found(*json.loads(found)).channel
+            counted[channel] = counted.get(channel, 0) + 1
+        return dict(sorted(counted.items()))
+
+
+def _begin(work: Path, request: dict[str, Any], found: Iterable[Found], resume: bool) -> _State:
+    """The export's state: a new one that lists `found`, or the one a cut-short
+    export left (with `resume`, when it was begun for the same request)."""
+    state_path = work / STATE
+    if work.exists() and not resume:
+        raise ProductionError(
+            f"{work} holds an export that was cut short: rerun with --resume to finish "
+            "it, or remove it"
+        )
+    if work.exists() and state_path.exists():
+        state = _State(state_path)
+        begun = state.meta("request")
+        if begun is not None and json.loads(begun) != request:
+            state.close()
+            raise ProductionError(
+                f"{work} was begun for another selection or format: rerun it as it "
+                "was begun, or remove it"
+            )
+        if state.meta("listed") is not None:
+            return state
+        state.close()
+    if work.exists():
+        shutil.rmtree(work)  # cut short before its items were listed
+    (work / TREE).mkdir(parents=True)
+    state = _State(state_path)
+    try:
+        state.set_meta("request", json.dumps(request, sort_keys=True))
+        state.list_items(found)
+    except BaseException:
+        state.close()
+        shutil.rmtree(work)  # nothing was written yet: a refused search leaves nothing
         raise
-    partial.rename(out)
-    return Produced(out, len(rows), len(proven), logged)
+    return state
+
+
+# --- the files ------------------------------------------------------------------
+
+
+class _Tree:
+    """The production's files, each recorded in the state with its SHA-256."""
+
+    def __init__(self, root: Path, state: _State) -> None:
+        self.root = root
+        self.state = state
+
+    def add(self, name: str, data: bytes, sha256: str = "") -> None:
+        """Write a file; `sha256`, its digest when the caller has it already."""
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        self.state.file(name, sha256 or hashlib.sha256(data).hexdigest(), len(data))
+
+    @contextlib.contextmanager
+    def streamed(self, name: str) -> Iterator[Callable[[str], None]]:
+        """Write a file a piece at a time (text, as UTF-8)."""
+        digest = hashlib.sha256()
+        size = 0
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as out:
+
+            def write(text: str) -> None:
+                nonlocal size
+                data = text.encode()
+                out.write(data)
+                digest.update(data)
+                size += len(data)
+
+            yield write
+        self.state.file(name, digest.hexdigest(), size)
+
+    def intact(self, name: str, size: int) -> bool:
+        path = self.root / name
+        return path.is_file() and path.stat().st_size == size
+
+
+def _write_items(store: Store, tree: _Tree, state: _State, progress: Progress | None) -> None:
+    total = state.total()
+    done = state.done_items()
+    if done:
+        _redo_damaged(tree, state)
+        done = state.done_items()
+    if progress:
+        progress(done, total)
+    for n, item in state.pending():
+        row, message = _write_item(store, tree, item, f"MSG{n:06d}")
+        state.item_done(n, row, message)
+        done += 1
+        if progress:
+            progress(done, total)
+
+
+def _redo_damaged(tree: _Tree, state: _State) -> None:
+    """Mark an item to write again where a file it wrote is gone or cut short
+    (by a full disk, or a machine that stopped before the file reached it)."""
+    damaged = {
+        name.split("/")[1] for name, _, size in state.files()
+        if name.startswith("items/") and not tree.intact(name, size)
+    }  # fmt: skip
+    with state.db:
+        for control in damaged:
+            state.db.execute(
+                "UPDATE items SET row = NULL, proof = NULL WHERE n = ?", (int(control[3:]),)
+            )
 
 
 def _write_item(
-    store: Store,
-    files: _Hashed,
-    item: Found,
-    control: str,
-    conversations: dict[str, list[rsmf.Message]],
-) -> dict[str, Any]:
+    store: Store, tree: _Tree, item: Found, control: str
+) -> tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]:
+    """Write one item's files: its row, and its message of a conversation, if any."""
     stored = _stored(store, item)
     digest = hashlib.sha256(stored).hexdigest()
     if item.sha256 and digest != item.sha256:
@@ -240,17 +442,17 @@ def _write_item(
         "json": base + "copy.json",
         "text": base + "text.txt",
     }
-    files.add(paths["native"], stored, digest)
-    files.add(paths["json"], text.encode())
+    tree.add(paths["native"], stored, digest)
+    tree.add(paths["json"], text.encode())
     shown = renditions.rendition(item.channel)
-    files.add(paths["text"], shown.text(fields).encode())
+    tree.add(paths["text"], shown.text(fields).encode())
     if shown.mail:
         paths["eml"] = base + "message.eml"
-        files.add(paths["eml"], renditions.eml(fields))
+        tree.add(paths["eml"], renditions.eml(fields))
+    message = None
     if shown.conversation:
-        message = rsmf.Message(item.channel, fields, item.key)
-        name = rsmf.conversation_name(message)
-        conversations.setdefault(name, []).append(message)
+        name = rsmf.conversation_name(rsmf.Message(item.channel, fields, item.key))
+        message = (name, {"channel": item.channel, "fields": fields, "key": item.key})
         paths["rsmf"] = f"conversations/{name}"
     links = {
         name: path.removeprefix(base) if path.startswith(base) else f"../../{path}"
@@ -259,8 +461,8 @@ def _write_item(
     links["proof"] = "proof.json"
     page = renditions.item_page(control, item.channel, fields, links)
     paths["page"] = base + "page.html"
-    files.add(paths["page"], page.encode())
-    return {
+    tree.add(paths["page"], page.encode())
+    row = {
         "control": control,
         "channel": item.channel,
         "campaign_id": item.campaign_id,
@@ -276,6 +478,7 @@ def _write_item(
         "md5": hashlib.md5(stored, usedforsecurity=False).hexdigest(),
         "paths": paths,
     }
+    return row, message
 
 
 def _stored(store: Store, item: Found) -> bytes:
@@ -289,18 +492,24 @@ def _stored(store: Store, item: Found) -> bytes:
         ) from None
 
 
-def _write_proofs(
-    store: Store, files: _Hashed, manifests: dict[str, Path], controls: dict[tuple[str, str], str]
-) -> dict[str, str]:
-    """Each item's proof, from the first manifest part that lists it: control -> path."""
-    written: dict[str, str] = {}
+def _write_proofs(store: Store, tree: _Tree, state: _State, manifests: dict[str, Path]) -> None:
+    """Each item's proof, from the first manifest part that lists it."""
+    db = state.db
     for manifest_key, path in sorted(manifests.items()):
         entries = parquet.decode(path.read_bytes())
+        db.execute("CREATE TEMP TABLE IF NOT EXISTS part (i INTEGER, key TEXT, version_id TEXT)")
+        db.execute("DELETE FROM part")
+        db.executemany(
+            "INSERT INTO part VALUES (?, ?, ?)",
+            ((i, e.key, e.version_id) for i, e in enumerate(entries)),
+        )
         wanted = {
-            index: controls[entry.key, entry.version_id]
-            for index, entry in enumerate(entries)
-            if (entry.key, entry.version_id) in controls
-            and controls[entry.key, entry.version_id] not in written
+            int(i): int(n)
+            for i, n in db.execute(
+                "SELECT min(p.i), n.n FROM part p JOIN items n"
+                " ON n.key = p.key AND n.version_id = p.version_id"
+                " WHERE n.proof IS NULL GROUP BY n.n"
+            )
         }
         if not wanted:
             continue
@@ -308,52 +517,107 @@ def _write_proofs(
         head_key = f"{folder}/{name.replace('manifest', 'head', 1).removesuffix('.parquet')}.json"
         head = store.get(head_key).body
         for index, proof in sorted(proofs_in(entries, head_key, head, list(wanted)).items()):
-            name = f"items/{wanted[index]}/proof.json"
-            files.add(name, _json(proof))
-            written[wanted[index]] = name
-    return written
+            name = f"items/MSG{wanted[index]:06d}/proof.json"
+            tree.add(name, _json(proof))
+            db.execute("UPDATE items SET proof = ? WHERE n = ?", (name, wanted[index]))
+        db.commit()
+
+
+def _write_listings(
+    tree: _Tree,
+    state: _State,
+    selection: dict[str, Any],
+    source: str,
+    manifest_key: bytes | None,
+    cover: Cover | None,
+) -> Path:
+    """Everything that lists the items, streamed from the state; production.json last."""
+    for name, messages in state.conversations():
+        tree.add(
+            f"conversations/{name}",
+            rsmf.rsmf([rsmf.Message(m["channel"], m["fields"], m["key"]) for m in messages]),
+        )
+    if manifest_key is not None:
+        tree.add(MANIFEST_KEY, manifest_key)
+    with tree.streamed("loadfile.dat") as write:
+        write(_dat_line(LOAD_FILE_FIELDS))
+        for row in state.rows():
+            write(_dat_line(_load_file_values(row)))
+    with tree.streamed("loadfile.csv") as write:
+        write(_csv_line(LOAD_FILE_FIELDS))
+        for row in state.rows():
+            write(_csv_line(_load_file_values(row)))
+    items, proven = state.counts()
+    with tree.streamed("index.html") as write:
+        for part in _index(items, state.rows()):
+            write(part)
+    if cover is not None:
+        tree.add("cover.html", cover(state.found()).encode())
+    tree.add("README.txt", _readme(items, proven).encode())
+    path = tree.root / MANIFEST
+    with path.open("w", encoding="utf-8") as out:
+        for part in _manifest(state, selection, source):
+            out.write(part)
+    return path
+
+
+def _pack(tree: _Tree, path: Path) -> None:
+    """The finished tree as one zip: entries in name order, fixed times."""
+    names = [name for name, _, _ in tree.state.files()]
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in [*names, MANIFEST, SIGNATURE]:
+            entry = zipfile.ZipInfo(name, date_time=ZIP_TIME)
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            entry.create_system = 3  # Unix, so that the mode above means what it says
+            with (
+                (tree.root / name).open("rb") as source,
+                archive.open(entry, "w", force_zip64=True) as target,
+            ):
+                shutil.copyfileobj(source, target, _CHUNK)
 
 
 def _json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True, indent=1, ensure_ascii=False) + "\n").encode()
 
 
-def _manifest(
-    rows: list[dict[str, Any]], selection: dict[str, Any], source: str, sha256: dict[str, str]
-) -> bytes:
-    by_channel: dict[str, int] = {}
-    for row in rows:
-        by_channel[row["channel"]] = by_channel.get(row["channel"], 0) + 1
+def _manifest(state: _State, selection: dict[str, Any], source: str) -> Iterator[str]:
+    """production.json, a piece at a time: one item, then one file, a line."""
+    items, proven = state.counts()
     try:
         version = metadata.version("msgarchive")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    return _json(
-        {
-            "format": PRODUCTION_FORMAT,
-            "tool": f"msgarchive {version}",
-            "selection": selection,
-            "source": source,
-            "counts": {
-                "items": len(rows),
-                "proven": sum(1 for row in rows if row["proof"]),
-                "by_channel": by_channel,
-            },
-            "items": [
-                {
-                    "control": row["control"],
-                    "channel": row["channel"],
-                    "key": row["key"],
-                    "version_id": row["version_id"],
-                    "sha256": row["sha256"],
-                    "native": row["paths"]["native"],
-                    "proof": row["proof"],
-                }
-                for row in rows
-            ],
-            "files": dict(sorted(sha256.items())),
+
+    def value(data: Any) -> str:
+        return json.dumps(data, sort_keys=True, ensure_ascii=False)
+
+    yield "{\n"
+    counts = {"items": items, "proven": proven, "by_channel": state.by_channel()}
+    for name, data in (
+        ("format", PRODUCTION_FORMAT),
+        ("tool", f"msgarchive {version}"),
+        ("selection", selection),
+        ("source", source),
+        ("counts", counts),
+    ):
+        yield f" {value(name)}: {value(data)},\n"
+    yield ' "items": ['
+    for n, row in enumerate(state.rows()):
+        item = {
+            "control": row["control"],
+            "channel": row["channel"],
+            "key": row["key"],
+            "version_id": row["version_id"],
+            "sha256": row["sha256"],
+            "native": row["paths"]["native"],
+            "proof": row["proof"],
         }
-    )
+        yield ("\n  " if n == 0 else ",\n  ") + value(item)
+    yield '\n ],\n "files": {'
+    for n, (name, sha256, _) in enumerate(state.files()):
+        yield ("\n  " if n == 0 else ",\n  ") + f"{value(name)}: {value(sha256)}"
+    yield "\n }\n}\n"
 
 
 def _load_file_values(row: dict[str, Any]) -> list[str]:
@@ -364,45 +628,43 @@ def _load_file_values(row: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
 
 
-def _load_file_dat(rows: list[dict[str, Any]]) -> bytes:
-    def line(values: Iterable[str]) -> str:
-        return DAT_DELIMITER.join(
-            f"{DAT_QUOTE}{v.replace(DAT_QUOTE, '')}{DAT_QUOTE}" for v in values
-        )
-
-    lines = [line(LOAD_FILE_FIELDS), *(line(_load_file_values(row)) for row in rows)]
-    return ("\r\n".join(lines) + "\r\n").encode()
+def _dat_line(values: Iterable[str]) -> str:
+    return (
+        DAT_DELIMITER.join(f"{DAT_QUOTE}{v.replace(DAT_QUOTE, '')}{DAT_QUOTE}" for v in values)
+        + "\r\n"
+    )
 
 
-def _load_file_csv(rows: list[dict[str, Any]]) -> bytes:
+def _csv_line(values: Iterable[str]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(LOAD_FILE_FIELDS)
-    for row in rows:
-        writer.writerow(_load_file_values(row))
-    return out.getvalue().encode()
+    csv.writer(out, lineterminator="\r\n").writerow(values)
+    return out.getvalue()
 
 
-def _index(rows: list[dict[str, Any]]) -> str:
+def _index(items: int, rows: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """index.html, a row at a time."""
+    marker = "\x00rows\x00"
     head = "".join(
         f"<th>{h}</th>" for h in ("Control", "Channel", "Sent", "To", "Subject", "Campaign")
     )
-    body = "".join(
-        f'<tr><td><a href="{html.escape(row["paths"]["page"])}">{row["control"]}</a></td>'
-        + "".join(
-            f"<td>{html.escape(str(row[name]))}</td>"
-            for name in ("channel", "sent_time", "to", "subject", "campaign_name")
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return renditions.page(
+    before, after = renditions.page(
         "Production",
-        f"<h1>Production: {len(rows)} messages</h1>\n"
-        f"<table><tr>{head}</tr>{body}</table>\n"
+        f"<h1>Production: {items} messages</h1>\n"
+        f"<table><tr>{head}</tr>{marker}</table>\n"
         "<p>Each message's files are in its folder under items/; README.txt says how "
         "to check this production.</p>",
-    )
+    ).split(marker)
+    yield before
+    for row in rows:
+        yield (
+            f'<tr><td><a href="{html.escape(row["paths"]["page"])}">{row["control"]}</a></td>'
+            + "".join(
+                f"<td>{html.escape(str(row[name]))}</td>"
+                for name in ("channel", "sent_time", "to", "subject", "campaign_name")
+            )
+            + "</tr>\n"
+        )
+    yield after
 
 
 def _readme(items: int, proven: int) -> str:

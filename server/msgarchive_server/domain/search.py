@@ -210,15 +210,24 @@ class Search:
         token = _make_token(items[-1]) if more and items else ""
         return Page(items, token, self._used)
 
+    def prepare(self, query: SearchQuery) -> None:
+        """Check `query` and read the sources, so that a refusal comes now and
+        `manifests` is filled before the first copy is asked for."""
+        check(query)
+        if query.recipient:
+            recipient_hashes(query.recipient, query.channel)
+        self._connect()
+
     def all(self, query: SearchQuery) -> Iterator[Found]:
-        """Every copy the query selects, in order."""
-        after = ""
-        while True:
-            page = self.find(query, limit=1000, after=after)
-            yield from page.items
-            if not page.next_token:
-                return
-            after = page.next_token
+        """Every copy the query selects, in order: one query, read as it goes."""
+        check(query)
+        query = _narrowed(query)
+        result = self._connect().execute(SEARCH_SQL, _parameters(query, None))
+        while rows := result.fetchmany(1000):
+            for row in rows:
+                found = Found(*row)
+                if self._platform_agrees(found, query.platform):
+                    yield found
 
     def count(self, query: SearchQuery) -> list[tuple[str, str, int]]:
         """(channel, yyyy-mm of the sent time, copies), by channel and month."""

@@ -23,6 +23,7 @@ import html
 import string
 import tomllib
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,16 +72,20 @@ def _html(value: Any) -> str:
     return f"<p>{html.escape(str(value))}</p>"
 
 
-def cover(statements: dict[str, Any], found: list[Found]) -> str:
+def cover(statements: dict[str, Any], found: Iterable[Found]) -> str:
     """The cover page of a production of `found` for the person it is about."""
-    by_channel = Counter(item.channel for item in found)
-    times = sorted(item.sent_time for item in found)
+    by_channel: Counter[str] = Counter()
+    first = last = ""
+    for item in found:
+        by_channel[item.channel] += 1
+        first = min(first, item.sent_time) if first else item.sent_time
+        last = max(last, item.sent_time)
     values = {name: _html(statements[name]) for name in FIELDS}
     values |= {
-        "count": str(len(found)),
+        "count": str(by_channel.total()),
         "by_channel": _html([f"{channel}: {n}" for channel, n in sorted(by_channel.items())]),
-        "first": html.escape(times[0] if times else "-"),
-        "last": html.escape(times[-1] if times else "-"),
+        "first": html.escape(first or "-"),
+        "last": html.escape(last or "-"),
     }
     if statements.get("template"):
         try:

@@ -108,6 +108,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--zip", action="store_true", help="one zip, byte-identical when redone")
     export.add_argument(
+        "--resume", action="store_true",
+        help="finish an export that was cut short (OUT.partial), reading no copy it wrote",
+    )  # fmt: skip
+    export.add_argument(
         "--handed-to", metavar="WHO", help="who receives it, for the export log's record"
     )
     export.add_argument(

@@ -23,6 +23,8 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.accounts import new_api_key
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from msgarchive_server.domain.search import SearchQuery
     from msgarchive_server.stores import Store
 
@@ -408,13 +410,16 @@ def _filters(query: SearchQuery) -> dict[str, Any]:
 
 def export(args: argparse.Namespace) -> int:
     """Make a production of a search's copies; 0 when it is written."""
+    import functools
     import json
+    import sqlite3
 
     from msgarchive_server.domain import subject_access
     from msgarchive_server.domain.errors import InvalidLookup
     from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
     from msgarchive_server.domain.production import ProductionError, produce
-    from msgarchive_server.domain.search import Search
+    from msgarchive_server.domain.search import Found, Search
+    from msgarchive_server.process.progress import Bar
     from msgarchive_server.stores import StoreError
 
     try:
@@ -426,44 +431,66 @@ def export(args: argparse.Namespace) -> int:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
     searcher = Search(store, _cache_dir(args, url), args.source)
+    bar = Bar(sys.stderr, "copies")
     try:
-        found = [f for f in searcher.all(query) if keys is None or f.key in keys]
-        if keys is not None and len({f.key for f in found}) < len(keys):
-            missing = sorted(keys - {f.key for f in found})
-            raise ProductionError(f"{len(missing)} of the keys are not in the store: {missing[0]}")
+        searcher.prepare(query)
+        found: Iterable[Found] = searcher.all(query)
+        if keys is not None:
+            found = [f for f in found if f.key in keys]
+            if len({f.key for f in found}) < len(keys):
+                missing = sorted(keys - {f.key for f in found})
+                raise ProductionError(
+                    f"{len(missing)} of the keys are not in the store: {missing[0]}"
+                )
         selection = {"filters": _filters(query), "keys": sorted(keys) if keys else None}
-        cover = None
+        cover: Callable[[Iterable[Found]], str] | None = None
         if args.subject_access:
             if not query.recipient:
                 raise ProductionError("--subject-access needs --recipient: the person it is for")
-            cover = subject_access.cover(subject_access.load(Path(args.subject_access)), found)
+            statements = subject_access.load(Path(args.subject_access))
+            cover = functools.partial(subject_access.cover, statements)
         made = produce(
             store, found, Path(args.out), signer,
             selection=selection, source=searcher.source_used, manifests=searcher.manifests,
             manifest_key=manifest_key, as_zip=args.zip, handed_to=args.handed_to or "",
-            cover=cover,
+            cover=cover, resume=args.resume, progress=bar.update,
         )  # fmt: skip
     except StoreError as err:
-        # Reading a copy, or appending the export's record: nothing is left.
-        print(f"msgarchive: error: the store refused: {err}", file=sys.stderr)
+        bar.finish()
+        print(f"msgarchive: error: the store refused: {err}{_left(args)}", file=sys.stderr)
         return 2
     except (InvalidLookup, ProductionError, subject_access.CoverError) as err:
-        print(f"msgarchive: error: {getattr(err, 'message', err)}", file=sys.stderr)
+        bar.finish()
+        print(f"msgarchive: error: {getattr(err, 'message', err)}{_left(args)}", file=sys.stderr)
         return 2
-    except OSError as err:
-        print(f"msgarchive: error: writing {args.out}: {err.strerror or err}", file=sys.stderr)
+    except (OSError, sqlite3.Error) as err:
+        bar.finish()
+        why = getattr(err, "strerror", None) or err
+        print(f"msgarchive: error: writing {args.out}: {why}{_left(args)}", file=sys.stderr)
         return 2
     finally:
         searcher.close()
         store.close()
+    bar.finish()
+    resumed = f" (resumed: {made.resumed} were done)" if made.resumed else ""
     print(
-        f"produced {made.items} copies ({made.proven} with proofs) in {made.path}; "
+        f"produced {made.items} copies ({made.proven} with proofs) in {made.path}{resumed}; "
         f"recorded as {made.record}",
         file=sys.stderr,
     )
     audit = {"audit": "export", "account": account, "store": url, "out": str(made.path)}
     print(json.dumps({**audit, **selection, "count": made.items}), file=sys.stderr)
     return 0
+
+
+def _left(args: argparse.Namespace) -> str:
+    """What a failed export left, and how to go on from it: nothing, or its work."""
+    from msgarchive_server.domain.production import work_directory
+
+    work = work_directory(Path(args.out))
+    if not work.exists():
+        return ""
+    return f"; {work} holds what was done: rerun with --resume to finish it (it is no production)"
 
 
 def check_production(args: argparse.Namespace) -> int:
