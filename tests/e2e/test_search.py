@@ -15,6 +15,7 @@ from msgarchive import ArchiveClient
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
 from tests.accounts import accounts_file
+from tests.inventory import inventory, publish
 from tests.seaweed import SeaweedFS
 from tests.sidecar import SidecarProcess, manifest_key_pair, s3_sidecar
 
@@ -174,19 +175,58 @@ def test_the_source_is_the_manifests_when_there_are_any(
     assert all(len(str(row["sha256"])) == 64 for row in rows)
 
 
+def test_an_s3_inventory_report_is_searched_as_the_listing_is(
+    seaweed: SeaweedFS, bucket_with_manifests: Archived, tmp_path: Path
+) -> None:
+    archived = bucket_with_manifests
+    s3 = seaweed.client()
+    bucket = archived.store.removeprefix("s3://")
+    inventory(s3, bucket, tmp_path / "report.parquet")
+    report = publish(s3, bucket, seaweed.new_bucket(), tmp_path / "report.parquet")
+    by_inventory = ["--source=inventory", f"--inventory={report}"]
+    code, rows, err = search(archived, *by_inventory, f"--recipient={NUMBER}")
+    assert code == 0, err
+    assert json.loads(err.splitlines()[-1])["source"] == "inventory"
+    _, listed, _ = search(archived, "--source=listing", f"--recipient={NUMBER}")
+    assert (
+        keys_of(rows)
+        == keys_of(listed)
+        == {archived.keys[name] for name in ("sms", "sms-october", "whatsapp")}
+    )
+    assert all(row["version_id"] for row in rows)  # an inventory of all versions has them
+    _, rows, _ = search(archived, *by_inventory, "--campaign-id=c-october")
+    assert keys_of(rows) == {archived.keys["sms-october"]}
+    _, _, err = search(archived, f"--inventory={report}")  # auto: the manifests come first
+    assert json.loads(err.splitlines()[-1])["source"] == "manifests"
+    csv_report = report.replace("manifest.json", "csv/manifest.json")
+    destination, _, key = csv_report.removeprefix("s3://").partition("/")
+    s3.put_object(Bucket=destination, Key=key, Body=json.dumps({"fileFormat": "CSV", "files": []}))
+    code, _, err = search(archived, "--source=inventory", f"--inventory={csv_report}")
+    assert code == 2
+    assert "a CSV report; only Parquet ones are read" in err
+
+
 def test_held_copies_are_found_by_their_hold(bucket_with_manifests: Archived) -> None:
     archived = bucket_with_manifests
-    held = subprocess.run(
-        [sys.executable, "-m", "msgarchive_server", "hold", "on", archived.store,
-         "--campaign-id=c-october", "--reason=case 7", f"--signing-key={archived.env['KEY_FILE']}",
-         *archived.flags[1:]],
-        capture_output=True, text=True, env=archived.env, timeout=120, check=False,
-    )  # fmt: skip
-    assert held.returncode == 0, held.stderr
+
+    def hold(on_or_off: str) -> None:
+        held = subprocess.run(
+            [sys.executable, "-m", "msgarchive_server", "hold", on_or_off, archived.store,
+             "--campaign-id=c-october", "--reason=case 7",
+             f"--signing-key={archived.env['KEY_FILE']}", *archived.flags[1:]],
+            capture_output=True, text=True, env=archived.env, timeout=120, check=False,
+        )  # fmt: skip
+        assert held.returncode == 0, held.stderr
+
+    hold("on")
     _, rows, _ = search(archived, "--held")
     assert keys_of(rows) == {archived.keys["sms-october"]}
     _, rows, _ = search(archived, "--not-held", f"--recipient={NUMBER}")
     assert keys_of(rows) == {archived.keys["sms"], archived.keys["whatsapp"]}
+    hold("off")  # the last record that names a copy decides
+    assert search(archived, "--held")[1] == []
+    hold("on")
+    assert keys_of(search(archived, "--held")[1]) == {archived.keys["sms-october"]}
 
 
 @pytest.mark.parametrize(

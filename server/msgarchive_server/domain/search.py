@@ -11,13 +11,17 @@ in Athena or Trino) over one of two sources:
   (they are write-once, so a file already mirrored at its size is never read
   again) and read by DuckDB. Copies acknowledged since the last sealed hour are
   not in a manifest yet.
+- `inventory`: an S3 Inventory report of the bucket (Parquet, all versions),
+  read by DuckDB through `sql/inventory_copies.sql`: the keys give what the
+  listing's give, with versions; as old as the report.
 - `listing`: the store's own listing of `sent_messages/`, whose keys hold the
   channel, batch month, campaign, user hash and message id; the sent time is
   the store's write time (within milliseconds of `sent_at`, or whole seconds on
   S3), and there are no hashes or versions. Every key is listed: for a
   directory store or a small bucket.
 
-`auto` takes the manifests when the store has any, else the listing. Legal-hold
+`auto` takes the manifests when the store has any, else the inventory when
+one is given, else the listing. Legal-hold
 state is the hold log's (`_msgarchive/holds/`): a hold set on an object by
 other means is not seen. A search trusts what it reads; `msgarchive verify`
 checks the manifests' signatures and the store against them.
@@ -32,7 +36,7 @@ import datetime
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -59,12 +63,22 @@ from msgarchive_server.stores import NoSuchObject, Store, listed
 if TYPE_CHECKING:
     import duckdb
 
-SEARCH_SQL = resources.files("msgarchive_server.domain").joinpath("sql/search.sql").read_text()
+_SQL = resources.files("msgarchive_server.domain").joinpath("sql")
+SEARCH_SQL = _SQL.joinpath("search.sql").read_text()
+CURRENT_HOLDS_SQL = _SQL.joinpath("current_holds.sql").read_text()
+INVENTORY_COPIES_SQL = _SQL.joinpath("inventory_copies.sql").read_text()
 # Totals by channel and month of the sent time (DuckDB's date functions).
 _TOTALS = "SELECT channel, strftime(epoch_ms(sent_at), '%Y-%m') AS month, count(*)"
 COUNT_SQL = f"{_TOTALS} FROM ({SEARCH_SQL}) GROUP BY 1, 2 ORDER BY 1, 2"
-SOURCES = ("auto", "manifests", "listing")
-_HOLDS = pa.schema([("key", pa.string()), ("version_id", pa.string())])
+SOURCES = ("auto", "manifests", "inventory", "listing")
+_HOLD_COPIES = pa.schema(
+    [
+        ("sequence", pa.int64()),
+        ("action", pa.string()),
+        ("key", pa.string()),
+        ("version_id", pa.string()),
+    ]
+)
 MESSAGE_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -175,12 +189,18 @@ def platform_names() -> list[str]:
 class Search:
     """Searches one store (one account's, with --accounts)."""
 
-    def __init__(self, store: Store, cache: Path, source: str = "auto") -> None:
+    def __init__(
+        self, store: Store, cache: Path, source: str = "auto", inventory: list[Path] | None = None
+    ) -> None:
+        """`inventory`: the data files of an S3 Inventory report (`inventory_files`)."""
         self.store = store
         self.cache = cache
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+        if source == "inventory" and not inventory:
+            raise ValueError("--source inventory needs --inventory")
         self.source = source
+        self.inventory = inventory or []
         self._db: duckdb.DuckDBPyConnection | None = None
         self._used = ""
         # The manifests read, by their keys: where the cache holds each.
@@ -259,7 +279,7 @@ class Search:
         import duckdb
 
         db = duckdb.connect()
-        manifests = self._manifest_files() if self.source != "listing" else []
+        manifests = self._manifest_files() if self.source in ("auto", "manifests") else []
         if manifests or self.source == "manifests":
             self._used = "manifests"
             db.register(
@@ -268,10 +288,21 @@ class Search:
                 if manifests
                 else parquet.SCHEMA.empty_table(),
             )
+        elif self.inventory and self.source in ("auto", "inventory"):
+            self._used = "inventory"
+            paths = [str(p) for p in self.inventory]
+            db.register("inventory", pyarrow.dataset.dataset(paths, format="parquet"))
+            # The package's own query; the store's values are parameters.
+            copies = f"SELECT * EXCLUDE (prefix) FROM ({INVENTORY_COPIES_SQL})"  # noqa: S608
+            db.execute(
+                f"CREATE TABLE manifests AS {copies} WHERE prefix = ? AND bucket = ?",
+                [self.store.prefix, self.store.bucket],
+            )
         else:
             self._used = "listing"
             db.register("manifests", self._listing())
-        db.register("current_holds", self._holds())
+        db.register("hold_copies", self._hold_copies())
+        db.execute(f"CREATE VIEW current_holds AS {CURRENT_HOLDS_SQL}")
         self._db = db
         return db
 
@@ -317,19 +348,17 @@ class Search:
                 columns[name].append(value)
         return pa.Table.from_pydict(columns, schema=parquet.SCHEMA)
 
-    def _holds(self) -> pa.Table:
-        """(key, version_id) of every copy the hold log holds now."""
-        held: dict[tuple[str, str], None] = {}
+    def _hold_copies(self) -> pa.Table:
+        """One row for each copy each record of the hold log names."""
+        rows: dict[str, list[Any]] = {name: [] for name in _HOLD_COPIES.names}
         for item in listed(self.store, f"{self.store.prefix}{HOLDS_ROOT}/"):
             record = json.loads(self.store.get(item.key).body)
             for copy in record.get("copies", []):
-                where = (str(copy["key"]), str(copy["version_id"]))
-                if record.get("action") == "hold_on":
-                    held[where] = None
-                else:
-                    held.pop(where, None)
-        columns = {"key": [k for k, _ in held], "version_id": [v for _, v in held]}
-        return pa.table(columns, schema=_HOLDS)
+                rows["sequence"].append(int(record["sequence"]))
+                rows["action"].append(str(record.get("action", "")))
+                rows["key"].append(str(copy["key"]))
+                rows["version_id"].append(str(copy["version_id"]))
+        return pa.Table.from_pydict(rows, schema=_HOLD_COPIES)
 
     def _platform_agrees(self, found: Found, platform: str) -> bool:
         if not platform:
@@ -343,6 +372,43 @@ class Search:
             return False
         fields = json.loads(decompress(stored))
         return str(fields.get("platform", "")).lower() == platform.lower()
+
+
+def inventory_files(url: str, open_bucket: Callable[[str], Store], cache: Path) -> list[Path]:
+    """The data files of an S3 Inventory report, local: `url` is the report's
+    manifest.json on S3 (its files are mirrored into `cache`, each read once),
+    or a Parquet file or a folder of them. ValueError when it is neither, or
+    when the report is not Parquet."""
+    if not url.startswith("s3://"):
+        path = Path(url)
+        found = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        if not all(p.is_file() and p.suffix == ".parquet" for p in found) or not found:
+            raise ValueError(f"--inventory {url}: no Parquet files there")
+        return found
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    report = open_bucket(bucket)
+    try:
+        manifest = json.loads(report.get(key).body)
+    except NoSuchObject:
+        raise ValueError(f"--inventory {url}: no such report manifest") from None
+    finally:
+        report.close()
+    if str(manifest.get("fileFormat", "")).lower() != "parquet":
+        raise ValueError(
+            f"--inventory {url}: a {manifest.get('fileFormat')} report; only Parquet ones are read"
+        )
+    destination = str(manifest.get("destinationBucket", bucket)).removeprefix("arn:aws:s3:::")
+    files = open_bucket(destination)
+    paths = []
+    try:
+        for entry in manifest.get("files", []):
+            path = cache / "inventory" / str(entry["key"])
+            if not (path.exists() and path.stat().st_size == int(entry.get("size", -1))):
+                _write_atomically(path, files.get(str(entry["key"])).body)
+            paths.append(path)
+    finally:
+        files.close()
+    return paths
 
 
 def _narrowed(query: SearchQuery) -> SearchQuery:

@@ -242,8 +242,14 @@ def _search_filters(parser: argparse.ArgumentParser) -> None:
     held.add_argument("--not-held", dest="held", action="store_false",
                       help="not under a legal hold")  # fmt: skip
     parser.add_argument(
-        "--source", choices=("auto", "manifests", "listing"), default="auto",
-        help="manifests, the store's listing, or auto: manifests when there are any",
+        "--source", choices=("auto", "manifests", "inventory", "listing"), default="auto",
+        help="the signed manifests, an S3 Inventory report, the store's listing, or auto: "
+        "manifests when there are any, else the inventory when given, else the listing",
+    )  # fmt: skip
+    parser.add_argument(
+        "--inventory", metavar="URL",
+        help="an S3 Inventory report of the bucket (Parquet): its manifest.json as "
+        "s3://BUCKET/KEY, or a local Parquet file or folder",
     )  # fmt: skip
 
 

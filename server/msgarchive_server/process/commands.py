@@ -25,7 +25,7 @@ from msgarchive_server.domain.accounts import new_api_key
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from msgarchive_server.domain.search import SearchQuery
+    from msgarchive_server.domain.search import Search, SearchQuery
     from msgarchive_server.stores import Store
 
 
@@ -325,7 +325,6 @@ def search(args: argparse.Namespace) -> int:
     import json
 
     from msgarchive_server.domain.errors import InvalidLookup
-    from msgarchive_server.domain.search import Search
 
     try:
         if args.limit < 1:
@@ -334,7 +333,11 @@ def search(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
-    searcher = Search(store, _cache_dir(args, url), args.source)
+    try:
+        searcher = _searcher(args, url, store)
+    except (OSError, ValueError) as err:
+        print(f"msgarchive: error: {err}", file=sys.stderr)
+        return 2
     try:
         if args.count:
             totals = searcher.count(query)
@@ -418,7 +421,7 @@ def export(args: argparse.Namespace) -> int:
     from msgarchive_server.domain.errors import InvalidLookup
     from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
     from msgarchive_server.domain.production import ProductionError, produce
-    from msgarchive_server.domain.search import Found, Search
+    from msgarchive_server.domain.search import Found
     from msgarchive_server.process.progress import Bar
     from msgarchive_server.stores import StoreError
 
@@ -430,7 +433,11 @@ def export(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
-    searcher = Search(store, _cache_dir(args, url), args.source)
+    try:
+        searcher = _searcher(args, url, store)
+    except (OSError, ValueError) as err:
+        print(f"msgarchive: error: {err}", file=sys.stderr)
+        return 2
     bar = Bar(sys.stderr, "copies")
     try:
         searcher.prepare(query)
@@ -533,6 +540,20 @@ def _store_url_of(args: argparse.Namespace) -> tuple[str, str]:
     if args.account not in accounts.accounts:
         raise ValueError(f"--account {args.account!r} is not in {args.accounts}")
     return accounts.accounts[args.account].store, args.account
+
+
+def _searcher(args: argparse.Namespace, url: str, store: Store) -> Search:
+    """The search of `store` that --source and --inventory ask for."""
+    from msgarchive_server.domain.search import Search, inventory_files
+
+    cache = _cache_dir(args, url)
+    inventory = None
+    if args.inventory:
+        endpoint = args.s3_endpoint_url
+        inventory = inventory_files(
+            args.inventory, lambda bucket: _store_of(f"s3://{bucket}", endpoint), cache
+        )
+    return Search(store, cache, args.source, inventory)
 
 
 def _cache_dir(args: argparse.Namespace, url: str) -> Path:

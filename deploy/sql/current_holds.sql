@@ -1,0 +1,1 @@
+../../server/msgarchive_server/domain/sql/current_holds.sql

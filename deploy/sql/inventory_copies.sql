@@ -1,0 +1,1 @@
+../../server/msgarchive_server/domain/sql/inventory_copies.sql
