@@ -65,3 +65,45 @@ def test_a_query_names_each_bad_field() -> None:
 def test_the_shipped_sql_is_the_query_search_runs() -> None:
     assert (ROOT / "deploy" / "sql" / "search.sql").read_text() == SEARCH_SQL
     assert SEARCH_SQL.count("?") == 12
+
+
+def test_the_query_answers_a_copy_acknowledged_twice_once_and_holds_by_the_log() -> None:
+    import duckdb
+    import pyarrow as pa
+
+    from msgarchive.keys import archive_key
+    from msgarchive_server.domain.manifests import parquet
+    from msgarchive_server.domain.search import CURRENT_HOLDS_SQL, _parameters
+
+    person, other = user_hash("15555555555"), user_hash("15555550000")
+
+    def row(n: int, hashed: str, acknowledged_at: int) -> dict[str, object]:
+        message_id = f"{n:064x}"
+        key = archive_key("sms", "202409", "c-1", hashed, message_id)
+        return {
+            "bucket": "b", "key": key, "version_id": "v", "size": 1, "e_tag": "e",
+            "sha256": "0" * 64, "message_id": message_id, "channel": "sms", "campaign_id": "c-1",
+            "user_hash": hashed, "sent_at": 1000 + n, "object_lock_mode": "",
+            parquet.UNTIL: None, "acknowledged_at": acknowledged_at,
+        }  # fmt: skip
+
+    rows = [row(1, person, 5), row(1, person, 9), row(2, person, 6), row(3, other, 7)]
+    db = duckdb.connect()
+    db.register("manifests", pa.Table.from_pylist(rows, schema=parquet.SCHEMA))
+    held = [(1, "hold_on", rows[2]["key"], "v"), (2, "hold_off", rows[2]["key"], "v"),
+            (3, "hold_on", rows[0]["key"], "v")]  # fmt: skip
+    db.execute("CREATE TABLE hold_copies (sequence BIGINT, action VARCHAR, key VARCHAR, "
+               "version_id VARCHAR)")  # fmt: skip
+    db.executemany("INSERT INTO hold_copies VALUES (?, ?, ?, ?)", held)
+    db.execute(f"CREATE VIEW current_holds AS {CURRENT_HOLDS_SQL}")
+
+    def keys(query: SearchQuery, cursor: tuple[int, str] | None = None) -> list[tuple[str, bool]]:
+        found = db.execute(SEARCH_SQL, _parameters(query, cursor)).fetchall()
+        return [(r[4], r[10]) for r in found]
+
+    everyone = keys(SearchQuery())
+    assert everyone == [(rows[0]["key"], True), (rows[2]["key"], False), (rows[3]["key"], False)]
+    assert keys(SearchQuery(recipient="+1 555 555 5555")) == everyone[:2]
+    assert keys(SearchQuery(held=True)) == everyone[:1]
+    assert keys(SearchQuery(held=False)) == everyone[1:]
+    assert keys(SearchQuery(), cursor=(1001, str(rows[0]["key"]))) == everyone[1:]

@@ -278,18 +278,13 @@ class Search:
             return self._db
         import duckdb
 
-        db = duckdb.connect()
         manifests = self._manifest_files() if self.source in ("auto", "manifests") else []
         if manifests or self.source == "manifests":
             self._used = "manifests"
-            db.register(
-                "manifests",
-                pyarrow.dataset.dataset([str(p) for p in manifests], format="parquet")
-                if manifests
-                else parquet.SCHEMA.empty_table(),
-            )
+            db = self._manifest_table(manifests)
         elif self.inventory and self.source in ("auto", "inventory"):
             self._used = "inventory"
+            db = duckdb.connect()
             paths = [str(p) for p in self.inventory]
             db.register("inventory", pyarrow.dataset.dataset(paths, format="parquet"))
             # The package's own query; the store's values are parameters.
@@ -300,10 +295,51 @@ class Search:
             )
         else:
             self._used = "listing"
+            db = duckdb.connect()
             db.register("manifests", self._listing())
         db.register("hold_copies", self._hold_copies())
-        db.execute(f"CREATE VIEW current_holds AS {CURRENT_HOLDS_SQL}")
+        db.execute(f"CREATE OR REPLACE TEMP VIEW current_holds AS {CURRENT_HOLDS_SQL}")
         self._db = db
+        return db
+
+    def _manifest_table(self, files: list[Path]) -> duckdb.DuckDBPyConnection:
+        """The manifests' rows as one DuckDB table, kept in the cache beside the
+        files (`search.duckdb`): a manifest is loaded into it once, and a search
+        reads a table, not hundreds of files. A cache another search holds open
+        (DuckDB locks its file) is read from the files instead."""
+        import duckdb
+
+        paths = [str(p) for p in files]
+        try:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            db = duckdb.connect(str(self.cache / "search.duckdb"))
+        except duckdb.IOException:
+            db = duckdb.connect()
+            db.register(
+                "manifests",
+                pyarrow.dataset.dataset(paths, format="parquet")
+                if paths
+                else parquet.SCHEMA.empty_table(),
+            )
+            return db
+        sizes = {path: path.stat().st_size for path in files}
+        db.execute("CREATE TABLE IF NOT EXISTS loaded (path VARCHAR PRIMARY KEY, size BIGINT)")
+        loaded = dict(db.execute("SELECT path, size FROM loaded").fetchall())
+        if any(sizes.get(Path(path)) != size for path, size in loaded.items()):
+            # A manifest gone or changed (manifests are written once): start again.
+            db.execute("DROP TABLE IF EXISTS manifests")
+            db.execute("DELETE FROM loaded")
+            loaded = {}
+        db.register("empty_manifests", parquet.SCHEMA.empty_table())
+        db.execute("CREATE TABLE IF NOT EXISTS manifests AS SELECT * FROM empty_manifests")
+        new = [str(path) for path in files if str(path) not in loaded]
+        if new:
+            db.execute("BEGIN TRANSACTION")
+            db.execute("INSERT INTO manifests BY NAME SELECT * FROM read_parquet(?)", [new])
+            db.executemany(
+                "INSERT INTO loaded VALUES (?, ?)", [(path, sizes[Path(path)]) for path in new]
+            )
+            db.execute("COMMIT")
         return db
 
     def _manifest_files(self) -> list[Path]:

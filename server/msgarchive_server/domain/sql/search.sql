@@ -30,30 +30,37 @@ WITH params AS (
          CAST(? AS VARCHAR) AS after_key,
          CAST(? AS BOOLEAN) AS recipient_given
 ),
-rows AS (
-  SELECT m.*, row_number() OVER (
-           PARTITION BY m.key, m.version_id ORDER BY m.acknowledged_at
+selected AS (
+  SELECT m.*
+  FROM manifests m CROSS JOIN params p
+  WHERE (p.channel IS NULL OR m.channel = p.channel)
+    AND (p.campaign_id IS NULL OR m.campaign_id = p.campaign_id)
+    AND (p.message_id IS NULL OR m.message_id = p.message_id)
+    AND (p.recipient_given IS NULL OR NOT p.recipient_given
+         OR m.user_hash = p.hash1 OR m.user_hash = p.hash2 OR m.user_hash = p.hash3)
+    AND (p.sent_after IS NULL OR m.sent_at >= p.sent_after)
+    AND (p.sent_before IS NULL OR m.sent_at < p.sent_before)
+    AND (p.after_sent_at IS NULL OR m.sent_at > p.after_sent_at
+         OR (m.sent_at = p.after_sent_at AND m.key > p.after_key))
+),
+-- Every row of one copy has the same key, channel, campaign, hashes and sent
+-- time: the filters above keep all of them or none, so the duplicates are
+-- dropped after them, among the few rows selected.
+once AS (
+  SELECT s.*, row_number() OVER (
+           PARTITION BY s.key, s.version_id ORDER BY s.acknowledged_at
          ) AS nth
-  FROM manifests m
+  FROM selected s
 ),
 found AS (
-  SELECT r.sent_at, r.channel, r.campaign_id, r.message_id, r.key, r.version_id,
-         r.user_hash, r.sha256, r.size, r.bucket,
+  SELECT o.sent_at, o.channel, o.campaign_id, o.message_id, o.key, o.version_id,
+         o.user_hash, o.sha256, o.size, o.bucket,
          h.key IS NOT NULL AS held
-  FROM rows r
-  LEFT JOIN current_holds h ON h.key = r.key AND h.version_id = r.version_id
-  WHERE r.nth = 1
+  FROM once o
+  LEFT JOIN current_holds h ON h.key = o.key AND h.version_id = o.version_id
+  WHERE o.nth = 1
 )
 SELECT f.*
 FROM found f CROSS JOIN params p
-WHERE (p.channel IS NULL OR f.channel = p.channel)
-  AND (p.campaign_id IS NULL OR f.campaign_id = p.campaign_id)
-  AND (p.message_id IS NULL OR f.message_id = p.message_id)
-  AND (p.recipient_given IS NULL OR NOT p.recipient_given
-       OR f.user_hash = p.hash1 OR f.user_hash = p.hash2 OR f.user_hash = p.hash3)
-  AND (p.sent_after IS NULL OR f.sent_at >= p.sent_after)
-  AND (p.sent_before IS NULL OR f.sent_at < p.sent_before)
-  AND (p.held IS NULL OR f.held = p.held)
-  AND (p.after_sent_at IS NULL OR f.sent_at > p.after_sent_at
-       OR (f.sent_at = p.after_sent_at AND f.key > p.after_key))
+WHERE p.held IS NULL OR f.held = p.held
 ORDER BY f.sent_at, f.key
