@@ -6,13 +6,16 @@ real tmpfs that fills."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shlex
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +104,22 @@ def proxy(archive: Archive) -> FaultProxy:
     return archive.proxy
 
 
+def items_written(work: Path, count: int, timeout: float = 120.0) -> bool:
+    """Wait until the export's state records `count` items written."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.Error):
+            db = sqlite3.connect(f"file:{work / 'state.sqlite'}?mode=ro", uri=True)
+            try:
+                (done,) = db.execute("SELECT count(*) FROM items WHERE row IS NOT NULL").fetchone()
+            finally:
+                db.close()
+            if done >= count:
+                return bool(done == count)
+        time.sleep(0.05)
+    return False
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -119,7 +138,9 @@ def test_a_killed_export_resumes_to_the_same_bytes_reading_each_copy_once(
     )  # fmt: skip
     try:
         assert proxy.read_held.wait(120), "the export never reached its tenth copy"
-        os.kill(export.pid, signal.SIGKILL)  # the 10th copy is being read: 9 are written
+        # Every read from the tenth on is held: the export writes 9 items, then waits.
+        assert items_written(tmp_path / "cut.zip.partial", 9), "9 items were never written"
+        os.kill(export.pid, signal.SIGKILL)
         export.wait(60)
     finally:
         proxy.clear()

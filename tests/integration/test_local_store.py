@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from msgarchive_server.stores import ErrorKind, StoreError
+from msgarchive_server.stores import ErrorKind, NoSuchObject, StoreError
 from msgarchive_server.stores.local import LocalStore
 
 pytestmark = pytest.mark.integration
@@ -32,6 +32,16 @@ def test_put_writes_the_copy_at_its_key_and_nothing_else(tmp_path: Path) -> None
     assert result.etag == MD5.hex()
     assert (tmp_path / KEY).read_bytes() == BODY
     assert all_files(tmp_path) == [KEY]  # no temporary file is left behind
+
+
+def test_read_gives_the_bytes_of_the_one_version_a_directory_keeps(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put(KEY, BODY)
+    assert store.read(KEY) == BODY
+    with pytest.raises(NoSuchObject):
+        store.read(KEY, "v2")  # a directory keeps no other version
+    with pytest.raises(NoSuchObject):
+        store.read(KEY + ".missing")
 
 
 def test_file_and_every_new_directory_are_fsynced(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from msgarchive_server.stores import ErrorKind, StoreError
+from msgarchive_server.stores import ErrorKind, NoSuchObject, StoreError
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in
 
@@ -51,6 +51,33 @@ def test_a_versioned_bucket_reports_the_version_written(
     result = seaweed.store(bucket).put(KEY, BODY)
     assert result.version_id
     assert result.version_id == s3.head_object(Bucket=bucket, Key=KEY)["VersionId"]
+
+
+def test_read_gives_each_versions_bytes_and_no_such_object_for_what_is_not_there(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    store = seaweed.store(bucket)
+    first = store.put(KEY, BODY).version_id
+    second = s3.put_object(Bucket=bucket, Key=KEY, Body=b"a later version")["VersionId"]
+    assert store.read(KEY, first) == BODY
+    assert store.read(KEY, second) == store.read(KEY) == b"a later version"
+    with pytest.raises(NoSuchObject):
+        store.read(KEY + ".missing")
+    with pytest.raises(NoSuchObject):
+        store.read(KEY, "0" * 32)  # a version the key never had
+
+
+def test_a_read_the_store_refuses_is_a_store_error(seaweed: SeaweedFS, bucket: str) -> None:
+    seaweed.store(bucket).put(KEY, BODY)
+    proxy = FaultProxy(int(seaweed.endpoint.rsplit(":", 1)[1])).start()
+    try:
+        proxy.fault_reads(after=0, fault=Fault.ERROR_500)
+        with pytest.raises(StoreError) as raised:
+            seaweed.store(bucket, endpoint=proxy.endpoint).read(KEY)
+        assert raised.value.kind is ErrorKind.TRANSIENT
+    finally:
+        proxy.stop()
 
 
 def test_a_body_corrupted_on_the_way_is_refused(

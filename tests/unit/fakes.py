@@ -53,6 +53,9 @@ class FakeStore:
         etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
         return StoredObject(body, etag, "", self.stored_at.get(key, 0))
 
+    def read(self, key: str, version_id: str = "") -> bytes:
+        return self.get(key).body
+
     def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
         keys = sorted(k for k in self.objects if k.startswith(prefix) and k > start_after)
         items = [

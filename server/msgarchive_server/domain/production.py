@@ -39,6 +39,7 @@ needs the disk space twice over while it packs.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import csv
 import dataclasses
@@ -51,6 +52,7 @@ import shutil
 import sqlite3
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -61,7 +63,7 @@ from msgarchive_server.domain.manifests import parquet, signed_log
 from msgarchive_server.domain.manifests.prove import proofs_in
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.domain.search import Found
-from msgarchive_server.stores import Capability, NoSuchObject, Store, versioned
+from msgarchive_server.stores import NoSuchObject, Store
 
 PRODUCTION_FORMAT = "msgarchive.production.v1"
 SIGNATURE_FORMAT = "msgarchive.production-signature.v2"
@@ -83,6 +85,9 @@ TREE = "tree"
 STATE = "state.sqlite"
 PACKING = "production.zip"
 _CHUNK = 1 << 20
+# Copies read ahead of the one being written, and by how many threads.
+READ_AHEAD = 32
+READERS = 8
 
 
 def signed_message(manifest_sha256: str) -> bytes:
@@ -395,6 +400,9 @@ class _Tree:
 
 
 def _write_items(store: Store, tree: _Tree, state: _State, progress: Progress | None) -> None:
+    """Write every pending item's files, in order, while the next copies are
+    read: READ_AHEAD at most, by READERS threads (a copy's read is mostly a
+    wait on the store)."""
     total = state.total()
     done = state.done_items()
     if done:
@@ -402,12 +410,28 @@ def _write_items(store: Store, tree: _Tree, state: _State, progress: Progress | 
         done = state.done_items()
     if progress:
         progress(done, total)
-    for n, item in state.pending():
-        row, message = _write_item(store, tree, item, f"MSG{n:06d}")
-        state.item_done(n, row, message)
-        done += 1
-        if progress:
-            progress(done, total)
+    pending = state.pending()
+    with ThreadPoolExecutor(READERS, thread_name_prefix="export-read") as pool:
+        window: collections.deque[tuple[int, Found, Future[bytes]]] = collections.deque()
+
+        def read_ahead() -> None:
+            while len(window) < READ_AHEAD and (following := next(pending, None)) is not None:
+                n, item = following
+                window.append((n, item, pool.submit(_stored, store, item)))
+
+        try:
+            read_ahead()
+            while window:
+                n, item, reading = window.popleft()
+                row, message = _write_item(tree, item, f"MSG{n:06d}", reading.result())
+                state.item_done(n, row, message)
+                done += 1
+                if progress:
+                    progress(done, total)
+                read_ahead()
+        finally:
+            for _, _, reading in window:
+                reading.cancel()
 
 
 def _redo_damaged(tree: _Tree, state: _State) -> None:
@@ -425,10 +449,10 @@ def _redo_damaged(tree: _Tree, state: _State) -> None:
 
 
 def _write_item(
-    store: Store, tree: _Tree, item: Found, control: str
+    tree: _Tree, item: Found, control: str, stored: bytes
 ) -> tuple[dict[str, Any], tuple[str, dict[str, Any]] | None]:
-    """Write one item's files: its row, and its message of a conversation, if any."""
-    stored = _stored(store, item)
+    """Write one item's files from its `stored` bytes: its row, and its message
+    of a conversation, if any."""
     digest = hashlib.sha256(stored).hexdigest()
     if item.sha256 and digest != item.sha256:
         raise ProductionError(
@@ -483,9 +507,7 @@ def _write_item(
 
 def _stored(store: Store, item: Found) -> bytes:
     try:
-        if item.version_id and Capability.VERSIONS in store.capabilities:
-            return versioned(store, "export").get_version(item.key, item.version_id).body
-        return store.get(item.key).body
+        return store.read(item.key, item.version_id)
     except NoSuchObject:
         raise ProductionError(
             f"{item.key}: no such copy in the store (run msgarchive verify)"

@@ -188,6 +188,12 @@ class Store(Protocol):
         """The object under `key`. Raises `NoSuchObject` or `StoreError`."""
         ...
 
+    def read(self, key: str, version_id: str = "") -> bytes:
+        """The bytes of one version of `key` (the latest for ""), without the
+        metadata `get` gives: the path for reading many copies (an export).
+        Raises `NoSuchObject` or `StoreError`."""
+        ...
+
     def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
         """Up to `limit` objects whose keys start with `prefix` and sort after
         `start_after`, in key order, and whether more follow."""

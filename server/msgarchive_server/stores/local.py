@@ -73,6 +73,17 @@ class LocalStore:
         etag = hashlib.md5(body, usedforsecurity=False).hexdigest()
         return StoredObject(body, etag, "", stored_at)
 
+    def read(self, key: str, version_id: str = "") -> bytes:
+        """The file's bytes; a directory keeps one version, whose id is ""."""
+        if version_id:
+            raise NoSuchObject(key)
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NoSuchObject(key) from None
+        except OSError as err:
+            raise _store_error(err) from None
+
     def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> ListPage:
         # Keys sort as strings, which a walk of sorted directory names does not
         # give ("a-b/" sorts before "a/"): gather, then sort.
