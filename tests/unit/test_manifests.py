@@ -24,7 +24,7 @@ from msgarchive_server.domain.manifests import merkle, parquet
 from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.heads import Ed25519FileSigner, verify
 from msgarchive_server.domain.manifests.journal import Journal, Sealed
-from msgarchive_server.domain.manifests.sealer import SealConflict, Sealer, hour_keys
+from msgarchive_server.domain.manifests.sealer import SealConflict, Sealer, hour_keys, part_name
 from tests import samples
 from tests.unit.fakes import FakeStore
 
@@ -263,6 +263,7 @@ def test_a_restart_within_the_hour_seals_a_second_part_of_it(tmp_path: Path) -> 
     clock.ms = H0_MS + HOUR_MS + 3 * 60_000
     third = sealer(tmp_path, store, clock, key)
     assert third.seal_due() == []
+    assert third.journal.sealed == Sealed(H0, 2, open=False)  # over, with its two parts
     clock.ms += HOUR_MS
     assert third.seal_due() == [H0 + datetime.timedelta(hours=1)]
     _, next_head = hour_keys("", "pod-1", H0 + datetime.timedelta(hours=1))
@@ -385,3 +386,94 @@ def test_a_head_checks_as_the_readme_describes_it(tmp_path: Path) -> None:
     (only,) = parquet.decode(store.objects[base + "manifest.parquet"])
     leaf = hashlib.sha256(b"\0" + canonical_json(only.as_dict())).hexdigest()
     assert head["merkle_root"] == leaf  # one row: the root is its leaf hash
+
+
+def test_an_hour_is_due_once_its_grace_has_passed_not_a_millisecond_before(
+    tmp_path: Path,
+) -> None:
+    store, clock, key = FakeStore(), Clock(H0_MS), Ed25519PrivateKey.generate()
+    seal = sealer(tmp_path, store, clock, key)
+    seal.journal.append(entry(1, H0_MS + 1))
+    clock.ms = H0_MS + HOUR_MS + 2 * 60_000 - 1  # the grace is two minutes
+    assert seal.seal_due() == []
+    clock.ms += 1
+    assert seal.seal_due() == [H0]
+
+
+def test_a_manifest_key_that_holds_other_bytes_is_a_conflict_the_same_bytes_are_not(
+    tmp_path: Path,
+) -> None:
+    store, clock, key = FakeStore(), Clock(H0_MS), Ed25519PrivateKey.generate()
+    seal = sealer(tmp_path, store, clock, key)
+    seal.journal.append(entry(1, H0_MS + 1))
+    clock.ms = H0_MS + HOUR_MS + 3 * 60_000
+    manifest_key, head_key = hour_keys("", "pod-1", H0)
+    ours = parquet.encode([entry(1, H0_MS + 1)])
+    for other in (ours[:-1] + b"\x00", b"", ours + b"\x00"):  # after, before, longer
+        store.objects[manifest_key] = other
+        with pytest.raises(SealConflict):
+            seal.seal_due()
+        assert head_key not in store.objects
+    store.objects[manifest_key] = ours  # what a crash after the manifest's write left
+    assert seal.seal_due() == [H0]
+    assert verify(store.objects[head_key], key.public_key()) is not None
+
+
+def test_a_head_of_ours_for_another_manifest_is_not_adopted(tmp_path: Path) -> None:
+    store, clock, key = FakeStore(), Clock(H0_MS), Ed25519PrivateKey.generate()
+    seal = sealer(tmp_path, store, clock, key)
+    seal.journal.append(entry(1, H0_MS + 1))
+    clock.ms = H0_MS + HOUR_MS + 3 * 60_000
+    _, head_key = hour_keys("", "pod-1", H0)
+    signer = Ed25519FileSigner(key)
+    store.objects[head_key] = json.dumps(
+        {"public_key_sha256": signer.public_key_sha256, "manifest": {"sha256": "0" * 64}}
+    ).encode()
+    with pytest.raises(SealConflict):
+        seal.seal_due()
+
+
+def test_the_background_sealer_seals_at_once_survives_a_failure_and_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, clock, key = FakeStore(), Clock(H0_MS), Ed25519PrivateKey.generate()
+    seal = sealer(tmp_path, store, clock, key)
+    seal.journal.append(entry(1, H0_MS + 1))
+    clock.ms = H0_MS + HOUR_MS + 3 * 60_000
+    calls: queue.Queue[str] = queue.Queue()
+    real = seal.seal_due
+    failures = [OSError(errno.EIO, "I/O error"), RuntimeError("a bug")]
+
+    def seal_due() -> list[datetime.datetime]:
+        if failures:
+            calls.put("failed")
+            raise failures.pop(0)
+        calls.put("sealed")
+        return real()
+
+    monkeypatch.setattr(seal, "seal_due", seal_due)
+    seal.start(interval=0.01)
+    try:
+        assert [calls.get(timeout=60) for _ in range(3)] == ["failed", "failed", "sealed"]
+    finally:
+        seal.stop()
+    assert seal._thread is not None
+    assert not seal._thread.is_alive()
+    assert hour_keys("", "pod-1", H0)[1] in store.objects
+
+
+@pytest.mark.parametrize(
+    ("name", "named"),
+    [
+        ("manifest.parquet", ("manifest", 1)),
+        ("head.json", ("head", 1)),
+        ("manifest.2.parquet", ("manifest", 2)),
+        ("head.12.json", ("head", 12)),
+        ("manifest.1.parquet", None),  # the first part has no number
+        ("head.02.json", None),
+        ("chain.json", None),
+        ("manifest.parquet.tmp", None),
+    ],
+)
+def test_a_part_is_named_as_the_sealer_names_it(name: str, named: tuple[str, int] | None) -> None:
+    assert part_name(name) == named
