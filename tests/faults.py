@@ -90,6 +90,7 @@ class FaultProxy:
         self.release = threading.Event()  # lets every HOLD write through
         self.written_paths: list[str] = []  # each write's request path, in order
         self.copy_reads = 0
+        self.copies_read: list[str] = []  # the paths of the reads of copies let through
         self.read_held = threading.Event()
         self._read_rule: tuple[int, Fault] | None = None
         self._queue: list[Fault] = []
@@ -131,6 +132,7 @@ class FaultProxy:
         with self._lock:
             self.copy_reads += 1
             if self._read_rule is None or self.copy_reads <= self._read_rule[0]:
+                self.copies_read.append(path)
                 return None
             fault = self._read_rule[1]
             self.applied[fault] += 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from msgarchive.proofs import ProofError, check_proof
+from msgarchive.proofs import ProofChecker, ProofError
 
 MANIFEST = "production.json"
 SIGNATURE = "production.sig"
@@ -135,8 +135,12 @@ def _check(
         return [*found, Finding("malformed", MANIFEST, str(err))]
     digests = {name: production.sha256(name) for name in sorted(names)}
     found += _compare(digests, listed)
+    try:
+        proofs = ProofChecker(manifest_key_pem)
+    except ProofError as err:
+        raise ProductionUnreadable(f"the manifest key: {err}") from None
     for item in items:
-        found += _check_item(item, production, digests, manifest_key_pem)
+        found += _check_item(item, production, digests, proofs)
     return found
 
 
@@ -151,7 +155,7 @@ def _compare(digests: dict[str, str], listed: dict[str, str]) -> Iterator[Findin
 
 
 def _check_item(
-    item: dict[str, Any], production: _Production, digests: dict[str, str], key: bytes
+    item: dict[str, Any], production: _Production, digests: dict[str, str], proofs: ProofChecker
 ) -> Iterator[Finding]:
     control = str(item.get("control", "?"))
     native = digests.get(str(item.get("native", "")))
@@ -165,7 +169,7 @@ def _check_item(
         return  # already named as removed
     try:
         proof = json.loads(production.read(proof_path))
-        proven_key = check_proof(proof, key)
+        proven_key = proofs.check(proof)
         leaf = json.loads(proof["leaf"])
     except ProofError as err:
         yield Finding("proof", control, str(err))

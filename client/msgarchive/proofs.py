@@ -68,31 +68,52 @@ def check_proof(proof: dict[str, Any], public_key_pem: bytes) -> str:
 
     Needs the `cryptography` package (`pip install 'msgarchive[proofs]'`).
     """
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    return ProofChecker(public_key_pem).check(proof)
 
-    public_key = serialization.load_pem_public_key(public_key_pem)
-    if not isinstance(public_key, Ed25519PublicKey):
-        raise ProofError("the public key is not an Ed25519 key")
-    try:
-        head = dict(proof["head"])
-        signature = base64.b64decode(head.pop("signature"), validate=True)
-        leaf, index, size = str(proof["leaf"]).encode(), int(proof["index"]), int(proof["size"])
-        path = [bytes.fromhex(h) for h in proof["path"]]
-        root = bytes.fromhex(head["merkle_root"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise ProofError(f"the proof is malformed: {err}") from None
-    try:
-        public_key.verify(signature, _canonical(head))
-    except InvalidSignature:
-        raise ProofError("the head's signature does not verify under the public key") from None
-    if head.get("count") != size:
-        raise ProofError("the proof's tree size is not the head's count")
-    if not included(leaf, index, size, path, root):
-        raise ProofError("the audit path does not lead from the entry to the head's root")
-    key: str = json.loads(leaf)["key"]
-    return key
+
+class ProofChecker:
+    """Checks many proofs under one public key: the key is loaded once, and a
+    head's signature checked once however many proofs lead to it (the proofs
+    of one hour's copies share its head)."""
+
+    def __init__(self, public_key_pem: bytes) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        public_key = serialization.load_pem_public_key(public_key_pem)
+        if not isinstance(public_key, Ed25519PublicKey):
+            raise ProofError("the public key is not an Ed25519 key")
+        self.public_key = public_key
+        self._verified: set[tuple[bytes, bytes]] = set()  # (signed bytes, signature)
+
+    def check(self, proof: dict[str, Any]) -> str:
+        """The key of the copy `proof` proves; ProofError saying what fails."""
+        from cryptography.exceptions import InvalidSignature
+
+        try:
+            head = dict(proof["head"])
+            signature = base64.b64decode(head.pop("signature"), validate=True)
+            leaf, index = str(proof["leaf"]).encode(), int(proof["index"])
+            size = int(proof["size"])
+            path = [bytes.fromhex(h) for h in proof["path"]]
+            root = bytes.fromhex(head["merkle_root"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ProofError(f"the proof is malformed: {err}") from None
+        signed = _canonical(head)
+        if (signed, signature) not in self._verified:
+            try:
+                self.public_key.verify(signature, signed)
+            except InvalidSignature:
+                raise ProofError(
+                    "the head's signature does not verify under the public key"
+                ) from None
+            self._verified.add((signed, signature))
+        if head.get("count") != size:
+            raise ProofError("the proof's tree size is not the head's count")
+        if not included(leaf, index, size, path, root):
+            raise ProofError("the audit path does not lead from the entry to the head's root")
+        key: str = json.loads(leaf)["key"]
+        return key
 
 
 class ProofError(Exception):
