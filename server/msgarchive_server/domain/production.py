@@ -369,10 +369,14 @@ class _Tree:
         self.state = state
 
     def add(self, name: str, data: bytes, sha256: str = "") -> None:
-        """Write a file; `sha256`, its digest when the caller has it already."""
+        """Write a file (its folder made already, or made now); `sha256`, its
+        digest when the caller has it already."""
         path = self.root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        try:
+            path.write_bytes(data)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
         self.state.file(name, sha256 or hashlib.sha256(data).hexdigest(), len(data))
 
     @contextlib.contextmanager
