@@ -24,13 +24,14 @@ help:
 	@echo "make protos        regenerate client/msgarchive/v1 from protos/"
 	@echo "make check-protos  fail if regenerating changes anything"
 	@echo "make check-alerts  promtool: check the Prometheus rules and run their unit tests"
-	@echo "make bench         the sidecar against direct boto3 puts, interleaved rounds (BENCH_ARGS=...)"
+	@echo "make bench         the sidecar against direct boto3 puts, interleaved rounds (BENCH_ARGS=...);"
+	@echo "                   then search, export and check-production at scale (PRODUCTIONS_ARGS=...)"
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[server,search,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[server,search,console,dev]'
 	touch $@
 
 $(BUF): package.json package-lock.json
@@ -73,6 +74,7 @@ test: tools lint check-protos check-alerts
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.productions $(PRODUCTIONS_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

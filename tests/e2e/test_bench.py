@@ -46,3 +46,26 @@ def test_the_benchmark_runs_and_loses_nothing() -> None:
     ):
         assert f"- {target}" in done.stdout
     assert "Every message of every run was acknowledged and is in the store." in done.stdout
+
+
+def test_the_productions_benchmark_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.productions", "--rows", "2000", "--copies", "50",
+         "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for row in (
+        "| recipient |",
+        "| campaign count |",
+        "| msgarchive export (a process) |",
+        "| msgarchive check-production (a process) |",
+    ):
+        assert row in done.stdout
+    for target in ("recipient query p50", "campaign count p50", "export", "check-production",
+                   "export peak RSS"):  # fmt: skip
+        assert f"- {target} " in done.stdout
