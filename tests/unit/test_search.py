@@ -12,8 +12,10 @@ from msgarchive_server.domain.search import (
     SEARCH_SQL,
     SearchQuery,
     check,
+    instant_ms,
     platform_names,
     recipient_hashes,
+    recorded_filters,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,3 +109,26 @@ def test_the_query_answers_a_copy_acknowledged_twice_once_and_holds_by_the_log()
     assert keys(SearchQuery(held=True)) == everyone[:1]
     assert keys(SearchQuery(held=False)) == everyone[1:]
     assert keys(SearchQuery(), cursor=(1001, str(rows[0]["key"]))) == everyone[1:]
+
+
+def test_recorded_filters_keep_every_filter_given_and_never_the_recipient_as_written() -> None:
+    query = SearchQuery(
+        recipient="Jane.Doe@Example.com", channel="email", campaign_id="c-1",
+        sent_after_ms=5, message_id="m", held=False,
+    )  # fmt: skip
+    recorded = recorded_filters(query)
+    assert recorded == {
+        "campaign_id": "c-1", "channel": "email", "sent_after_ms": 5, "message_id": "m",
+        "held": False, "recipient_user_hashes": [user_hash("jane.doe@example.com")],
+    }  # fmt: skip
+    assert "jane" not in repr(recorded).lower()
+    assert recorded_filters(SearchQuery()) == {}
+    assert recorded_filters(SearchQuery(held=True)) == {"held": True}
+
+
+def test_an_instant_is_a_date_or_an_iso_time_in_utc_unless_it_says_otherwise() -> None:
+    assert instant_ms("2026-11-01", "--since") == 1793491200000
+    assert instant_ms("2026-11-01T01:00:00+01:00", "--since") == 1793491200000
+    assert instant_ms("", "--since") == 0
+    with pytest.raises(ValueError, match="--until 'soon'"):
+        instant_ms("soon", "--until")

@@ -503,3 +503,41 @@ def _read_token(token: str) -> tuple[int, str]:
     ):
         raise InvalidLookup([FieldViolation("after", "is not a token a search handed out")])
     return data[0], data[1]
+
+
+def recorded_filters(query: SearchQuery) -> dict[str, Any]:
+    """A query as an audit line or a production records it: the filters given,
+    the person as the key files them (their user hashes), never as written."""
+    filters: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("campaign_id", query.campaign_id),
+            ("channel", query.channel),
+            ("platform", query.platform),
+            ("sent_after_ms", query.sent_after_ms),
+            ("sent_before_ms", query.sent_before_ms),
+            ("message_id", query.message_id),
+        )
+        if value
+    }
+    if query.held is not None:
+        filters["held"] = query.held
+    if query.recipient:
+        filters["recipient_user_hashes"] = recipient_hashes(query.recipient, query.channel)
+    return filters
+
+
+def instant_ms(text: str | None, name: str) -> int:
+    """Epoch milliseconds of a date (midnight UTC) or an ISO 8601 time (UTC if
+    bare); 0 for none. ValueError naming `name` (the flag or field) otherwise."""
+    if not text or not text.strip():
+        return 0
+    try:
+        instant = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{name} {text!r}: expected a date (2026-11-01) or ISO 8601 time"
+        ) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=datetime.UTC)
+    return int(instant.timestamp() * 1000)

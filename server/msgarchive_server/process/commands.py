@@ -325,6 +325,7 @@ def search(args: argparse.Namespace) -> int:
     import json
 
     from msgarchive_server.domain.errors import InvalidLookup
+    from msgarchive_server.domain.search import recorded_filters
 
     try:
         if args.limit < 1:
@@ -360,7 +361,8 @@ def search(args: argparse.Namespace) -> int:
     finally:
         searcher.close()
         store.close()
-    audit = {"audit": "search", "account": account, "store": url, "filters": _filters(query)}
+    filters = recorded_filters(query)
+    audit = {"audit": "search", "account": account, "store": url, "filters": filters}
     print(json.dumps({**audit, "source": searcher.source_used, "count": count}), file=sys.stderr)
     return 0
 
@@ -374,41 +376,18 @@ def _search_target(args: argparse.Namespace) -> tuple[str, str, SearchQuery, Sto
 
 
 def _query_of(args: argparse.Namespace) -> SearchQuery:
-    from msgarchive_server.domain.search import SearchQuery
+    from msgarchive_server.domain.search import SearchQuery, instant_ms
 
     return SearchQuery(
         recipient=args.recipient or "",
         channel=args.channel or "",
         campaign_id=args.campaign_id or "",
         platform=args.platform or "",
-        sent_after_ms=_instant_ms(args.since, "--since"),
-        sent_before_ms=_instant_ms(args.until, "--until"),
+        sent_after_ms=instant_ms(args.since, "--since"),
+        sent_before_ms=instant_ms(args.until, "--until"),
         message_id=args.message_id or "",
         held=args.held,
     )
-
-
-def _filters(query: SearchQuery) -> dict[str, Any]:
-    """A query as an audit line or a production records it: the person as the
-    key files them (their user hashes), never as written."""
-    from msgarchive_server.domain.search import recipient_hashes
-
-    filters: dict[str, Any] = {
-        name: value
-        for name, value in (
-            ("campaign_id", query.campaign_id),
-            ("channel", query.channel),
-            ("platform", query.platform),
-            ("sent_after_ms", query.sent_after_ms),
-            ("sent_before_ms", query.sent_before_ms),
-            ("message_id", query.message_id),
-            ("held", query.held),
-        )
-        if value not in ("", 0, None)
-    }
-    if query.recipient:
-        filters["recipient_user_hashes"] = recipient_hashes(query.recipient, query.channel)
-    return filters
 
 
 def export(args: argparse.Namespace) -> int:
@@ -421,7 +400,7 @@ def export(args: argparse.Namespace) -> int:
     from msgarchive_server.domain.errors import InvalidLookup
     from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
     from msgarchive_server.domain.production import ProductionError, produce
-    from msgarchive_server.domain.search import Found
+    from msgarchive_server.domain.search import Found, recorded_filters
     from msgarchive_server.process.progress import Bar
     from msgarchive_server.stores import StoreError
 
@@ -449,7 +428,7 @@ def export(args: argparse.Namespace) -> int:
                 raise ProductionError(
                     f"{len(missing)} of the keys are not in the store: {missing[0]}"
                 )
-        selection = {"filters": _filters(query), "keys": sorted(keys) if keys else None}
+        selection = {"filters": recorded_filters(query), "keys": sorted(keys) if keys else None}
         cover: Callable[[Iterable[Found]], str] | None = None
         if args.subject_access:
             if not query.recipient:
@@ -566,23 +545,6 @@ def _cache_dir(args: argparse.Namespace, url: str) -> Path:
         base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
         root = Path(base) / "msgarchive"
     return root / hashlib.sha256(url.encode()).hexdigest()[:16]
-
-
-def _instant_ms(text: str | None, flag: str) -> int:
-    """Epoch milliseconds of a date (midnight UTC) or an ISO 8601 time (UTC if bare)."""
-    import datetime
-
-    if not text:
-        return 0
-    try:
-        instant = datetime.datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"{flag} {text!r}: expected a date (2026-11-01) or ISO 8601 time"
-        ) from None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=datetime.UTC)
-    return int(instant.timestamp() * 1000)
 
 
 def _print_table(rows: list[dict[str, Any]]) -> None:
