@@ -59,8 +59,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from msgarchive_server.domain import renditions, rsmf
-from msgarchive_server.domain.manifests import parquet, signed_log
-from msgarchive_server.domain.manifests.prove import proofs_in
+from msgarchive_server.domain.manifests import merkle, parquet, signed_log
+from msgarchive_server.domain.manifests.prove import proof_of
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.domain.search import Found
 from msgarchive_server.stores import NoSuchObject, Store
@@ -519,16 +519,23 @@ def _stored(store: Store, item: Found) -> bytes:
 
 
 def _write_proofs(store: Store, tree: _Tree, state: _State, manifests: dict[str, Path]) -> None:
-    """Each item's proof, from the first manifest part that lists it."""
+    """Each item's proof, from the first manifest part that lists it. A part is
+    read twice, a batch of rows at a time: once for its tree (the leaves'
+    hashes only) and which of its entries are items, once for their proofs;
+    memory holds the part's leaf hashes, never all its entries."""
     db = state.db
     for manifest_key, path in sorted(manifests.items()):
-        entries = parquet.decode(path.read_bytes())
         db.execute("CREATE TEMP TABLE IF NOT EXISTS part (i INTEGER, key TEXT, version_id TEXT)")
         db.execute("DELETE FROM part")
-        db.executemany(
-            "INSERT INTO part VALUES (?, ?, ?)",
-            ((i, e.key, e.version_id) for i, e in enumerate(entries)),
-        )
+        hashes: list[bytes] = []
+        rows = []
+        for i, entry in enumerate(parquet.entries_of(path)):
+            hashes.append(merkle.leaf_hash(entry.leaf()))
+            rows.append((i, entry.key, entry.version_id))
+            if len(rows) == 8192:
+                db.executemany("INSERT INTO part VALUES (?, ?, ?)", rows)
+                rows.clear()
+        db.executemany("INSERT INTO part VALUES (?, ?, ?)", rows)
         wanted = {
             int(i): int(n)
             for i, n in db.execute(
@@ -541,11 +548,15 @@ def _write_proofs(store: Store, tree: _Tree, state: _State, manifests: dict[str,
             continue
         folder, _, name = manifest_key.rpartition("/")
         head_key = f"{folder}/{name.replace('manifest', 'head', 1).removesuffix('.parquet')}.json"
-        head = store.get(head_key).body
-        for index, proof in sorted(proofs_in(entries, head_key, head, list(wanted)).items()):
-            name = f"items/MSG{wanted[index]:06d}/proof.json"
-            tree.add(name, _json(proof))
-            db.execute("UPDATE items SET proof = ? WHERE n = ?", (name, wanted[index]))
+        head = json.loads(store.get(head_key).body)
+        part = merkle.Tree(hashes)
+        for index, entry in enumerate(parquet.entries_of(path)):
+            control = wanted.get(index)
+            if control is None:
+                continue
+            name = f"items/MSG{control:06d}/proof.json"
+            tree.add(name, _json(proof_of(part, index, entry.leaf(), head_key, head)))
+            db.execute("UPDATE items SET proof = ? WHERE n = ?", (name, control))
         db.commit()
 
 

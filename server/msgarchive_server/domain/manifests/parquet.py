@@ -8,6 +8,8 @@ kept without retention. The other times are epoch milliseconds.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,7 +49,18 @@ def encode(entries: list[ManifestEntry]) -> bytes:
 
 
 def decode(data: bytes) -> list[ManifestEntry]:
-    table = pq.read_table(io.BytesIO(data))
+    return _entries(pq.read_table(io.BytesIO(data)))
+
+
+def entries_of(path: Path, batch_rows: int = 8192) -> Iterator[ManifestEntry]:
+    """A manifest file's entries in order, read a batch of rows at a time (an
+    hour's manifest can hold a hundred thousand)."""
+    with pq.ParquetFile(path) as manifest:
+        for batch in manifest.iter_batches(batch_size=batch_rows):
+            yield from _entries(pa.Table.from_batches([batch]))
+
+
+def _entries(table: pa.Table) -> list[ManifestEntry]:
     until = table.column(UNTIL).cast(pa.int64()).to_pylist()
     rows = table.drop_columns([UNTIL]).to_pylist()
     return [
