@@ -15,10 +15,11 @@ PROTO_FILES := $(wildcard protos/msgarchive/v1/*.proto)
 # tests stay on one worker (they share module fixtures).
 TEST_WORKERS ?= 2
 
-.PHONY: help run test lint protos check-protos check-alerts tools bench clean
+.PHONY: help run console test lint protos check-protos check-alerts tools bench clean
 
 help:
 	@echo "make run           start the sidecar on 127.0.0.1:50051, storing under ./archive"
+	@echo "make console       the review console on http://127.0.0.1:8090/, over ./archive"
 	@echo "make test          lint + generated-code check + unit, integration, e2e tests"
 	@echo "make lint          ruff, mypy, buf lint, hadolint"
 	@echo "make protos        regenerate client/msgarchive/v1 from protos/"
@@ -47,10 +48,18 @@ $(BUF): package.json package-lock.json
 /usr/bin/promtool:
 	command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
-tools: $(BIN)/.installed $(BUF) /usr/bin/lz4 /usr/bin/promtool
+# Debian's Chromium and its driver, for the console's browser test (nothing
+# downloads a browser build).
+/usr/bin/chromedriver:
+	command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
+tools: $(BIN)/.installed $(BUF) /usr/bin/lz4 /usr/bin/promtool /usr/bin/chromedriver
 
 run: $(BIN)/.installed
 	$(BIN)/msgarchive serve $(ARGS)
+
+console: $(BIN)/.installed
+	$(BIN)/msgarchive console $(ARGS)
 
 protos: $(BIN)/.installed
 	scripts/gen-protos client

@@ -33,9 +33,11 @@ class SidecarProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         python: str | Path = sys.executable,
+        command: str = "serve",
     ) -> None:
-        """`python` runs it: this interpreter, or another install's."""
-        self.args = [str(python), "-m", "msgarchive_server", "serve", *args]
+        """`python` runs it: this interpreter, or another install's; `command`:
+        serve, or another that logs a "serving" line with its port (console)."""
+        self.args = [str(python), "-m", "msgarchive_server", command, *args]
         self.env = {**machine_env(), "MSGARCHIVE_LOG_FORMAT": "json", **(env or {})}
         self.cwd = cwd
         self.process: subprocess.Popen[str] | None = None

@@ -233,3 +233,57 @@ def test_one_day_is_the_shortest_retention_an_account_may_set(tmp_path: Path) ->
     text = "[accounts.a]\nstore = 's3://bkt1'\nretention_mode = 'GOVERNANCE'\nretention_days = 1\n"
     accounts = Accounts.load(write(tmp_path, text))
     assert accounts.accounts["a"].retention == Retention("GOVERNANCE", 1)
+
+
+REVIEWERS = f"""
+[accounts.acme]
+store = "s3://archive-a"
+api_key_sha256 = ["{key_digest(KEY_A)}"]
+
+[accounts.globex]
+store = "s3://archive-b/globex"
+api_key_sha256 = ["{key_digest(KEY_B)}"]
+
+[reviewers.jane]
+account = "acme"
+role = "hold"
+api_key_sha256 = ["{key_digest("jane-key")}"]
+
+[reviewers.sam]
+account = "globex"
+role = "view"
+api_key_sha256 = ["{key_digest("sam-key")}"]
+"""
+
+
+def test_reviewers_sign_in_to_their_account_with_their_role(tmp_path: Path) -> None:
+    accounts = Accounts.load(write(tmp_path, REVIEWERS))
+    jane, sam = accounts.sign_in("jane-key"), accounts.sign_in("sam-key")
+    assert jane is not None
+    assert sam is not None
+    assert (jane.account_id, jane.name, jane.role) == ("acme", "jane", "hold")
+    assert (sam.account_id, sam.name, sam.role) == ("globex", "sam", "view")
+    owner = accounts.sign_in(KEY_B)  # an account's own key: export, no holds
+    assert owner is not None
+    assert (owner.account_id, owner.name, owner.role) == ("globex", "globex", "export")
+    assert accounts.sign_in("nobody's key") is None
+    assert accounts.sign_in("") is None
+    # A reviewer's key opens no read of the sidecar.
+    with pytest.raises(CredentialsMissing):
+        accounts.authenticate("Bearer jane-key")
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (('account = "acme"', 'account = "initech"'), "account must name"),
+        (('role = "hold"', 'role = "admin"'), "role must be one of view, export, hold"),
+        (('role = "hold"', 'role = "hold"\nteam = "legal"'), "unknown setting 'team'"),
+        ((f'["{key_digest("jane-key")}"]', "[]"), "api_key_sha256 must be a list"),
+        ((f'["{key_digest("jane-key")}"]', f'["{key_digest(KEY_A)}"]'), "listed twice"),
+        (("[reviewers.jane]", "[reviewers.'jane doe']"), "the name may use"),
+    ],
+)
+def test_bad_reviewers_are_refused(tmp_path: Path, change: tuple[str, str], says: str) -> None:
+    with pytest.raises(AccountsFileError, match=says):
+        Accounts.load(write(tmp_path, REVIEWERS.replace(*change, 1)))

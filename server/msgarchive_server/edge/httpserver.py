@@ -20,6 +20,9 @@ What a client gets, and when:
   `max_body_bytes` (413, answered as soon as Content-Length says so);
 - the answer is written within `write_timeout` seconds, or the connection
   is dropped (a client that does not read);
+- an app that answers a list or tuple has it sent whole; one that answers
+  any other iterable (a generator reading a file) has it streamed, each
+  chunk read on a worker thread, under the same write deadline;
 - at most `max_connections` at once; past that a new connection is closed
   as soon as it is accepted.
 
@@ -35,7 +38,7 @@ import contextlib
 import io
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -95,10 +98,12 @@ class HttpServer:
         ssl_context: ssl.SSLContext | None = None,
         limits: Limits = Limits(),
         server_name: str = "msgarchive",
+        refusal_type: str = "application/json; charset=utf-8",
     ) -> None:
         self.address = address
         self.app = app
         self.refusal = refusal
+        self.refusal_type = refusal_type.encode()
         self.limits = limits
         self.server_name = server_name
         self.url_scheme = "https" if ssl_context is not None else "http"
@@ -203,8 +208,11 @@ class HttpServer:
             head_only = request.method == b"HEAD"
             response = h11.Response(status_code=status, headers=headers, reason=reason)
             await self._send(writer, conn, response)
-            if answer and not head_only:
-                await self._send(writer, conn, h11.Data(data=answer))
+            if isinstance(answer, bytes):
+                if answer and not head_only:
+                    await self._send(writer, conn, h11.Data(data=answer))
+            else:
+                await self._stream(writer, conn, answer, head_only)
             await self._send(writer, conn, h11.EndOfMessage())
             self._connections[task] = False
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
@@ -271,7 +279,7 @@ class HttpServer:
         log.info("http request refused", http_status=refused.status, detail=refused.message)
         body = self.refusal(refused.status, refused.message)
         headers = [
-            (b"content-type", b"application/json; charset=utf-8"),
+            (b"content-type", self.refusal_type),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
@@ -297,6 +305,26 @@ class HttpServer:
             async with asyncio.timeout(_LINGER_S):
                 while dropped < _LINGER_BYTES and (chunk := await reader.read(_READ_CHUNK)):
                     dropped += len(chunk)
+
+    async def _stream(
+        self,
+        writer: asyncio.StreamWriter,
+        conn: h11.Connection,
+        chunks: Iterator[bytes],
+        head_only: bool,
+    ) -> None:
+        """Send a streamed body, each chunk read on a worker thread (a file, say)."""
+        try:
+            while True:
+                chunk = await self._loop.run_in_executor(self._executor, next, chunks, None)
+                if chunk is None:
+                    break
+                if chunk and not head_only:
+                    await self._send(writer, conn, h11.Data(data=chunk))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                await self._loop.run_in_executor(self._executor, close)
 
     async def _send(self, writer: asyncio.StreamWriter, conn: h11.Connection, event: Any) -> None:
         data = conn.send(event)
@@ -361,8 +389,10 @@ def _refused(err: h11.RemoteProtocolError) -> _Refused:
 
 def _run_app(
     app: WsgiApp, environ: dict[str, Any]
-) -> tuple[int, str, list[tuple[str, str]], bytes]:
-    """Run the WSGI app on a worker thread: its status, reason, headers and whole body."""
+) -> tuple[int, str, list[tuple[str, str]], bytes | Iterator[bytes]]:
+    """Run the WSGI app on a worker thread: its status, reason, headers and body:
+    whole when the app answered a list or tuple, else the iterator it gave,
+    which the loop streams (the app sets Content-Length, or h11 chunks it)."""
     answered: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
@@ -370,12 +400,11 @@ def _run_app(
         return lambda data: None
 
     chunks = app(environ, start_response)
-    try:
+    body: bytes | Iterator[bytes]
+    if isinstance(chunks, list | tuple):
         body = b"".join(chunks)
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+    else:
+        body = chunks if isinstance(chunks, Iterator) else iter(chunks)
     status, headers = answered
     code, _, reason = status.partition(" ")
     return int(code), reason, headers, body

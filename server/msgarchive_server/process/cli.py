@@ -140,6 +140,14 @@ def _parser() -> argparse.ArgumentParser:
         help="the archive's manifest public key (PEM)",
     )  # fmt: skip
 
+    console = commands.add_parser(
+        "console",
+        help="serve the review console: search, read, prove, export and hold in a browser",
+        description="A web console for compliance and support staff (pip install "
+        "'msgarchive[console]'). Without --accounts it serves this machine only.",
+    )
+    _console_options(console)
+
     cat = commands.add_parser("cat", help="decode an archived .json.lz4 file and print its JSON")
     cat.add_argument("source", help="s3://BUCKET/KEY, a file path, or - for stdin")
     _endpoint_option(cat)
@@ -277,6 +285,49 @@ def _store_options(parser: argparse.ArgumentParser) -> None:
     _endpoint_option(parser)
 
 
+def _console_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", default=os.environ.get("MSGARCHIVE_STORE", "./archive"), metavar="URL",
+        help="a directory or s3://BUCKET[/PREFIX] [env MSGARCHIVE_STORE; default ./archive]",
+    )  # fmt: skip
+    parser.add_argument(
+        "--accounts", default=os.environ.get("MSGARCHIVE_ACCOUNTS"), metavar="FILE",
+        help="the sidecar's accounts file: every account's store, reviewers sign in with "
+        "their keys [env MSGARCHIVE_ACCOUNTS]",
+    )  # fmt: skip
+    parser.add_argument(
+        "--listen", default="127.0.0.1:8090", metavar="ADDRESS",
+        help="HOST:PORT or unix:PATH (default 127.0.0.1:8090)",
+    )  # fmt: skip
+    parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this chain (PEM)")
+    parser.add_argument("--tls-key", metavar="FILE", help="the TLS private key (PEM)")
+    parser.add_argument(
+        "--manifest-key", metavar="FILE",
+        help="the sidecars' manifest public key (PEM): each copy's proof is checked with it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--signing-key", metavar="FILE",
+        help="the reviewers' own Ed25519 key (PEM) that signs productions and hold records; "
+        "without it, exports and holds are off",
+    )  # fmt: skip
+    parser.add_argument(
+        "--work-dir", metavar="DIR",
+        help="where productions are made and kept (default: ~/.cache/msgarchive/console)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cache-dir", metavar="DIR", help="where manifests are mirrored (~/.cache/msgarchive)"
+    )
+    parser.add_argument(
+        "--idle-minutes", type=float, default=15.0,
+        help="a session ends after this long without a request (default 15)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--s3-endpoint-url", default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
+        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
+    )  # fmt: skip
+    parser.add_argument("--log-level", default="info")
+
+
 def _client_options(parser: argparse.ArgumentParser) -> None:
     from msgarchive_server.process.commands import add_client_options
 
@@ -294,6 +345,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_health(args)
         if args.command in ("serve", "seal"):
             return _serve(args)
+        if args.command == "console":
+            from msgarchive_server.process import console
+
+            return console.run(args)
         from msgarchive_server.process import commands
 
         if (
@@ -330,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"msgarchive: error: the store did not answer: {err}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
-        extra = "search" if err.name == "duckdb" else "server"
+        extra = {"duckdb": "search", "jinja2": "console", "nh3": "console"}.get(
+            str(err.name), "server"
+        )
         print(
             f"msgarchive: error: {args.command} needs the sidecar's dependencies "
             f"({err.name} is missing): pip install 'msgarchive[{extra}]'",
