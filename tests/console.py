@@ -67,7 +67,12 @@ def hostile_body(canary: str) -> str:
 
     parts = [body.replace(CANARY, canary).replace("//canary.test", canary.replace("http:", ""))
              for _, body in HOSTILE]  # fmt: skip
-    return "<p>Visible text of a hostile email</p>" + "\n".join(parts)
+    ran = (  # would each call the canary, if anything of the copy ran
+        f'<script>new Image().src = "{canary}/script-ran";</script>'
+        f"<img src=x onerror=\"fetch('{canary}/onerror-ran')\">"
+        f"<svg onload=\"fetch('{canary}/svg-onload-ran')\"></svg>"
+    )
+    return "<p>Visible text of a hostile email</p>" + ran + "\n".join(parts)
 
 
 @dataclass
@@ -112,6 +117,9 @@ def build(seaweed: SeaweedFS, root: Path) -> Iterator[ConsoleWorld]:
             hostile.email.to = "hostile.target@example.com"
             hostile.email.html_body = hostile_body(canary.url)
             keys["hostile"] = client.archive(hostile).key
+            altered = _for(samples.sms_request(customer_identity="777"), "acme")
+            altered.sms.to = "+1 555 000 7777"  # a copy of its own, altered in the store later
+            keys["to-alter"] = client.archive(altered).key
             theirs = _for(samples.sms_request(customer_identity="999"), "globex")
             theirs.sms.to = "+44 20 7946 0018"
             keys["globex"] = client.archive(theirs).key

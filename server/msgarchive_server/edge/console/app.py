@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -85,6 +86,8 @@ _STATUS = {
     405: "Method Not Allowed", 413: "Content Too Large", 500: "Internal Server Error",
     503: "Service Unavailable",
 }  # fmt: skip
+# A head's key ends in its hour's folder: .../YYYY/MM/DD/HH/head[.N].json
+_HOUR_FOLDER = re.compile(r"/(?P<day>\d{4}/\d{2}/\d{2})/(?P<hour>\d{2})/head[^/]*$")
 _SEARCH_FIELDS = (
     "recipient", "campaign_id", "channel", "platform", "since", "until", "message_id", "held",
 )  # fmt: skip
@@ -146,8 +149,9 @@ class Archive:
                 self._search.close()
                 self._search = None
             if self._search is None:
-                self._search = self.open_search()
-                self._opened = self.clock()
+                search = self.open_search()
+                search.prepare(SearchQuery())  # reads its sources: `manifests` is filled
+                self._search, self._opened = search, self.clock()
             yield self._search
 
     def refresh(self) -> None:
@@ -588,7 +592,8 @@ class Console:
             )
             panel["ok"] = None
             return panel
-        panel["hour"] = found["head_key"].rsplit("/", 2)[0].split("/", 3)[-1].replace("/", "-")
+        hour = _HOUR_FOLDER.search(found["head_key"])
+        panel["hour"] = f"{hour['day'].replace('/', '-')} {hour['hour']}:00 UTC" if hour else "?"
         if self.settings.manifest_key is None:
             panel["why"] = "The console has no --manifest-key: the proof cannot be checked."
             panel["ok"] = None
