@@ -66,6 +66,8 @@ def test_the_productions_benchmark_runs() -> None:
         "| msgarchive check-production (a process) |",
     ):
         assert row in done.stdout
+    assert "| console search page |" in done.stdout
+    assert "| console copy page |" in done.stdout
     for target in ("recipient query p50", "campaign count p50", "export", "check-production",
-                   "export peak RSS"):  # fmt: skip
+                   "export peak RSS", "console search page p50", "console copy page p50"):  # fmt: skip
         assert f"- {target} " in done.stdout
