@@ -263,3 +263,34 @@ def test_without_accounts_the_console_serves_this_machine_only(tmp_path: Path) -
         assert re.search(rb"Search the archive", call("::1"))
     finally:
         server.stop(1)
+
+
+def test_under_tls_the_session_cookie_is_secure(
+    certificates: dict[str, Path], tmp_path: Path
+) -> None:
+    import http.client
+    import ssl
+
+    from tests.sidecar import SidecarProcess
+
+    served = SidecarProcess(
+        [
+            "--listen=127.0.0.1:0", f"--store={tmp_path / 'archive'}",
+            f"--tls-cert={certificates['server_cert']}", f"--tls-key={certificates['server_key']}",
+            f"--cache-dir={tmp_path / 'cache'}", f"--work-dir={tmp_path / 'work'}",
+        ],
+        command="console",
+    ).start()  # fmt: skip
+    try:
+        context = ssl.create_default_context(cafile=str(certificates["ca"]))
+        connection = http.client.HTTPSConnection("127.0.0.1", served.port, context=context)
+        connection.request("GET", "/search")
+        answer = connection.getresponse()
+        answer.read()
+        connection.close()
+        assert answer.status == 200
+        cookie = answer.headers["Set-Cookie"]
+        assert cookie.endswith("; Secure")
+        assert "HttpOnly" in cookie
+    finally:
+        served.stop()

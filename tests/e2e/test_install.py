@@ -108,14 +108,40 @@ def test_client_commands_work_without_the_server_extra(
     assert "api_key_sha256" in key.stdout
 
 
-@pytest.mark.parametrize("command", [["serve"], ["cat", "copy.json.lz4"]])
-def test_server_commands_name_the_extra_in_one_line(client_venv: Path, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [(["serve"], "server"), (["cat", "copy.json.lz4"], "server"),
+     (["console"], "server,search,console")],
+)  # fmt: skip
+def test_server_commands_name_the_extra_in_one_line(
+    client_venv: Path, command: list[str], extra: str
+) -> None:
     done = run(client_venv / "msgarchive", *command)
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith(f"msgarchive: error: {command[0]} needs the sidecar's dependencies")
-    assert "pip install 'msgarchive[server]'" in line
+    assert f"pip install 'msgarchive[{extra}]'" in line
     assert "Traceback" not in done.stderr
+
+
+def test_the_console_extra_serves_its_pages_and_assets_from_the_wheel(
+    tmp_path_factory: pytest.TempPathFactory, wheel: Path, tmp_path: Path
+) -> None:
+    console_venv = venv_with(tmp_path_factory, f"{wheel}[server,search,console]")
+    console = SidecarProcess(
+        ["--listen=127.0.0.1:0", f"--store={tmp_path / 'copies'}",
+         f"--cache-dir={tmp_path / 'cache'}", f"--work-dir={tmp_path / 'work'}"],
+        python=console_venv / "python", command="console",
+    ).start()  # fmt: skip
+    try:
+        for path, kind in (("/search", "text/html"), ("/static/console.css", "text/css")):
+            url = f"http://127.0.0.1:{console.port}{path}"
+            with urllib.request.urlopen(url, timeout=30) as answer:
+                assert answer.status == 200
+                assert answer.headers["Content-Type"].startswith(kind)
+                assert answer.read()
+    finally:
+        assert console.stop() == 0
 
 
 def test_the_readme_client_example_runs_from_the_client_install(

@@ -385,9 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"msgarchive: error: the store did not answer: {err}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as err:
-        extra = {"duckdb": "search", "jinja2": "console", "nh3": "console"}.get(
-            str(err.name), "server"
-        )
+        extra = {"duckdb": "search"}.get(str(err.name), "server")
+        if args.command == "console":
+            extra = "server,search,console"
         print(
             f"msgarchive: error: {args.command} needs the sidecar's dependencies "
             f"({err.name} is missing): pip install 'msgarchive[{extra}]'",
