@@ -243,7 +243,7 @@ def test_without_accounts_the_console_serves_this_machine_only(tmp_path: Path) -
 
     args = argparse.Namespace(
         tls_cert=None, tls_key=None, idle_minutes=15.0, cache_dir=str(tmp_path / "cache"),
-        work_dir=str(tmp_path / "work"), s3_endpoint_url=None, accounts=None,
+        work_dir=str(tmp_path / "work"), s3_endpoint_url=None, accounts=None, tls_client_ca=None,
         store=str(tmp_path / "archive"), manifest_key=None, signing_key=None,
         listen="127.0.0.1:0",
     )  # fmt: skip
@@ -265,7 +265,7 @@ def test_without_accounts_the_console_serves_this_machine_only(tmp_path: Path) -
         server.stop(1)
 
 
-def test_under_tls_the_session_cookie_is_secure(
+def test_under_mtls_the_session_cookie_is_secure_and_a_client_needs_a_certificate(
     certificates: dict[str, Path], tmp_path: Path
 ) -> None:
     import http.client
@@ -277,12 +277,23 @@ def test_under_tls_the_session_cookie_is_secure(
         [
             "--listen=127.0.0.1:0", f"--store={tmp_path / 'archive'}",
             f"--tls-cert={certificates['server_cert']}", f"--tls-key={certificates['server_key']}",
+            f"--tls-client-ca={certificates['ca']}",
             f"--cache-dir={tmp_path / 'cache'}", f"--work-dir={tmp_path / 'work'}",
         ],
         command="console",
     ).start()  # fmt: skip
     try:
         context = ssl.create_default_context(cafile=str(certificates["ca"]))
+        anonymous = http.client.HTTPSConnection("127.0.0.1", served.port, context=context)
+
+        def without_a_certificate() -> None:
+            anonymous.request("GET", "/search")
+            anonymous.getresponse().read()
+
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            without_a_certificate()
+        anonymous.close()
+        context.load_cert_chain(certificates["client_cert"], certificates["client_key"])
         connection = http.client.HTTPSConnection("127.0.0.1", served.port, context=context)
         connection.request("GET", "/search")
         answer = connection.getresponse()

@@ -302,6 +302,10 @@ def _console_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this chain (PEM)")
     parser.add_argument("--tls-key", metavar="FILE", help="the TLS private key (PEM)")
     parser.add_argument(
+        "--tls-client-ca", metavar="FILE",
+        help="require client certificates signed by this CA (mTLS); needs --tls-cert",
+    )  # fmt: skip
+    parser.add_argument(
         "--manifest-key", metavar="FILE",
         help="the sidecars' manifest public key (PEM): each copy's proof is checked with it",
     )  # fmt: skip

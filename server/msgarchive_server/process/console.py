@@ -63,6 +63,8 @@ def build(args: argparse.Namespace) -> tuple[HttpServer, Console]:
     naming a bad setting)."""
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise ValueError("--tls-client-ca (mTLS) needs --tls-cert and --tls-key")
     if args.idle_minutes <= 0:
         raise ValueError("--idle-minutes must be more than 0")
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "msgarchive"
@@ -90,7 +92,7 @@ def build(args: argparse.Namespace) -> tuple[HttpServer, Console]:
         )
     where = addresses.parse(args.listen)
     console = Console(archives, accounts, settings, work_root, unix_socket=where.unix)
-    tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert else None
+    tls = TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert else None
     server = HttpServer(
         where, console, _refusal, ssl_context=tls.context() if tls else None,
         limits=Limits(max_body_bytes=16 * 1024, threads=THREADS),
