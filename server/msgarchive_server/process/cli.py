@@ -325,10 +325,7 @@ def _console_options(parser: argparse.ArgumentParser) -> None:
         "--idle-minutes", type=float, default=15.0,
         help="a session ends after this long without a request (default 15)",
     )  # fmt: skip
-    parser.add_argument(
-        "--s3-endpoint-url", default=os.environ.get("MSGARCHIVE_S3_ENDPOINT_URL"),
-        help="for S3-compatible stores [env MSGARCHIVE_S3_ENDPOINT_URL]",
-    )  # fmt: skip
+    _endpoint_option(parser)
     parser.add_argument("--log-level", default="info")
 
 
