@@ -224,11 +224,14 @@ def console_copy_rounds(
 
 
 def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, str]:
-    """Run a process to its end: (wall s, CPU s, peak RSS bytes, stderr)."""
+    """Run a process to its end: (wall s, CPU s, peak RSS bytes, stderr). The
+    peak comes from bench.maxrss, a small launcher: this process's own size
+    would count in a child forked from it (see bench/maxrss.py)."""
     started = time.perf_counter()
     child = subprocess.Popen(  # noqa: S603 (this interpreter, the bench's own arguments)
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+        [sys.executable, "-m", "bench.maxrss", *args],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
     assert child.stderr is not None
     stderr = child.stderr.read().decode()
     _, status, usage = os.wait4(child.pid, 0)
@@ -236,7 +239,10 @@ def run_child(args: list[str], env: dict[str, str]) -> tuple[float, float, int, 
     wall = time.perf_counter() - started
     if child.returncode != 0:
         raise RuntimeError(f"{args[3]} exited {child.returncode}: {stderr}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, stderr
+    lines = stderr.rstrip().splitlines()
+    peak = int(lines[-1].removeprefix("maxrss_bytes=")) if lines else 0
+    # CPU: the command's and the launcher's (children's usage is summed on wait).
+    return wall, usage.ru_utime + usage.ru_stime, peak, "\n".join(lines[:-1])
 
 
 def export_rounds(
