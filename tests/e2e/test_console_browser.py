@@ -55,6 +55,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -75,7 +76,7 @@ def driver(world: ConsoleWorld) -> Iterator[WebDriver]:
     try:
         browser.get(world.url + "/signin")
         browser.find_element(By.ID, "api_key").send_keys(reviewer_key("jane"))
-        browser.find_element(By.CSS_SELECTOR, "form.signin button").click()
+        click_and_load(browser, browser.find_element(By.CSS_SELECTOR, "form.signin button"))
         wait(browser, lambda d: d.current_url.endswith("/search"))
         yield browser
     finally:
@@ -109,8 +110,17 @@ def search(driver: WebDriver, **filters: str) -> None:
         else:
             field.clear()
             field.send_keys(value)
-    driver.find_element(By.CSS_SELECTOR, "form.filters button").click()
+    click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "form.filters button"))
     wait(driver, lambda d: d.find_elements(By.ID, "found") or d.find_elements(By.ID, "problems"))
+
+
+def click_and_load(driver: WebDriver, control: Any) -> None:
+    """Click a link or a form's button, and wait until the page it loads has
+    replaced this one (so that nothing is read off the old page)."""
+    before = driver.find_element(By.TAG_NAME, "html")
+    control.click()
+    wait(driver, expected_conditions.staleness_of(before))
+    wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def world_url(driver: WebDriver) -> str:
@@ -141,9 +151,9 @@ def test_each_channel_is_shown_as_a_reviewer_expects(
     assert driver.find_element(By.TAG_NAME, "body").text == "Hi Jane"
     driver.switch_to.default_content()
     driver.save_screenshot(str(shots / "copy-email.png"))
-    driver.find_element(By.LINK_TEXT, "Plain text").click()
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Plain text"))
     assert driver.find_element(By.CSS_SELECTOR, "pre.body").text == "Hi Jane"
-    driver.find_element(By.LINK_TEXT, "Headers").click()
+    click_and_load(driver, driver.find_element(By.LINK_TEXT, "Headers"))
     assert "List-Unsubscribe" in driver.find_element(By.CSS_SELECTOR, "main").text
 
     open_copy(driver, world, "push")
@@ -200,7 +210,7 @@ def test_an_export_is_made_downloaded_and_checks(
 ) -> None:
     search(driver, campaign_id=CAMPAIGN, channel="email")
     total = driver.find_element(By.ID, "found").text
-    driver.find_element(By.CSS_SELECTOR, "form[action='/exports'] button").click()
+    click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "form[action='/exports'] button"))
     wait(driver, lambda d: d.current_url.endswith("/exports"))
     link = wait(driver, lambda d: d.find_elements(By.PARTIAL_LINK_TEXT, "Download"))[0]
     href = link.get_attribute("href")
@@ -236,7 +246,8 @@ def test_a_hold_is_placed_and_lifted_with_a_reason(driver: WebDriver, world: Con
     for action, status in (("on", "ON"), ("off", "OFF")):
         search(driver, campaign_id=CAMPAIGN, channel="push")
         driver.find_element(By.ID, "reason").send_keys("Matter 2026-114")
-        driver.find_element(By.CSS_SELECTOR, f"form.hold button[value='{action}']").click()
+        button = driver.find_element(By.CSS_SELECTOR, f"form.hold button[value='{action}']")
+        click_and_load(driver, button)
         notice = wait(driver, lambda d: d.find_elements(By.CLASS_NAME, "notice"))[0].text
         assert notice.startswith("Legal hold placed on 1 copies" if action == "on"
                                  else "Legal hold lifted from 1 copies")  # fmt: skip
@@ -302,7 +313,7 @@ def assert_reachable_by_keyboard(driver: WebDriver, page: str) -> None:
 
 def test_sign_out_ends_the_session(driver: WebDriver, world: ConsoleWorld) -> None:
     driver.get(world.url + "/search")
-    driver.find_element(By.CSS_SELECTOR, "form.signout button").click()
+    click_and_load(driver, driver.find_element(By.CSS_SELECTOR, "form.signout button"))
     wait(driver, lambda d: d.current_url.endswith("/signin"))
     driver.get(world.url + "/search")
     assert driver.current_url.endswith("/signin")
