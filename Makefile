@@ -53,7 +53,13 @@ $(BUF): package.json package-lock.json
 /usr/bin/chromedriver:
 	command -v chromedriver >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
-tools: $(BIN)/.installed $(BUF) /usr/bin/lz4 /usr/bin/promtool /usr/bin/chromedriver
+# Debian's Go and golang.org/x/mod: a test checks checkpoints with the Go
+# checksum database's note package (code msgarchive did not write).
+/usr/share/gocode/src/golang.org/x/mod/sumdb/note:
+	test -d $@ || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go golang-golang-x-mod-dev; }
+
+tools: $(BIN)/.installed $(BUF) /usr/bin/lz4 /usr/bin/promtool /usr/bin/chromedriver \
+	/usr/share/gocode/src/golang.org/x/mod/sumdb/note
 
 run: $(BIN)/.installed
 	$(BIN)/msgarchive serve $(ARGS)

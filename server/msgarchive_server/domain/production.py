@@ -56,10 +56,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from msgarchive_server.domain import renditions, rsmf
 from msgarchive_server.domain.manifests import merkle, parquet, signed_log
+from msgarchive_server.domain.manifests.heads import Signer
 from msgarchive_server.domain.manifests.prove import proof_of
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.domain.search import Found
@@ -99,13 +100,6 @@ def signed_message(manifest_sha256: str) -> bytes:
 
 class ProductionError(Exception):
     """The production cannot be made as asked; the message says why, in one line."""
-
-
-class Signer(Protocol):
-    algorithm: str
-    public_key_sha256: str
-
-    def sign(self, data: bytes) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ HEAD_FORMAT = "msgarchive.manifest-head.v1"
 class Signer(Protocol):
     algorithm: str  # as the head names it, e.g. "ed25519"
     public_key_sha256: str  # hex SHA-256 of the raw public key: the key's fingerprint
+    public_key_raw: bytes  # the raw public key (32 bytes): a checkpoint's key ID
 
     def sign(self, data: bytes) -> bytes: ...
 
@@ -49,6 +50,9 @@ class Ed25519FileSigner:
         self._key = key
         self.public_key = key.public_key()
         self.public_key_sha256 = fingerprint(self.public_key)
+        self.public_key_raw = self.public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> Ed25519FileSigner:

@@ -96,3 +96,50 @@ class Tree:
                 siblings.append(self.root(lo, lo + k))
                 lo += k
         return siblings[::-1]
+
+    def consistency(self, old: int, new: int | None = None) -> list[bytes]:
+        """The consistency proof from the tree's first `old` leaves to its first
+        `new` (all by default): RFC 6962, section 2.1.2 (empty when old is 0 or new)."""
+        new = len(self.leaves) if new is None else new
+        if not 0 <= old <= new <= len(self.leaves):
+            raise IndexError(f"no consistency proof from {old} to {new} of {len(self.leaves)}")
+        if old in (0, new):
+            return []
+        return self._subproof(old, 0, new, complete=True)
+
+    def _subproof(self, m: int, lo: int, hi: int, *, complete: bool) -> list[bytes]:
+        n = hi - lo
+        if m == n:
+            return [] if complete else [self.root(lo, hi)]
+        k = _split(n)
+        if m <= k:
+            return [*self._subproof(m, lo, lo + k, complete=complete), self.root(lo + k, hi)]
+        return [*self._subproof(m - k, lo + k, hi, complete=False), self.root(lo, lo + k)]
+
+
+class Frontier:
+    """The root of a growing tree, leaf by leaf, in O(log n) memory: the
+    perfect subtrees on its right edge (a compact range), folded right to
+    left. The root after each append is the Merkle Tree Hash of the leaves so far."""
+
+    def __init__(self) -> None:
+        self._stack: list[tuple[int, bytes]] = []  # (height, hash), left to right
+        self.size = 0
+
+    def append(self, leaf: bytes) -> None:
+        """Add a leaf already hashed with `leaf_hash`."""
+        height, digest = 0, leaf
+        while self._stack and self._stack[-1][0] == height:
+            _, left = self._stack.pop()
+            digest = node_hash(left, digest)
+            height += 1
+        self._stack.append((height, digest))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        digest = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            digest = node_hash(left, digest)
+        return digest

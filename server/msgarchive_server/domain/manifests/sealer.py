@@ -39,8 +39,9 @@ from pathlib import Path
 
 import structlog
 
-from msgarchive_server.domain.manifests import merkle, parquet
+from msgarchive_server.domain.manifests import merkle, notes, parquet
 from msgarchive_server.domain.manifests.entries import ManifestEntry
+from msgarchive_server.domain.manifests.headlog import CHECKPOINT_TYPE, HeadLog, checkpoint_key
 from msgarchive_server.domain.manifests.heads import Link, Signer, head
 from msgarchive_server.domain.manifests.journal import Journal, Sealed, hour_of
 from msgarchive_server.stores import Store
@@ -66,6 +67,14 @@ def hour_keys(prefix: str, writer: str, hour: datetime.datetime, part: int = 1) 
     base = f"{prefix}{MANIFEST_ROOT}/{writer}/{hour:%Y/%m/%d/%H}/"
     suffix = "" if part == 1 else f".{part}"
     return f"{base}manifest{suffix}.parquet", f"{base}head{suffix}.json"
+
+
+def origin_of(bucket: str, prefix: str, writer: str) -> str:
+    """A writer's log's origin line, which is also its checkpoints' key name."""
+    origin = f"{bucket}/{prefix}{MANIFEST_ROOT}/{writer}"
+    if any(c.isspace() or c == "+" for c in origin):
+        raise ValueError(f"a log origin may hold no spaces or '+': {origin!r}")
+    return origin
 
 
 def part_name(name: str) -> tuple[str, int] | None:
@@ -94,6 +103,7 @@ class Sealer:
         self.grace = grace
         self._clock_ms = clock_ms
         self._chain_file = journal.directory / "chain.json"
+        self.log = HeadLog(journal.directory / "log.txt")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if journal.sealed is None:
@@ -163,6 +173,7 @@ class Sealer:
         self, hour: datetime.datetime, part: int, entries: list[ManifestEntry], still_open: bool
     ) -> Sealed:
         """Seal `part` of `hour` with `entries`; the journal's state after it."""
+        self._sync_log()
         manifest = parquet.encode(entries)
         manifest_sha256 = hashlib.sha256(manifest).hexdigest()
         root = merkle.root([merkle.leaf_hash(entry.leaf()) for entry in entries])
@@ -192,6 +203,7 @@ class Sealer:
             self._chain_file.name,
             json.dumps({"key": link.key, "sha256": link.sha256, "signature": link.signature}),
         )
+        self._checkpoint(head_key, stored)
         state = Sealed(hour, part, open=still_open)
         self.journal.mark_sealed(state)
         log.info(
@@ -203,6 +215,30 @@ class Sealer:
             head=head_key,
         )
         return state
+
+    def _checkpoint(self, head_key: str, stored: bytes) -> None:
+        """Append the head to the writer's log and write its checkpoint beside it."""
+        size = self.log.append(head_key, stored)
+        origin = origin_of(self.store.bucket, self.store.prefix, self.writer)
+        text = notes.Checkpoint(origin, size, self.log.root()).text()
+        signed = str(notes.sign(text, origin, self.signer.public_key_raw, self.signer.sign))
+        key = checkpoint_key(head_key)
+        put = self.store.put(key, signed.encode(), CHECKPOINT_TYPE)
+        if put.existing_copy is not None and put.existing_copy != signed.encode():
+            raise SealConflict(f"{key} holds another checkpoint")
+
+    def _sync_log(self) -> None:
+        """The log ends with the chain's last head (after a crash between the
+        two, or with no log yet: rebuilt from the store)."""
+        previous = self._previous()
+        if previous is None or (self.log.keys and self.log.keys[-1] == previous.key):
+            return
+        stored = self.store.get(previous.key).body
+        link = json.loads(stored).get("previous")
+        if self.log.keys and link and link.get("key") == self.log.keys[-1]:
+            self.log.append(previous.key, stored)
+        else:
+            self.log.rebuild(self.store, previous.key)
 
     def _previous(self) -> Link | None:
         try:

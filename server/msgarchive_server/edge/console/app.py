@@ -35,9 +35,9 @@ from msgarchive.proofs import ProofChecker, ProofError
 from msgarchive_server.domain import describe, renditions
 from msgarchive_server.domain.accounts import Accounts
 from msgarchive_server.domain.errors import CopyNotFound, DomainError, InvalidLookup, WrongAccount
+from msgarchive_server.domain.manifests.heads import Signer
 from msgarchive_server.domain.manifests.holds import Selection, apply_hold
 from msgarchive_server.domain.manifests.prove import prove
-from msgarchive_server.domain.production import Signer
 from msgarchive_server.domain.reads import Copy, Reader, recipient_hash
 from msgarchive_server.domain.search import (
     Search,

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import structlog
 
-from msgarchive_server.domain.production import ProductionError, Signer, produce
+from msgarchive_server.domain.manifests.heads import Signer
+from msgarchive_server.domain.production import ProductionError, produce
 from msgarchive_server.domain.search import Search, SearchQuery
 from msgarchive_server.stores import Store, StoreError
 
