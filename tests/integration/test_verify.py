@@ -205,3 +205,110 @@ def test_a_time_range_checks_its_hours_only(archive: Archive, s3: S3Client) -> N
     only_second = Verifier(archive.store, public, since=second)
     assert list(only_second.run()) == []
     assert only_second.progress.heads == 1
+
+
+def _rebuilt_with_the_real_key(archive: Archive, s3: S3Client, tmp_path: Path) -> None:
+    """The attack a signature cannot catch: whoever holds the manifest key and
+    can bypass governance deletes a copy, then the whole chain, and seals the
+    same hours again from a journal without that copy."""
+    from msgarchive_server.domain.manifests import parquet
+    from msgarchive_server.domain.manifests.journal import Journal
+    from msgarchive_server.domain.manifests.sealer import Sealer
+
+    first, _ = hour_keys(PREFIX, "pod-1", archive.hours[0])
+    entries = parquet.decode(s3.get_object(Bucket=archive.bucket, Key=first)["Body"].read())
+    bypass_delete(s3, archive.bucket, archive.acked[0])
+    for listed in s3.list_object_versions(Bucket=archive.bucket,
+                                          Prefix=f"{PREFIX}_msgarchive/")["Versions"]:  # fmt: skip
+        s3.delete_object(Bucket=archive.bucket, Key=listed["Key"], VersionId=listed["VersionId"],
+                         BypassGovernanceRetention=True)  # fmt: skip
+    hour_ms = int(archive.hours[0].timestamp() * 1000)
+    now = [hour_ms + 60_000]
+    journal = Journal(tmp_path / "attacker", writer="w0")
+    sealer = Sealer(archive.store, journal, Ed25519FileSigner(archive.key), "pod-1",
+                    clock_ms=lambda: now[0])  # fmt: skip
+    for entry in entries:
+        if entry.key != archive.acked[0]:
+            journal.append(entry)
+    now[0] = hour_ms + 2 * 3600_000 + 5 * 60_000
+    assert len(sealer.seal_due()) == 2
+    journal.close()
+
+
+def test_a_chain_rebuilt_with_the_real_key_is_caught_by_a_checkpoint_kept_from_before(
+    archive: Archive, s3: S3Client, tmp_path: Path
+) -> None:
+    from msgarchive_server.domain.manifests import notes
+    from msgarchive_server.domain.manifests.headlog import checkpoint_key
+
+    newest = checkpoint_key(hour_keys(PREFIX, "pod-1", archive.hours[-1])[1])
+    kept = s3.get_object(Bucket=archive.bucket, Key=newest)["Body"].read().decode()
+    trusted = [notes.parse(kept)]
+    assert list(Verifier(archive.store, archive.key.public_key(), trusted=trusted).run()) == []
+    _rebuilt_with_the_real_key(archive, s3, tmp_path)
+    # Signatures, chain, manifests and store agree: without a checkpoint from
+    # before, nothing is wrong.
+    assert archive.findings() == []
+    found = list(Verifier(archive.store, archive.key.public_key(), trusted=trusted).run())
+    assert [(f.kind, f.key) for f in found] == [
+        ("checkpoint_inconsistent", hour_keys(PREFIX, "pod-1", archive.hours[-1])[1])
+    ]
+    assert "rewritten" in found[0].detail
+
+
+def test_a_checkpoint_that_is_not_the_logs_is_reported(
+    archive: Archive, s3: S3Client, tmp_path: Path
+) -> None:
+    from msgarchive_server.domain.manifests import notes
+    from msgarchive_server.domain.manifests.headlog import checkpoint_key
+
+    key = checkpoint_key(hour_keys(PREFIX, "pod-1", archive.hours[0])[1])
+    stored = s3.get_object(Bucket=archive.bucket, Key=key)["Body"].read().decode()
+    checkpoint = notes.checkpoint_of(notes.parse(stored))
+    forged = notes.Checkpoint(checkpoint.origin, checkpoint.size, bytes(32))
+    raw = archive.key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    signed = str(notes.sign(forged.text(), checkpoint.origin, raw, archive.key.sign))
+    s3.put_object(Bucket=archive.bucket, Key=key, Body=signed.encode())  # a newer version
+    unsigned = notes.sign(forged.text(), checkpoint.origin, raw,
+                          Ed25519PrivateKey.generate().sign)  # fmt: skip
+    second = checkpoint_key(hour_keys(PREFIX, "pod-1", archive.hours[1])[1])
+    s3.put_object(Bucket=archive.bucket, Key=second, Body=str(unsigned).encode())
+    assert kinds(archive.findings()) == [("checkpoint_inconsistent", key),
+                                         ("checkpoint_invalid", second)]  # fmt: skip
+    other = notes.sign(notes.Checkpoint("elsewhere/log", 1, bytes(32)).text(), "elsewhere/log",
+                       raw, archive.key.sign)  # fmt: skip
+    found = list(Verifier(archive.store, archive.key.public_key(), trusted=[other]).run())
+    assert ("checkpoint_inconsistent", "elsewhere/log") in kinds(found)
+
+
+def test_a_trusted_checkpoint_that_is_no_checkpoint_of_the_key_is_refused_in_one_line(
+    archive: Archive, seaweed: SeaweedFS, s3: S3Client, tmp_path: Path
+) -> None:
+    from msgarchive_server.domain.manifests.headlog import checkpoint_key
+
+    public = tmp_path / "heads.pub"
+    public.write_bytes(
+        archive.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    key = checkpoint_key(hour_keys(PREFIX, "pod-1", archive.hours[-1])[1])
+    good = s3.get_object(Bucket=archive.bucket, Key=key)["Body"].read()
+    files = {"good": good, "garbage": b"not a note\n", "other key": good[:-20] + b"A" * 19 + b"\n"}
+    outcomes = {}
+    for name, data in files.items():
+        path = tmp_path / name.replace(" ", "-")
+        path.write_bytes(data)
+        done = subprocess.run(
+            [sys.executable, "-m", "msgarchive_server", "verify", f"s3://{archive.bucket}/acme",
+             f"--public-key={public}", f"--s3-endpoint-url={seaweed.endpoint}",
+             f"--trusted-checkpoint={path}"],
+            capture_output=True, text=True, env={**seaweed.env}, check=False,
+        )  # fmt: skip
+        outcomes[name] = done.returncode
+        if done.returncode == 2:
+            (line,) = done.stderr.strip().splitlines()
+            assert line.startswith(f"msgarchive: error: --trusted-checkpoint {path}: ")
+    assert outcomes == {"good": 0, "garbage": 2, "other key": 2}

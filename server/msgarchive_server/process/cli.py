@@ -210,6 +210,11 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--since", metavar="HOUR", help="the first hour checked: 2026-11-23T05")
     verify.add_argument("--until", metavar="HOUR", help="the last hour checked (default: all)")
     verify.add_argument("--json", action="store_true", help="one finding per line, as JSON")
+    verify.add_argument(
+        "--trusted-checkpoint", metavar="FILE", action="append", default=[],
+        help="a checkpoint kept from before (from a witness, or the compliance team's own "
+        "copy): the log must still give its root at its size (repeatable)",
+    )  # fmt: skip
     _endpoint_option(verify)
     return parser
 

@@ -187,6 +187,7 @@ def verify(args: argparse.Namespace) -> int:
             if not isinstance(loaded, Ed25519PublicKey):
                 raise ValueError(f"{args.exports_key}: not an Ed25519 public key")
             exports_key = loaded
+        trusted = [_trusted_checkpoint(Path(path), key) for path in args.trusted_checkpoint]
         store = versioned(_store_of(args.store, args.s3_endpoint_url), "verify")
     except (OSError, ValueError, Unsupported) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
@@ -207,7 +208,7 @@ def verify(args: argparse.Namespace) -> int:
     started, counts = time.monotonic(), collections.Counter[str]()
     verifier = Verifier(
         store, key, deep=args.deep, since=since, until=until, on_progress=progress,
-        exports_key=exports_key,
+        exports_key=exports_key, trusted=trusted,
     )  # fmt: skip
     for finding in verifier.run():
         counts[finding.kind] += 1
@@ -226,6 +227,24 @@ def verify(args: argparse.Namespace) -> int:
     )
     store.close()
     return 1 if counts else 0
+
+
+def _trusted_checkpoint(path: Path, key: Any) -> Any:
+    """A checkpoint the caller kept, as a signed note: it must be one, signed
+    by the manifest key under its own origin (ValueError naming the file)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from msgarchive_server.domain.manifests import notes
+
+    try:
+        note = notes.parse(path.read_text())
+        origin = notes.checkpoint_of(note).origin
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if notes.verified(note, notes.Verifier(origin, notes.ED25519, raw)) is None:
+            raise notes.NoteError("it carries no signature of the manifest key")
+    except (notes.NoteError, UnicodeDecodeError) as err:
+        raise ValueError(f"--trusted-checkpoint {path}: {err}") from None
+    return note
 
 
 def _store_of(url: str, endpoint_url: str | None) -> Store:

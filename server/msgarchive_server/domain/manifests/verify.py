@@ -22,6 +22,7 @@ Each problem is one `Finding`; none means the store and its manifests agree.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import itertools
@@ -37,10 +38,16 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from msgarchive.keys import KEY_ROOT, parse_key
-from msgarchive_server.domain.manifests import merkle, parquet, signed_log
+from msgarchive_server.domain.manifests import merkle, notes, parquet, signed_log
+from msgarchive_server.domain.manifests.headlog import checkpoint_key
 from msgarchive_server.domain.manifests.heads import verify as verify_head
 from msgarchive_server.domain.manifests.holds import verify_log
-from msgarchive_server.domain.manifests.sealer import MANIFEST_ROOT, hour_keys, part_name
+from msgarchive_server.domain.manifests.sealer import (
+    MANIFEST_ROOT,
+    hour_keys,
+    origin_of,
+    part_name,
+)
 from msgarchive_server.domain.manifests.signed_log import EXPORTS_ROOT
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.stores import (
@@ -72,6 +79,9 @@ KINDS = (
     "export_log_broken",
     "chain_broken",
     "hour_missing",
+    "checkpoint_missing",
+    "checkpoint_invalid",
+    "checkpoint_inconsistent",
     "manifest_altered",
     "copy_missing",
     "copy_altered",
@@ -98,13 +108,17 @@ class Verifier:
         until: datetime.datetime | None = None,
         on_progress: Callable[[Progress], None] = lambda progress: None,
         exports_key: Ed25519PublicKey | None = None,
+        trusted: list[notes.Note] | None = None,
     ) -> None:
         """`since` and `until` bound the hours checked (both included); without
         them, everything is. Within a range, the copies its manifests list are
         reconciled, and no object is called unlisted (other hours list it).
-        With `exports_key` (the exporting team's), the export log is checked too."""
+        With `exports_key` (the exporting team's), the export log is checked too.
+        `trusted`: checkpoints the caller kept (signed notes); each writer's log
+        must still give each its root at its size."""
         self.store = store
         self.public_key = public_key
+        self.trusted = list(trusted or [])
         self.exports_key = exports_key
         self.deep = deep
         self.since = since
@@ -148,8 +162,15 @@ class Verifier:
             )
             parts = found.setdefault(match["writer"], {}).setdefault(hour, {})
             parts.setdefault(named[1], set()).add(named[0])
+        origins = set()
         for writer, sealed in sorted(found.items()):
+            origins.add(origin_of(self.store.bucket, self.store.prefix, writer))
             yield from self._chain(index, writer, sealed)
+        for note in self.trusted:
+            origin = notes.checkpoint_of(note).origin
+            if origin not in origins:
+                what = "a trusted checkpoint names a log this store does not hold"
+                yield Finding("checkpoint_inconsistent", origin, what)
 
     def _chain(
         self,
@@ -161,6 +182,7 @@ class Verifier:
         prefix = self.store.prefix
         previous: tuple[str, str, str] | None = None  # key, sha256, signature
         expected_hour: datetime.datetime | None = None
+        log = _Log(self, origin_of(self.store.bucket, prefix, writer))
         for hour in sorted(sealed):
             if (self.since and hour < self.since) or (self.until and hour > self.until):
                 continue
@@ -207,7 +229,9 @@ class Verifier:
                     )
                 previous = (head_key, hashlib.sha256(stored).hexdigest(), str(fields["signature"]))
                 yield from self._manifest(index, fields, manifest_key)
+                yield from log.head(head_key, stored)
                 self._on_progress(self.progress)
+        yield from log.end()
 
     def _manifest(
         self, index: sqlite3.Connection, head: dict[str, Any], key: str
@@ -319,6 +343,75 @@ def _deep(key: str, stored: StoredObject, sha256: str, message_id: str) -> Itera
         ok = False
     if not ok:
         yield Finding("copy_altered", key, "it is not the JSON copy of the message its key names")
+
+
+class _Log:
+    """One writer's log as verify rebuilds it from the heads it reads, in order:
+    each checkpoint beside a head must be signed with the manifest key and
+    state the log's size and root at that head, and every trusted checkpoint
+    must be the log's root at its size (else the chain was rewritten since)."""
+
+    def __init__(self, verifier: Verifier, origin: str) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        self.verifier = verifier
+        self.origin = origin
+        raw = verifier.public_key.public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.key = notes.Verifier(origin, notes.ED25519, raw)
+        self.frontier = merkle.Frontier()
+        self.started = False  # a checkpoint was seen: every later head has one
+        # Checks made only over the whole chain (a range skips heads the log counts).
+        self.whole = verifier.since is None and verifier.until is None
+        self.trusted = {
+            c.size: c for c in map(notes.checkpoint_of, verifier.trusted) if c.origin == origin
+        }
+
+    def head(self, head_key: str, stored: bytes) -> Iterator[Finding]:
+        self.frontier.append(merkle.leaf_hash(stored))
+        if not self.whole:
+            return
+        expected = notes.Checkpoint(self.origin, self.frontier.size, self.frontier.root())
+        trusted = self.trusted.pop(expected.size, None)
+        if trusted is not None and trusted != expected:
+            yield Finding(
+                "checkpoint_inconsistent", head_key,
+                f"a trusted checkpoint of {expected.size} heads has another root: the chain "
+                "was rewritten after it",
+            )  # fmt: skip
+        key = checkpoint_key(head_key)
+        try:
+            text = self.verifier.store.get(key).body.decode("utf-8", "replace")
+        except NoSuchObject:
+            if self.started:
+                yield Finding("checkpoint_missing", key, "the head has no checkpoint beside it")
+            return
+        self.started = True
+        try:
+            note = notes.parse(text)
+            found = notes.checkpoint_of(note)
+            if notes.verified(note, self.key) is None:
+                raise notes.NoteError("it carries no signature of the manifest key")
+        except notes.NoteError as err:
+            yield Finding("checkpoint_invalid", key, str(err))
+            return
+        if found != expected:
+            yield Finding(
+                "checkpoint_inconsistent", key,
+                f"it states {found.size} heads with root {base64.b64encode(found.root).decode()}"
+                f"; the heads give {expected.size} with {base64.b64encode(expected.root).decode()}",
+            )  # fmt: skip
+
+    def end(self) -> Iterator[Finding]:
+        if not self.whole:
+            return
+        for size in sorted(self.trusted):
+            yield Finding(
+                "checkpoint_inconsistent", self.origin,
+                f"a trusted checkpoint has {size} heads; the log has {self.frontier.size}: "
+                "heads were removed",
+            )  # fmt: skip
 
 
 def _head_keys(
