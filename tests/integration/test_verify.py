@@ -312,3 +312,26 @@ def test_a_trusted_checkpoint_that_is_no_checkpoint_of_the_key_is_refused_in_one
             (line,) = done.stderr.strip().splitlines()
             assert line.startswith(f"msgarchive: error: --trusted-checkpoint {path}: ")
     assert outcomes == {"good": 0, "garbage": 2, "other key": 2}
+
+
+def test_a_manifest_gone_from_under_its_head_is_altered(archive: Archive, s3: S3Client) -> None:
+    """(The mutation run: the NoSuchObject path was never taken.)"""
+    manifest_key, _ = hour_keys(PREFIX, "pod-1", archive.hours[1])
+    bypass_delete(s3, archive.bucket, manifest_key)
+    found = archive.findings()
+    assert [(f.kind, f.key, f.detail) for f in found] == [
+        ("manifest_altered", manifest_key, "the manifest the head names is gone")
+    ]
+
+
+def test_every_problem_is_reported_not_only_the_first(archive: Archive, s3: S3Client) -> None:
+    """Several copies missing and altered at once: each is named."""
+    for key in archive.acked:
+        bypass_delete(s3, archive.bucket, key)
+    for key in archive.acked[:2]:
+        s3.put_object(Bucket=archive.bucket, Key=key, Body=b"written over")
+    found = kinds(archive.findings())
+    assert found == sorted(
+        [("copy_missing", k) for k in archive.acked]
+        + [("copy_altered", k) for k in archive.acked[:2]]
+    )
