@@ -213,7 +213,7 @@ class Sidecar:
                 return journal, None
             writer = settings.manifest_writer or socket.gethostname()
             # On a full disk this starts anyway, NOT_SERVING: sealing frees space.
-            return journal, Sealer(store, journal, signer, writer)
+            return journal, Sealer(store, journal, signer, writer, witnesses=settings.witnesses)
         except OSError as err:
             raise StartupError(
                 f"--manifests-dir {settings.manifests_dir}: {err.strerror or err}"

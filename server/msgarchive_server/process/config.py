@@ -13,11 +13,14 @@ import argparse
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import Field, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgarchive_server import addresses
 from msgarchive_server.stores.base import RETENTION_MODES, Retention, StoreOptions
 from msgarchive_server.stores.location import BadLocation, parse_location
+
+if TYPE_CHECKING:
+    from msgarchive_server.domain.manifests.witnesses import Witness
 
 DEFAULT_LISTEN = "127.0.0.1:50051"
 DEFAULT_STORE = "./archive"
@@ -164,6 +167,12 @@ class Settings:
         "makes one",
         metavar="FILE",
     )
+    witness: str | None = setting(
+        None,
+        "a witness that cosigns each checkpoint (C2SP tlog-witness), as URL=VKEY; repeat the "
+        "flag for each, or separate them by spaces in the variable",
+        metavar="URL=VKEY",
+    )
     manifest_writer: str | None = setting(
         None,
         "this sidecar's name in manifest keys: one chain per writer (default: the host name)",
@@ -256,6 +265,16 @@ class Settings:
         metavar="INDEX",
     )
 
+    @property
+    def witnesses(self) -> list[Witness]:
+        """--witness, parsed (ConfigError naming a bad one)."""
+        from msgarchive_server.domain.manifests.witnesses import parse_witness
+
+        try:
+            return [parse_witness(text) for text in (self.witness or "").split()]
+        except ValueError as err:
+            raise ConfigError(f"--witness {err}") from None
+
     def __post_init__(self) -> None:
         try:
             parse_location(self.store)
@@ -272,6 +291,9 @@ class Settings:
             r"[A-Za-z0-9_.-]{1,128}", self.manifest_writer
         ):
             raise ConfigError("--manifest-writer: 1 to 128 characters of A-Z a-z 0-9 _ . -")
+        if self.witness and not self.manifests_dir:
+            raise ConfigError("--witness needs --manifests-dir: witnesses cosign its checkpoints")
+        _ = self.witnesses  # parsed now, so that a bad --witness is refused at startup
         self._check_address("--listen", self.listen)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
@@ -339,6 +361,8 @@ class Settings:
         values: dict[str, Any] = {}
         for option in OPTIONS:
             given = getattr(args, option.name, None)
+            if isinstance(given, list):  # a repeatable flag, given more than once
+                given = " ".join(given)
             source = option.flag
             if given is None and option.env in environ:
                 given, source = environ[option.env], option.env
@@ -401,6 +425,8 @@ def _option(spec: Field[Any]) -> Option:
 
 
 OPTIONS: tuple[Option, ...] = tuple(_option(spec) for spec in fields(Settings))
+# Settings whose flag may be given more than once (the values, space-separated).
+REPEATABLE = frozenset({"witness"})
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -413,6 +439,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
             default=None,
             metavar=option.metavar,
             help=f"{option.help} [env {option.env}; default {default}]",
+            action="append" if option.name in REPEATABLE else "store",
         )
 
 

@@ -44,6 +44,13 @@ from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.headlog import CHECKPOINT_TYPE, HeadLog, checkpoint_key
 from msgarchive_server.domain.manifests.heads import Link, Signer, head
 from msgarchive_server.domain.manifests.journal import Journal, Sealed, hour_of
+from msgarchive_server.domain.manifests.witnesses import (
+    Post,
+    Witness,
+    Witnesses,
+    cosigned_key,
+    http_post,
+)
 from msgarchive_server.stores import Store
 
 log = structlog.get_logger("msgarchive.manifests")
@@ -95,6 +102,8 @@ class Sealer:
         *,
         grace: datetime.timedelta = datetime.timedelta(minutes=2),
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        witnesses: list[Witness] | None = None,
+        post: Post = http_post,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -104,6 +113,9 @@ class Sealer:
         self._clock_ms = clock_ms
         self._chain_file = journal.directory / "chain.json"
         self.log = HeadLog(journal.directory / "log.txt")
+        self.witnesses = (
+            Witnesses(witnesses, journal.directory / "witnesses.json", post) if witnesses else None
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if journal.sealed is None:
@@ -226,6 +238,20 @@ class Sealer:
         put = self.store.put(key, signed.encode(), CHECKPOINT_TYPE)
         if put.existing_copy is not None and put.existing_copy != signed.encode():
             raise SealConflict(f"{key} holds another checkpoint")
+        if self.witnesses is not None:
+            self._witness(key, notes.parse(signed), size)
+
+    def _witness(self, key: str, checkpoint: notes.Note, size: int) -> None:
+        """Have the witnesses cosign the checkpoint; keep what they signed beside it."""
+        assert self.witnesses is not None
+        got, refused = self.witnesses.cosign(checkpoint, self.log.tree())
+        for name, why in refused.items():
+            log.warning("witness refused", witness=name, checkpoint=key, size=size, why=why)
+        if got:
+            cosigned = notes.Note(checkpoint.text, (*checkpoint.signatures, *got))
+            self.store.put(cosigned_key(key), str(cosigned).encode(), CHECKPOINT_TYPE)
+            log.info("checkpoint witnessed", checkpoint=key, size=size,
+                     witnesses=sorted(s.name for s in got))  # fmt: skip
 
     def _sync_log(self) -> None:
         """The log ends with the chain's last head (after a crash between the
