@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -207,7 +207,9 @@ def test_a_time_range_checks_its_hours_only(archive: Archive, s3: S3Client) -> N
     assert only_second.progress.heads == 1
 
 
-def _rebuilt_with_the_real_key(archive: Archive, s3: S3Client, tmp_path: Path) -> None:
+def _rebuilt_with_the_real_key(
+    archive: Archive, s3: S3Client, tmp_path: Path, witnesses: list[Any] | None = None
+) -> None:
     """The attack a signature cannot catch: whoever holds the manifest key and
     can bypass governance deletes a copy, then the whole chain, and seals the
     same hours again from a journal without that copy."""
@@ -226,7 +228,7 @@ def _rebuilt_with_the_real_key(archive: Archive, s3: S3Client, tmp_path: Path) -
     now = [hour_ms + 60_000]
     journal = Journal(tmp_path / "attacker", writer="w0")
     sealer = Sealer(archive.store, journal, Ed25519FileSigner(archive.key), "pod-1",
-                    clock_ms=lambda: now[0])  # fmt: skip
+                    clock_ms=lambda: now[0], witnesses=witnesses)  # fmt: skip
     for entry in entries:
         if entry.key != archive.acked[0]:
             journal.append(entry)
@@ -335,3 +337,56 @@ def test_every_problem_is_reported_not_only_the_first(archive: Archive, s3: S3Cl
         [("copy_missing", k) for k in archive.acked]
         + [("copy_altered", k) for k in archive.acked[:2]]
     )
+
+
+def test_witnesses_cosign_the_chain_and_will_not_cosign_it_rebuilt(
+    seaweed: SeaweedFS, s3: S3Client, tmp_path: Path
+) -> None:
+    from msgarchive_server.domain.archive import Archiver
+    from msgarchive_server.domain.manifests import notes
+    from msgarchive_server.domain.manifests.journal import Journal
+    from msgarchive_server.domain.manifests.sealer import Sealer, origin_of
+    from msgarchive_server.domain.manifests.witnesses import parse_witness
+    from msgarchive_server.stores import Retention
+    from tests import samples
+    from tests.witness import LoopbackWitness
+
+    bucket = seaweed.new_bucket(object_lock=True)
+    seaweed.set_default_retention(bucket, "GOVERNANCE", days=1)
+    store = seaweed.store(bucket, prefix=PREFIX, retention=Retention("GOVERNANCE", 1))
+    key = Ed25519PrivateKey.generate()
+    origin = origin_of(bucket, PREFIX, "pod-1")
+    witnesses = [LoopbackWitness(f"witness.test/{n}", origin, key.public_key()) for n in "ab"]
+    configured = [parse_witness(f"{w.url}={w.vkey}") for w in witnesses]
+    keys = [notes.parse_vkey(w.vkey) for w in witnesses]
+    try:
+        now = [int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)]
+        journal = Journal(tmp_path / "journal", writer="w0")
+        sealer = Sealer(store, journal, Ed25519FileSigner(key), "pod-1", clock_ms=lambda: now[0],
+                        witnesses=configured)  # fmt: skip
+        started = now[0]
+        archiver = Archiver(store, journal=journal, clock_ms=lambda: started)
+        acked = [archiver.archive(make()).key for make in list(samples.REQUESTS.values())[:3]]
+        now[0] = (now[0] // 3600_000) * 3600_000 + 2 * 3600_000 + 5 * 60_000
+        hours = sealer.seal_due()
+        journal.close()
+        archive = Archive(bucket, store, key, acked, hours)
+
+        def verify(quorum: int = 0) -> list[tuple[str, str]]:
+            found = Verifier(store, key.public_key(), witness_keys=keys, witness_quorum=quorum)
+            return kinds(list(found.run()))
+
+        assert verify() == []
+        assert [w.latest[0] for w in witnesses] == [2, 2]
+        # The key's holder rebuilds the chain without a copy, and asks the same
+        # witnesses: they saw the first tree, and refuse the second.
+        _rebuilt_with_the_real_key(archive, s3, tmp_path, witnesses=configured)
+        assert archive.findings() == []  # no signature or link is wrong
+        newest = hour_keys(PREFIX, "pod-1", hours[-1])[1].replace("head", "checkpoint")
+        newest = newest.removesuffix(".json") + ".txt"
+        assert verify() == [("checkpoint_unwitnessed", newest)]
+        assert verify(quorum=1) == [("checkpoint_unwitnessed", newest)]
+        assert [w.latest[0] for w in witnesses] == [2, 2]  # neither took the rebuilt tree
+    finally:
+        for witness in witnesses:
+            witness.stop()

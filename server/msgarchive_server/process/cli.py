@@ -215,6 +215,15 @@ def _parser() -> argparse.ArgumentParser:
         help="a checkpoint kept from before (from a witness, or the compliance team's own "
         "copy): the log must still give its root at its size (repeatable)",
     )  # fmt: skip
+    verify.add_argument(
+        "--witness-key", metavar="VKEY", action="append", default=[],
+        help="a witness's cosignature key: the newest checkpoint must carry its "
+        "cosignature (repeatable)",
+    )  # fmt: skip
+    verify.add_argument(
+        "--witness-quorum", metavar="N", type=int,
+        help="how many of the --witness-key witnesses must have cosigned (default: all)",
+    )  # fmt: skip
     _endpoint_option(verify)
     return parser
 

@@ -188,6 +188,9 @@ def verify(args: argparse.Namespace) -> int:
                 raise ValueError(f"{args.exports_key}: not an Ed25519 public key")
             exports_key = loaded
         trusted = [_trusted_checkpoint(Path(path), key) for path in args.trusted_checkpoint]
+        witness_keys = [_witness_key(text) for text in args.witness_key]
+        if args.witness_quorum and not 0 < args.witness_quorum <= len(witness_keys):
+            raise ValueError("--witness-quorum must be between 1 and the --witness-key count")
         store = versioned(_store_of(args.store, args.s3_endpoint_url), "verify")
     except (OSError, ValueError, Unsupported) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
@@ -208,7 +211,8 @@ def verify(args: argparse.Namespace) -> int:
     started, counts = time.monotonic(), collections.Counter[str]()
     verifier = Verifier(
         store, key, deep=args.deep, since=since, until=until, on_progress=progress,
-        exports_key=exports_key, trusted=trusted,
+        exports_key=exports_key, trusted=trusted, witness_keys=witness_keys,
+        witness_quorum=args.witness_quorum or 0,
     )  # fmt: skip
     for finding in verifier.run():
         counts[finding.kind] += 1
@@ -245,6 +249,19 @@ def _trusted_checkpoint(path: Path, key: Any) -> Any:
     except (notes.NoteError, UnicodeDecodeError) as err:
         raise ValueError(f"--trusted-checkpoint {path}: {err}") from None
     return note
+
+
+def _witness_key(text: str) -> Any:
+    """A witness's verifier key (type 0x04) as --witness-key gives it (ValueError)."""
+    from msgarchive_server.domain.manifests import notes
+
+    try:
+        verifier = notes.parse_vkey(text)
+    except notes.NoteError as err:
+        raise ValueError(f"--witness-key {err}") from None
+    if verifier.kind != notes.COSIGNATURE_V1:
+        raise ValueError(f"--witness-key {text!r}: not a cosignature key (type 0x04)")
+    return verifier
 
 
 def _store_of(url: str, endpoint_url: str | None) -> Store:

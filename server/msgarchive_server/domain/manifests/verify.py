@@ -49,6 +49,7 @@ from msgarchive_server.domain.manifests.sealer import (
     part_name,
 )
 from msgarchive_server.domain.manifests.signed_log import EXPORTS_ROOT
+from msgarchive_server.domain.manifests.witnesses import cosigned_key
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.stores import (
     NoSuchObject,
@@ -82,6 +83,7 @@ KINDS = (
     "checkpoint_missing",
     "checkpoint_invalid",
     "checkpoint_inconsistent",
+    "checkpoint_unwitnessed",
     "manifest_altered",
     "copy_missing",
     "copy_altered",
@@ -109,6 +111,8 @@ class Verifier:
         on_progress: Callable[[Progress], None] = lambda progress: None,
         exports_key: Ed25519PublicKey | None = None,
         trusted: list[notes.Note] | None = None,
+        witness_keys: list[notes.Verifier] | None = None,
+        witness_quorum: int = 0,
     ) -> None:
         """`since` and `until` bound the hours checked (both included); without
         them, everything is. Within a range, the copies its manifests list are
@@ -119,6 +123,9 @@ class Verifier:
         self.store = store
         self.public_key = public_key
         self.trusted = list(trusted or [])
+        self.witness_keys = list(witness_keys or [])
+        # How many of the witness keys must have cosigned the newest checkpoint.
+        self.witness_quorum = witness_quorum or len(self.witness_keys)
         self.exports_key = exports_key
         self.deep = deep
         self.since = since
@@ -367,6 +374,9 @@ class _Log:
         self.trusted = {
             c.size: c for c in map(notes.checkpoint_of, verifier.trusted) if c.origin == origin
         }
+        self.newest = ""  # the newest checkpoint's key
+        self.newest_cosigners: list[str] = []
+        self.witnessed = 0  # the size of the newest checkpoint with a quorum of cosignatures
 
     def head(self, head_key: str, stored: bytes) -> Iterator[Finding]:
         self.frontier.append(merkle.leaf_hash(stored))
@@ -402,10 +412,41 @@ class _Log:
                 f"it states {found.size} heads with root {base64.b64encode(found.root).decode()}"
                 f"; the heads give {expected.size} with {base64.b64encode(expected.root).decode()}",
             )  # fmt: skip
+        if self.verifier.witness_keys:
+            self.newest, self.newest_cosigners = key, self._cosigners(key, expected)
+            if len(self.newest_cosigners) >= self.verifier.witness_quorum:
+                self.witnessed = expected.size
+
+    def _cosigners(self, key: str, expected: notes.Checkpoint) -> list[str]:
+        """The witnesses whose cosignature of `expected` is stored beside it."""
+        try:
+            text = self.verifier.store.get(cosigned_key(key)).body.decode("utf-8", "replace")
+            note = notes.parse(text)
+        except (NoSuchObject, notes.NoteError):
+            return []
+        if note.text != expected.text():
+            return []
+        names = []
+        for witness in self.verifier.witness_keys:
+            try:
+                if notes.verified(note, witness) is not None:
+                    names.append(witness.name)
+            except notes.NoteError:
+                continue  # a cosignature that does not verify counts for nothing
+        return names
 
     def end(self) -> Iterator[Finding]:
         if not self.whole:
             return
+        quorum = self.verifier.witness_quorum
+        if self.newest and len(self.newest_cosigners) < quorum:
+            since = f" since {self.witnessed} heads" if self.witnessed else ""
+            yield Finding(
+                "checkpoint_unwitnessed", self.newest,
+                f"{len(self.newest_cosigners)} of the witnesses cosigned it "
+                f"({', '.join(self.newest_cosigners) or 'none'}), {quorum} needed; the log has "
+                f"{self.frontier.size - self.witnessed} heads no quorum has cosigned{since}",
+            )  # fmt: skip
         for size in sorted(self.trusted):
             yield Finding(
                 "checkpoint_inconsistent", self.origin,
