@@ -132,3 +132,27 @@ def test_an_instant_is_a_date_or_an_iso_time_in_utc_unless_it_says_otherwise() -
     assert instant_ms("", "--since") == 0
     with pytest.raises(ValueError, match="--until 'soon'"):
         instant_ms("soon", "--until")
+
+
+def test_all_reads_a_page_at_a_time_and_loses_no_copy_between_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from msgarchive_server.domain import search as search_module
+    from msgarchive_server.domain.archive import Archiver
+    from msgarchive_server.domain.search import Search
+    from msgarchive_server.stores import StoreOptions, open_store
+    from tests import samples
+
+    (tmp_path / "archive").mkdir()
+    store = open_store(str(tmp_path / "archive"), StoreOptions())
+    archiver = Archiver(store)
+    for n in range(7):
+        archiver.archive(samples.sms_request(customer_identity=str(n), created_at_ms=n + 1))
+    searcher = Search(store, tmp_path / "cache")
+    whole = searcher.find(SearchQuery(), limit=100).items
+    assert len(whole) == 7
+    monkeypatch.setattr(search_module, "_ALL_PAGE", 2)
+    assert list(searcher.all(SearchQuery())) == whole
+    monkeypatch.setattr(search_module, "_ALL_PAGE", 7)  # a last page exactly full
+    assert list(searcher.all(SearchQuery())) == whole
+    searcher.close()

@@ -87,6 +87,8 @@ STATE = "state.sqlite"
 PACKING = "production.zip"
 _CHUNK = 1 << 20
 # Copies read ahead of the one being written, and by how many threads.
+# Messages in one RSMF file at most: a longer conversation goes on in the next.
+RSMF_EVENTS = 1000
 READ_AHEAD = 32
 READERS = 8
 
@@ -158,7 +160,7 @@ def produce(
         _write_items(store, tree, state, progress)
         _write_proofs(store, tree, state, manifests or {})
         manifest = _write_listings(tree, state, selection, source, manifest_key, cover)
-        digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        digest = _file_sha256(manifest)  # read in pieces: it lists every file
         signature = {
             "format": SIGNATURE_FORMAT,
             "algorithm": signer.algorithm,
@@ -291,19 +293,23 @@ class _State:
         self.db.commit()
 
     def conversations(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-        """Each conversation's messages, in order: one conversation in memory at a time."""
+        """Each conversation's messages, in order, as the RSMF files that hold
+        them: RSMF_EVENTS messages at most a file (`<name>.rsmf`, then
+        `<name>.2.rsmf`, ...), so that memory holds one file's at a time."""
         name: str | None = None
+        part = 1
         messages: list[dict[str, Any]] = []
         for conversation, message in self.db.execute(
             "SELECT conversation, message FROM messages ORDER BY conversation, n"
         ):
-            if conversation != name and messages:
-                yield str(name), messages
+            if messages and (conversation != name or len(messages) == RSMF_EVENTS):
+                yield _part(str(name), part), messages
+                part = part + 1 if conversation == name else 1
                 messages = []
             name = conversation
             messages.append(json.loads(message))
         if messages:
-            yield str(name), messages
+            yield _part(str(name), part), messages
 
     def counts(self) -> tuple[int, int]:
         items, proven = self.db.execute("SELECT count(*), count(proof) FROM items").fetchone()
@@ -606,6 +612,19 @@ def _pack(tree: _Tree, path: Path) -> None:
                 archive.open(entry, "w", force_zip64=True) as target,
             ):
                 shutil.copyfileobj(source, target, _CHUNK)
+
+
+def _part(name: str, part: int) -> str:
+    """The file name of a conversation's `part` (the first keeps the name)."""
+    return name if part == 1 else f"{name.removesuffix('.rsmf')}.{part}.rsmf"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _json(data: Any) -> bytes:

@@ -186,6 +186,10 @@ def platform_names() -> list[str]:
     return names
 
 
+# How many rows `Search.all` reads a query at a time.
+_ALL_PAGE = 10_000
+
+
 class Search:
     """Searches one store (one account's, with --accounts)."""
 
@@ -239,15 +243,25 @@ class Search:
         self._connect()
 
     def all(self, query: SearchQuery) -> Iterator[Found]:
-        """Every copy the query selects, in order: one query, read as it goes."""
+        """Every copy the query selects, in order, a page of `_ALL_PAGE` at a
+        time: each page is the query again after the last row (LIMIT, so DuckDB
+        keeps the top rows, not the whole sorted selection: memory stays flat
+        however many copies a production takes)."""
         check(query)
         query = _narrowed(query)
-        result = self._connect().execute(SEARCH_SQL, _parameters(query, None))
-        while rows := result.fetchmany(1000):
+        db = self._connect()
+        cursor: tuple[int, str] | None = None
+        while True:
+            page = f"{SEARCH_SQL.rstrip().removesuffix(';')}\nLIMIT {_ALL_PAGE}"
+            rows = db.execute(page, _parameters(query, cursor)).fetchall()
             for row in rows:
                 found = Found(*row)
                 if self._platform_agrees(found, query.platform):
                     yield found
+            if len(rows) < _ALL_PAGE:
+                return
+            last = Found(*rows[-1])
+            cursor = (last.sent_at_ms, last.key)
 
     def count(self, query: SearchQuery) -> list[tuple[str, str, int]]:
         """(channel, yyyy-mm of the sent time, copies), by channel and month."""
