@@ -477,3 +477,31 @@ def test_the_background_sealer_seals_at_once_survives_a_failure_and_stops(
 )
 def test_a_part_is_named_as_the_sealer_names_it(name: str, named: tuple[str, int] | None) -> None:
     assert part_name(name) == named
+
+
+def test_prove_answers_the_proof_of_the_copy_asked_for_and_of_no_other(tmp_path: Path) -> None:
+    """(The mutation run: prove() picking the first entry whose key sorts before
+    or after the one asked for survived.)"""
+    from cryptography.hazmat.primitives import serialization
+
+    from msgarchive.proofs import check_proof
+    from msgarchive_server.domain.manifests.prove import prove
+
+    store, clock, key = FakeStore(), Clock(H0_MS), Ed25519PrivateKey.generate()
+    seal = sealer(tmp_path, store, clock, key)
+    store.clock_ms = lambda: H0_MS + 10
+    entries = [entry(n, H0_MS + n) for n in (5, 1, 9, 3)]  # keys in no order
+    for item in entries:
+        seal.journal.append(item)
+        store.put(item.key, b"copy")
+    clock.ms = H0_MS + HOUR_MS + 3 * 60_000
+    seal.seal_due()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for item in entries:
+        proof = prove(store, item.key)
+        assert proof is not None
+        assert json.loads(proof["leaf"])["key"] == item.key
+        assert check_proof(proof, public) == item.key
+    assert prove(store, "sent_messages/Sms/202611/c/none.json.lz4") is None
