@@ -41,10 +41,12 @@ class World:
         self.witnesses = [LoopbackWitness(name, self.origin, public) for name in names]
         configured = [parse_witness(f"{w.url}={w.vkey}") for w in self.witnesses]
         self.journal = Journal(tmp_path / "journal", writer="w1")
+        self.answers: list[tuple[str, bool]] = []
         self.sealer = Sealer(
             self.store, self.journal, Ed25519FileSigner(self.key), "pod-1",
             clock_ms=self.clock, witnesses=configured,
             post=lambda url, body, _: http_post(url, body, timeout),
+            on_witness=lambda name, cosigned: self.answers.append((name, cosigned)),
         )  # fmt: skip
 
     def seal_hours(self, count: int) -> None:
@@ -102,6 +104,8 @@ def test_a_witness_that_refuses_is_reported_and_caught_up_at_the_next_seal(two: 
     assert refused
     assert refused[0]["witness"] == "witness.test/a"
     assert refused[0]["why"].startswith("403: not a log this witness follows")
+    # What the metric counts: one hour sealed, a refused it, b cosigned it.
+    assert sorted(two.answers) == [("witness.test/a", False), ("witness.test/b", True)]
     a.mode = "ok"
     two.seal_hours(1)  # seals hour 1: a gets size 2 from 0, b from 1
     assert two.cosigners(1) == ["witness.test/a", "witness.test/b"]

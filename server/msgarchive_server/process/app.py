@@ -213,7 +213,10 @@ class Sidecar:
                 return journal, None
             writer = settings.manifest_writer or socket.gethostname()
             # On a full disk this starts anyway, NOT_SERVING: sealing frees space.
-            return journal, Sealer(store, journal, signer, writer, witnesses=settings.witnesses)
+            return journal, Sealer(
+                store, journal, signer, writer, witnesses=settings.witnesses,
+                on_witness=self.metrics.witness_answered,
+            )  # fmt: skip
         except OSError as err:
             raise StartupError(
                 f"--manifests-dir {settings.manifests_dir}: {err.strerror or err}"

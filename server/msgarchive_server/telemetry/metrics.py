@@ -105,6 +105,13 @@ class Metrics:
         self.reads = Counter(
             "msgarchive_reads", "Read calls, by RPC and status code.", ["rpc", "code"], registry=r
         )
+        self.witness_answers = Counter(
+            "msgarchive_witness_answers",
+            "Checkpoints submitted to each witness (--witness), by result: cosigned, or "
+            "refused (any answer but a cosignature, or none).",
+            ["witness", "result"],
+            registry=r,
+        )
         # Children by label values: an archive records several metrics, and
         # prometheus_client's labels() validates and locks on every call.
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
@@ -122,6 +129,9 @@ class Metrics:
 
     def archive_failed(self, reason: str, store_error: str) -> None:
         self._child(self.failures, reason, store_error).inc()
+
+    def witness_answered(self, witness: str, cosigned: bool) -> None:
+        self._child(self.witness_answers, witness, "cosigned" if cosigned else "refused").inc()
 
     def stream_refused(self, limit: str) -> None:
         self._child(self.streams_refused, limit).inc()

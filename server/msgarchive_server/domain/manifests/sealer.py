@@ -104,6 +104,7 @@ class Sealer:
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
         witnesses: list[Witness] | None = None,
         post: Post = http_post,
+        on_witness: Callable[[str, bool], None] = lambda name, cosigned: None,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -116,6 +117,7 @@ class Sealer:
         self.witnesses = (
             Witnesses(witnesses, journal.directory / "witnesses.json", post) if witnesses else None
         )
+        self._on_witness = on_witness  # (witness name, cosigned): for a metric
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if journal.sealed is None:
@@ -247,6 +249,9 @@ class Sealer:
         got, refused = self.witnesses.cosign(checkpoint, self.log.tree())
         for name, why in refused.items():
             log.warning("witness refused", witness=name, checkpoint=key, size=size, why=why)
+            self._on_witness(name, False)
+        for signature in got:
+            self._on_witness(signature.name, True)
         if got:
             cosigned = notes.Note(checkpoint.text, (*checkpoint.signatures, *got))
             self.store.put(cosigned_key(key), str(cosigned).encode(), CHECKPOINT_TYPE)
