@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from msgarchive import ArchiveClient, InvalidMessage
 from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive_server.domain.manifests.notes import COSIGNATURE_V1, vkey
 from tests import samples
 from tests.sidecar import SidecarProcess, manifest_key_pair
 
@@ -70,6 +71,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             "--metrics-listen=127.0.0.1:0",
             f"--manifests-dir={keys_dir / 'journal'}",
             f"--manifest-signing-key={key_file}",
+            # A witness on a port nothing listens on: its counts are exported at 0.
+            f"--witness=http://127.0.0.1:9={vkey('witness.test/w', COSIGNATURE_V1, bytes(32))}",
         ]
     ).start()
     try:

@@ -213,8 +213,11 @@ class Sidecar:
                 return journal, None
             writer = settings.manifest_writer or socket.gethostname()
             # On a full disk this starts anyway, NOT_SERVING: sealing frees space.
+            witnesses = settings.witnesses
+            for witness in witnesses:
+                self.metrics.witness_configured(witness.name)
             return journal, Sealer(
-                store, journal, signer, writer, witnesses=settings.witnesses,
+                store, journal, signer, writer, witnesses=witnesses,
                 on_witness=self.metrics.witness_answered,
             )  # fmt: skip
         except OSError as err:

@@ -130,6 +130,11 @@ class Metrics:
     def archive_failed(self, reason: str, store_error: str) -> None:
         self._child(self.failures, reason, store_error).inc()
 
+    def witness_configured(self, witness: str) -> None:
+        """Export a configured witness's counts from the start, at 0."""
+        for result in ("cosigned", "refused"):
+            self._child(self.witness_answers, witness, result)
+
     def witness_answered(self, witness: str, cosigned: bool) -> None:
         self._child(self.witness_answers, witness, "cosigned" if cosigned else "refused").inc()
 
