@@ -1,5 +1,5 @@
-"""The log over heads: RFC 6962 consistency proofs and roots, checked by a
-verifier written here from RFC 9162 (section 2.1.4.2), apart from merkle.py;
+"""The log over heads: RFC 6962 consistency proofs and roots, checked by the
+test witness's verifier (tests/witness.py, from RFC 9162 2.1.4.2), apart from merkle.py;
 signed notes and checkpoints, read back and verified."""
 
 from __future__ import annotations
@@ -15,41 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from msgarchive_server.domain.manifests import merkle, notes
 from msgarchive_server.domain.manifests.headlog import HeadLog, checkpoint_key
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
-def consistent(old: int, new: int, proof: list[bytes], old_root: bytes, new_root: bytes) -> bool:
-    """RFC 9162, 2.1.4.2, as a third party would write it."""
-    if old == new:
-        return not proof and old_root == new_root
-    if old == 0:
-        return not proof
-    if old > new or not proof:
-        return False
-    path = list(proof)
-    if old & (old - 1) == 0:  # a power of two: the old root is the first node
-        path.insert(0, old_root)
-    fn, sn = old - 1, new - 1
-    while fn & 1:
-        fn >>= 1
-        sn >>= 1
-    fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            return False
-        if fn & 1 or fn == sn:
-            fr, sr = _node(c, fr), _node(c, sr)
-            while fn and not fn & 1:
-                fn >>= 1
-                sn >>= 1
-        else:
-            sr = _node(sr, c)
-        fn >>= 1
-        sn >>= 1
-    return sn == 0 and fr == old_root and sr == new_root
+from tests.witness import consistent
 
 
 def leaves(n: int) -> list[bytes]:
