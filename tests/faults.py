@@ -18,6 +18,9 @@ writes or drawn at a rate from a seeded random source:
 - HOLD           hold the write until the test sets `release` (then pass it on):
                  "in flight" is then an event, not a duration
 
+`refuse_conditional = True` answers 501 NotImplemented to every write that
+carries If-None-Match (a store that does not do conditional writes and says so).
+
 Reads of copies (GETs below `sent_messages/`) are counted in `copy_reads`, and
 `fault_reads(after, fault)` applies ERROR_500 or HOLD to every read of a copy
 after the first `after`; `read_held` is set when a read is held.
@@ -88,12 +91,13 @@ class FaultProxy:
         self.concurrent_writes = 0
         self.max_concurrent_writes = 0
         self.release = threading.Event()  # lets every HOLD write through
+        self.refuse_conditional = False  # 501 to every write with If-None-Match
         self.written_paths: list[str] = []  # each write's request path, in order
         self.copy_reads = 0
         self.copies_read: list[str] = []  # the paths of the reads of copies let through
         self.read_held = threading.Event()
         self._read_rule: tuple[int, Fault] | None = None
-        self._queue: list[Fault] = []
+        self._queue: list[Fault | None] = []
         self._rates: dict[Fault, float] = {}
         self._random = random.Random(seed)  # noqa: S311 (fault rates, not secrets)
         self._lock = threading.Lock()
@@ -105,8 +109,8 @@ class FaultProxy:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def queue(self, fault: Fault, count: int = 1) -> None:
-        """Apply `fault` to each of the next `count` writes."""
+    def queue(self, fault: Fault | None, count: int = 1) -> None:
+        """Apply `fault` to each of the next `count` writes (None: let them through)."""
         with self._lock:
             self._queue += [fault] * count
 
@@ -267,6 +271,9 @@ class _RelayHandler(BaseHTTPRequestHandler):
             self._reset()
             return
         body = self.rfile.read(length) if length else b""
+        if self.owner.refuse_conditional and self.headers.get("If-None-Match"):
+            self._answer_error(501, "NotImplemented", "A header you provided is not implemented")
+            return
         if fault in _ERRORS:
             self._answer_error(*_ERRORS[fault])
             return

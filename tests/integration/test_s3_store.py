@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from msgarchive_server.stores import ErrorKind, NoSuchObject, StoreError
+from msgarchive_server.stores import ErrorKind, NoSuchObject, Retention, StoreError
+from msgarchive_server.stores.s3 import S3Store
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in
 
@@ -173,3 +175,130 @@ def test_a_412_with_no_copy_to_read_back_is_a_retryable_failure_never_an_ack(
         store.put(key, b"a copy")
     assert (raised.value.code, raised.value.kind) == ("PreconditionFailed", ErrorKind.TRANSIENT)
     assert key not in keys_in(s3, bucket)
+
+
+def _every_request(store: S3Store) -> dict[str, Callable[[], object]]:
+    """One call of each kind the store makes, by name."""
+    return {
+        "list": lambda: store.list("sent_messages/"),
+        "versions": lambda: list(store.versions("sent_messages/")),
+        "get": lambda: store.get(KEY),
+        "get_version": lambda: store.get_version(KEY, "3" * 32),
+        "read": lambda: store.read(KEY),
+        "set_legal_hold": lambda: store.set_legal_hold(KEY, "", on=True),
+        "probe": lambda: store.probe(),
+        "put": lambda: store.put(KEY, BODY),
+    }
+
+
+REQUESTS = list(_every_request(cast("S3Store", None)))  # the names only
+
+
+@pytest.mark.parametrize("request_name", REQUESTS)
+def test_each_request_to_an_unreachable_store_is_a_transient_store_error(
+    seaweed: SeaweedFS, request_name: str
+) -> None:
+    """Refused connections come out of boto3 and obstore alike as a StoreError
+    the pipeline retries, never as a library's own exception."""
+    store = seaweed.store("any-bucket", endpoint="http://127.0.0.1:9")  # discard: nobody listens
+    with pytest.raises(StoreError) as raised:
+        _every_request(store)[request_name]()
+    assert raised.value.kind is ErrorKind.TRANSIENT
+
+
+@pytest.mark.parametrize("request_name", REQUESTS)
+def test_each_request_to_a_missing_bucket_names_the_bucket_missing(
+    seaweed: SeaweedFS, request_name: str
+) -> None:
+    store = seaweed.store(f"no-such-bucket-{request_name.replace('_', '-')}")
+    with pytest.raises(StoreError) as raised:
+        _every_request(store)[request_name]()
+    assert (raised.value.code, raised.value.kind) == ("NoSuchBucket", ErrorKind.FATAL)
+
+
+def test_a_store_whose_retention_cannot_be_checked_is_a_transient_store_error(
+    seaweed: SeaweedFS,
+) -> None:
+    store = seaweed.store(
+        "any-bucket", endpoint="http://127.0.0.1:9", retention=Retention("GOVERNANCE", 1)
+    )
+    with pytest.raises(StoreError) as raised:
+        store.put(KEY, BODY)  # the first write checks the bucket's retention first
+    assert (raised.value.code, raised.value.kind) == (
+        "EndpointConnectionError",
+        ErrorKind.TRANSIENT,
+    )
+
+
+def test_versions_lists_every_version_and_delete_marker_newest_first_within_a_key(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    store = seaweed.store(bucket)
+    first = store.put(KEY, BODY).version_id
+    second = s3.put_object(Bucket=bucket, Key=KEY, Body=b"a later version")["VersionId"]
+    marker = s3.delete_object(Bucket=bucket, Key=KEY)["VersionId"]
+    other = KEY.replace("def.json.lz4", "xyz.json.lz4")
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    s3.put_object(Bucket=bucket, Key=other, Body=BODY)  # version "null": written unversioned
+    listed = [
+        (v.key, v.version_id, v.is_latest, v.is_delete_marker, v.size)
+        for v in store.versions("sent_messages/")
+    ]
+    assert listed == [
+        (KEY, marker, True, True, 0),
+        (KEY, second, False, False, len(b"a later version")),
+        (KEY, first, False, False, len(BODY)),
+        (other, "", True, False, len(BODY)),
+    ]
+    assert store.get_version(KEY, first).body == BODY
+    assert store.get_version(KEY, second).body == b"a later version"
+    with pytest.raises(NoSuchObject):
+        store.get(KEY)  # the latest is a delete marker
+
+
+def test_a_probe_of_a_store_that_refuses_conditional_writes_falls_back_once_and_keeps_write_once(
+    seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, s3: S3Client
+) -> None:
+    """A store that answers 501 to If-None-Match: the probe says so, and each
+    write then reads the key first, so an existing copy is acknowledged as it
+    is and never replaced."""
+    proxy.refuse_conditional = True
+    store = seaweed.store(bucket, endpoint=proxy.endpoint)
+    store.probe()
+    assert not store.conditional_writes
+    store.probe()  # the probe's own object exists now: still no conditional write trusted
+    assert not store.conditional_writes
+    assert store.put(KEY, BODY).etag == MD5
+    writes = proxy.writes
+    again = store.put(KEY, b"a different body for the same key")
+    assert (again.already_existed, again.existing_copy) == (True, BODY)
+    assert proxy.writes == writes  # read back, not written
+    assert s3.get_object(Bucket=bucket, Key=KEY)["Body"].read() == BODY
+
+
+def test_a_write_answered_501_to_if_none_match_is_retried_without_it(
+    seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, s3: S3Client
+) -> None:
+    store = seaweed.store(bucket, endpoint=proxy.endpoint)
+    store.probe()
+    assert store.conditional_writes
+    proxy.refuse_conditional = True  # the store changed under the sidecar
+    with pytest.raises(StoreError) as raised:
+        store.put(KEY, BODY)
+    assert (raised.value.code, raised.value.kind) == ("NotImplemented", ErrorKind.TRANSIENT)
+    assert not store.conditional_writes
+    assert store.put(KEY, BODY).etag == MD5  # the pipeline's retry
+    assert s3.get_object(Bucket=bucket, Key=KEY)["Body"].read() == BODY
+
+
+def test_a_probe_whose_conditional_write_fails_otherwise_is_an_error_not_a_fallback(
+    seaweed: SeaweedFS, bucket: str, proxy: FaultProxy
+) -> None:
+    store = seaweed.store(bucket, endpoint=proxy.endpoint)
+    proxy.queue(None)  # the probe's plain write
+    proxy.queue(Fault.ERROR_500)  # and its conditional one
+    with pytest.raises(StoreError) as raised:
+        store.probe()
+    assert raised.value.code == "InternalError"
+    assert store.conditional_writes

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError, ConnectTimeoutError
 
-from msgarchive_server.stores import ErrorKind
+from msgarchive_server.stores import ErrorKind, PutResult, Retention, StoreError
+from msgarchive_server.stores import s3 as s3_module
 from msgarchive_server.stores.s3 import (
     CONTENT_TYPE,
     S3Options,
@@ -169,3 +172,123 @@ TRANSPORT = (
 def test_obstore_errors_are_classified(text: str, code: str, kind: ErrorKind) -> None:
     error = classify_write_error(RuntimeError(text))
     assert (error.code, error.kind) == (code, kind)
+
+
+def test_an_error_answer_without_a_code_is_named_by_its_status() -> None:
+    """A HEAD's error has no body: only the status names it (404: the bucket)."""
+    bare: Any = {"Error": {}, "ResponseMetadata": {"HTTPStatusCode": int("404")}}
+    error = classify(ClientError(bare, "HeadObject"))
+    assert (error.code, error.kind) == ("NoSuchBucket", ErrorKind.FATAL)
+    nothing = classify(ClientError({"Error": {}}, "HeadObject"))
+    assert (nothing.code, nothing.kind) == ("Unknown", ErrorKind.TRANSIENT)  # status 0: no answer
+
+
+SESSION = boto3.session.Session(
+    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret", region_name="eu-west-1"
+)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path_style", "writer_endpoint", "allow_http", "addressing"),
+    [
+        ("http://127.0.0.1:8333", True, "http://127.0.0.1:8333", "true", "path"),
+        ("https://s3.example.net", False, "https://archive.s3.example.net", "false", "auto"),
+        (None, False, None, "false", "auto"),
+    ],
+)
+def test_both_clients_address_the_bucket_as_configured(
+    endpoint: str | None, path_style: bool, writer_endpoint: str | None, allow_http: str,
+    addressing: str,
+) -> None:  # fmt: skip
+    options = S3Options(bucket="archive", endpoint_url=endpoint, path_style=path_style)
+    store = S3Store(options, session=SESSION)
+    writer = store._writer
+    assert not isinstance(writer, StoreError)
+    assert writer.config.get("endpoint") == writer_endpoint
+    assert writer.config.get("virtual_hosted_style_request", "false") == str(not path_style).lower()
+    assert writer.client_options is not None
+    assert str(writer.client_options["allow_http"]).lower() == allow_http
+    assert getattr(store._client.meta.config, "s3") == {"addressing_style": addressing}  # noqa: B009
+    assert store.remote  # a store that can be down: the circuit opens rather than exiting
+
+
+class BucketSettings:
+    """What a bucket answers about its versioning and Object Lock, and how
+    often it was asked."""
+
+    def __init__(self, versioning: dict[str, Any], lock: dict[str, Any]) -> None:
+        self.versioning, self.lock, self.asked = versioning, lock, 0
+
+    def get_bucket_versioning(self, **_: object) -> dict[str, Any]:
+        self.asked += 1
+        return self.versioning
+
+    def get_object_lock_configuration(self, **_: object) -> dict[str, Any]:
+        return {"ObjectLockConfiguration": self.lock}
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def locked(mode: str = "GOVERNANCE", **period: int) -> dict[str, Any]:
+    return {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": mode, **period}}}
+
+
+def store_with(settings: BucketSettings, wanted: Retention) -> S3Store:
+    store = S3Store(S3Options(bucket="archive", retention=wanted), session=SESSION)
+    store._client = settings  # type: ignore[assignment]
+    store._write = lambda key, body, **_: PutResult(etag="e", version_id="v")  # type: ignore[method-assign]
+    return store
+
+
+ENABLED = {"Status": "Enabled"}
+
+
+@pytest.mark.parametrize(
+    ("versioning", "lock", "wanted", "found"),
+    [
+        (ENABLED, locked(Days=30), Retention("GOVERNANCE", 30), Retention("GOVERNANCE", 30)),
+        (ENABLED, locked(Years=1), Retention("GOVERNANCE", 365), Retention("GOVERNANCE", 365)),
+        (ENABLED, locked("COMPLIANCE", Days=7), Retention("GOVERNANCE", 7),
+         Retention("COMPLIANCE", 7)),
+        ({}, locked(Days=30), Retention("GOVERNANCE", 1), "the bucket is not versioned"),
+        ({"Status": "Suspended"}, locked(Days=30), Retention("GOVERNANCE", 1),
+         "the bucket is not versioned"),
+        (ENABLED, {"Rule": locked()["Rule"]}, Retention("GOVERNANCE", 1), "no default retention"),
+        (ENABLED, {"ObjectLockEnabled": "Enabled"}, Retention("GOVERNANCE", 1),
+         "no default retention"),
+        (ENABLED, locked(Days=29), Retention("GOVERNANCE", 30), "GOVERNANCE for 29 days"),
+    ],
+)  # fmt: skip
+def test_the_retention_a_bucket_reports_is_checked_against_the_wanted_one(
+    versioning: dict[str, Any], lock: dict[str, Any], wanted: Retention, found: Retention | str
+) -> None:
+    # Copies, not the literals: a check written with `is` would pass on interned strings.
+    settings = BucketSettings(json.loads(json.dumps(versioning)), json.loads(json.dumps(lock)))
+    store = store_with(settings, wanted)
+    if isinstance(found, Retention):
+        store._check_retention()
+        assert store.retention == found
+        return
+    with pytest.raises(StoreError) as raised:
+        store._check_retention()
+    assert (raised.value.code, raised.value.kind) == ("RetentionNotEnforced", ErrorKind.FATAL)
+    assert found in str(raised.value)
+    assert store.retention is None
+
+
+def test_the_bucket_retention_is_checked_on_the_first_write_then_once_a_recheck_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    settings = BucketSettings(ENABLED, locked(Days=1))
+    store = store_with(settings, Retention("GOVERNANCE", 1))
+    store.put("a", BODY)
+    assert settings.asked == 1  # never checked before: checked now
+    now[0] += s3_module.RETENTION_RECHECK_S
+    store.put("b", BODY)
+    assert settings.asked == 1  # exactly one period later: not yet
+    now[0] += 0.001
+    store.put("c", BODY)
+    assert settings.asked == 2

@@ -158,15 +158,16 @@ def make_writer(options: S3Options, session: boto3.session.Session, region: str)
         # Virtual-hosted style against a custom endpoint: the bucket is in the host.
         scheme, _, host = endpoint.partition("://")
         endpoint = f"{scheme}://{options.bucket}.{host}"
-    sse: dict[str, str] = {}
+    settings: dict[str, str] = {}
+    if endpoint:  # none: AWS's own endpoint for the region (obstore refuses None)
+        settings["endpoint"] = endpoint
     if options.sse:
-        sse["server_side_encryption"] = options.sse
+        settings["server_side_encryption"] = options.sse
     if options.sse_kms_key_id:
-        sse["sse_kms_key_id"] = options.sse_kms_key_id
+        settings["sse_kms_key_id"] = options.sse_kms_key_id
     return ObjectStoreS3(
         options.bucket,
         region=region,
-        endpoint=endpoint,
         virtual_hosted_style_request=not options.path_style,
         credential_provider=ChainCredentials(session),
         checksum_algorithm="sha256",
@@ -180,7 +181,7 @@ def make_writer(options: S3Options, session: boto3.session.Session, region: str)
             "default_headers": {"x-amz-sdk-checksum-algorithm": "SHA256"},
         },
         retry_config={"max_retries": 0, "retry_timeout": datetime.timedelta(0)},
-        **sse,  # type: ignore[arg-type]
+        **settings,  # type: ignore[arg-type]
     )
 
 
