@@ -67,11 +67,18 @@ def test_a_legal_hold_shows_on_reads(seaweed: SeaweedFS, s3: S3Client) -> None:
     bucket = seaweed.new_bucket(object_lock=True)
     seaweed.set_default_retention(bucket, "GOVERNANCE")
     store = seaweed.store(bucket, retention=GOVERNANCE_1)
-    store.put(KEY, b"a copy")
+    first = store.put(KEY, b"a copy").version_id
     s3.put_object_legal_hold(Bucket=bucket, Key=KEY, LegalHold={"Status": "ON"})
     assert store.get(KEY).legal_hold
     s3.put_object_legal_hold(Bucket=bucket, Key=KEY, LegalHold={"Status": "OFF"})
     assert not store.get(KEY).legal_hold
+    # The store's own hold, on one version under a newer one.
+    s3.put_object(Bucket=bucket, Key=KEY, Body=b"a later version")
+    store.set_legal_hold(KEY, first, on=True)
+    assert store.get_version(KEY, first).legal_hold
+    assert not store.get(KEY).legal_hold
+    store.set_legal_hold(KEY, first, on=False)
+    assert not store.get_version(KEY, first).legal_hold
 
 
 @pytest.mark.parametrize(

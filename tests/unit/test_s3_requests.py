@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import boto3
@@ -292,3 +293,35 @@ def test_the_bucket_retention_is_checked_on_the_first_write_then_once_a_recheck_
     now[0] += 0.001
     store.put("c", BODY)
     assert settings.asked == 2
+
+
+@pytest.mark.parametrize("code", ["AccessDenied", "SignatureDoesNotMatch", "NoSuchBucket"])
+def test_a_refused_retention_check_is_reported_by_its_own_code(code: str) -> None:
+    """Only "no Object Lock configuration" means an unprotected bucket; any other
+    refusal is that refusal."""
+
+    class Refusing(BucketSettings):
+        def get_object_lock_configuration(self, **_: object) -> dict[str, Any]:
+            raise client_error("".join(code), 403)  # a fresh string, not the literal
+
+    store = store_with(Refusing(ENABLED, {}), Retention("GOVERNANCE", 1))
+    with pytest.raises(StoreError) as raised:
+        store._check_retention()
+    assert raised.value.code == code
+
+
+def test_a_store_opened_before_any_credentials_exist_fails_each_write_until_reconnected(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Credentials can arrive after start (a role's token file): the store opens,
+    and every write fails, retryably, naming why."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    session = boto3.session.Session(region_name="eu-west-1")
+    store = S3Store(S3Options(bucket="archive"), session=session)
+    with pytest.raises(StoreError) as raised:
+        store.put("a", BODY)
+    assert (raised.value.code, raised.value.kind) == ("NoCredentialsError", ErrorKind.TRANSIENT)
