@@ -18,6 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 
 def machine_env() -> dict[str, str]:
     """This process's environment without the machine's own AWS and
@@ -167,12 +170,26 @@ def health(address: str) -> str:
     return done.stdout.strip() or done.stderr.strip()
 
 
-def wait_until_serving(address: str, timeout: float = 60.0) -> None:
-    """Poll health until SERVING, with a deadline generous enough for a busy machine."""
+def wait_until_serving(address: str, timeout: float = 120.0) -> None:
+    """Poll health until SERVING, with deadlines generous enough for a busy
+    machine: in this process over one channel (a `msgarchive health` child per
+    poll costs an interpreter's start, and gives each check 3 s), each check
+    allowed 30 s."""
     deadline = time.monotonic() + timeout
-    while health(address) != "SERVING":
-        assert time.monotonic() < deadline, "the sidecar did not start serving"
-        time.sleep(0.2)
+    last = "no answer yet"
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=30).status
+            except grpc.RpcError as err:
+                last = err.code().name if isinstance(err, grpc.Call) else str(err)
+            else:
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+            assert time.monotonic() < deadline, f"the sidecar did not start serving: {last}"
+            time.sleep(0.2)
 
 
 def verify(
