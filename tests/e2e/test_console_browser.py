@@ -48,13 +48,15 @@ if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
                 allow_module_level=True)  # fmt: skip
 
 from selenium import webdriver  # noqa: E402 (only with a browser to drive)
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoAlertPresentException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
@@ -115,11 +117,21 @@ def search(driver: WebDriver, **filters: str) -> None:
 
 def click_and_load(driver: WebDriver, control: Any) -> None:
     """Click a link or a form's button, and wait until the page it loads has
-    replaced this one (so that nothing is read off the old page)."""
-    before = driver.find_element(By.TAG_NAME, "html")
+    replaced this one (so that nothing is read off the old page).
+
+    The old page is marked in its window and the wait is for a document
+    without the mark: asking chromedriver whether an element went stale
+    while the page is being replaced can fail with an inspector error of its
+    own, so errors while the next page loads are waited out, not raised."""
+    driver.execute_script("window.__msgarchiveLeaving = true")
     control.click()
-    wait(driver, expected_conditions.staleness_of(before))
-    wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(
+        driver, WAIT_S, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)
+    ).until(
+        lambda d: d.execute_script(
+            "return window.__msgarchiveLeaving === undefined && document.readyState === 'complete'"
+        )
+    )
 
 
 def world_url(driver: WebDriver) -> str:
