@@ -197,6 +197,7 @@ class Sidecar:
         # manifests has no use for.
         from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
         from msgarchive_server.domain.manifests.sealer import Sealer, journal_directory
+        from msgarchive_server.domain.manifests.timestamps import Timestamper
 
         try:
             signer = Ed25519FileSigner.from_file(Path(settings.manifest_signing_key))
@@ -216,9 +217,14 @@ class Sidecar:
             witnesses = settings.witnesses
             for witness in witnesses:
                 self.metrics.witness_configured(witness.name)
+            timestamper = None
+            if settings.timestamp_url:
+                timestamper = Timestamper(settings.timestamp_url)
+                self.metrics.timestamp_configured()
             return journal, Sealer(
                 store, journal, signer, writer, witnesses=witnesses,
-                on_witness=self.metrics.witness_answered,
+                on_witness=self.metrics.witness_answered, timestamper=timestamper,
+                on_timestamp=self.metrics.timestamp_answered,
             )  # fmt: skip
         except OSError as err:
             raise StartupError(

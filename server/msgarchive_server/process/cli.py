@@ -224,6 +224,15 @@ def _parser() -> argparse.ArgumentParser:
         "--witness-quorum", metavar="N", type=int,
         help="how many of the --witness-key witnesses must have cosigned (default: all)",
     )  # fmt: skip
+    verify.add_argument(
+        "--tsa-ca", metavar="FILE",
+        help="the time-stamping authority's CA certificates (PEM): check each checkpoint's "
+        "RFC 3161 token against them",
+    )  # fmt: skip
+    verify.add_argument(
+        "--timestamp-max-lag", metavar="HOURS", type=float, default=24.0,
+        help="how long after an hour ends the first token over it may come (default: 24)",
+    )  # fmt: skip
     _endpoint_option(verify)
     return parser
 

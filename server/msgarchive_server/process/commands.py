@@ -191,6 +191,9 @@ def verify(args: argparse.Namespace) -> int:
         witness_keys = [_witness_key(text) for text in args.witness_key]
         if args.witness_quorum and not 0 < args.witness_quorum <= len(witness_keys):
             raise ValueError("--witness-quorum must be between 1 and the --witness-key count")
+        tsa_roots = _tsa_roots(Path(args.tsa_ca)) if args.tsa_ca else None
+        if not args.timestamp_max_lag >= 0:
+            raise ValueError("--timestamp-max-lag must be 0 hours or more")
         store = versioned(_store_of(args.store, args.s3_endpoint_url), "verify")
     except (OSError, ValueError, Unsupported) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
@@ -212,7 +215,8 @@ def verify(args: argparse.Namespace) -> int:
     verifier = Verifier(
         store, key, deep=args.deep, since=since, until=until, on_progress=progress,
         exports_key=exports_key, trusted=trusted, witness_keys=witness_keys,
-        witness_quorum=args.witness_quorum or 0,
+        witness_quorum=args.witness_quorum or 0, tsa_roots=tsa_roots,
+        timestamp_max_lag=datetime.timedelta(hours=args.timestamp_max_lag),
     )  # fmt: skip
     for finding in verifier.run():
         counts[finding.kind] += 1
@@ -249,6 +253,16 @@ def _trusted_checkpoint(path: Path, key: Any) -> Any:
     except (notes.NoteError, UnicodeDecodeError) as err:
         raise ValueError(f"--trusted-checkpoint {path}: {err}") from None
     return note
+
+
+def _tsa_roots(path: Path) -> Any:
+    """The CA certificates --tsa-ca names (ValueError naming the file)."""
+    from msgarchive_server.domain.manifests.timestamps import load_roots
+
+    try:
+        return load_roots(path.read_bytes())
+    except ValueError as err:
+        raise ValueError(f"--tsa-ca {path}: not PEM certificates ({err})") from None
 
 
 def _witness_key(text: str) -> Any:

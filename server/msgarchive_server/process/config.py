@@ -173,6 +173,12 @@ class Settings:
         "flag for each, or separate them by spaces in the variable",
         metavar="URL=VKEY",
     )
+    timestamp_url: str | None = setting(
+        None,
+        "an RFC 3161 time-stamping authority asked for a token over each checkpoint "
+        "(stored beside it as checkpoint[.N].tsr)",
+        metavar="URL",
+    )
     manifest_writer: str | None = setting(
         None,
         "this sidecar's name in manifest keys: one chain per writer (default: the host name)",
@@ -294,6 +300,10 @@ class Settings:
         if self.witness and not self.manifests_dir:
             raise ConfigError("--witness needs --manifests-dir: witnesses cosign its checkpoints")
         _ = self.witnesses  # parsed now, so that a bad --witness is refused at startup
+        if self.timestamp_url and not self.manifests_dir:
+            raise ConfigError("--timestamp-url needs --manifests-dir: tokens date its checkpoints")
+        if self.timestamp_url and not self.timestamp_url.startswith(("http://", "https://")):
+            raise ConfigError(f"--timestamp-url {self.timestamp_url!r}: not an http(s) URL")
         self._check_address("--listen", self.listen)
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")

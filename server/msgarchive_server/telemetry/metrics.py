@@ -112,6 +112,13 @@ class Metrics:
             ["witness", "result"],
             registry=r,
         )
+        self.timestamp_answers = Counter(
+            "msgarchive_timestamp_answers",
+            "Checkpoints sent to the time-stamping authority (--timestamp-url), by result: "
+            "stamped (a token that checks, stored), or refused (any other answer, or none).",
+            ["result"],
+            registry=r,
+        )
         # Children by label values: an archive records several metrics, and
         # prometheus_client's labels() validates and locks on every call.
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
@@ -137,6 +144,14 @@ class Metrics:
 
     def witness_answered(self, witness: str, cosigned: bool) -> None:
         self._child(self.witness_answers, witness, "cosigned" if cosigned else "refused").inc()
+
+    def timestamp_configured(self) -> None:
+        """Export the time-stamping authority's counts from the start, at 0."""
+        for result in ("stamped", "refused"):
+            self._child(self.timestamp_answers, result)
+
+    def timestamp_answered(self, stamped: bool) -> None:
+        self._child(self.timestamp_answers, "stamped" if stamped else "refused").inc()
 
     def stream_refused(self, limit: str) -> None:
         self._child(self.streams_refused, limit).inc()

@@ -44,6 +44,12 @@ from msgarchive_server.domain.manifests.entries import ManifestEntry
 from msgarchive_server.domain.manifests.headlog import CHECKPOINT_TYPE, HeadLog, checkpoint_key
 from msgarchive_server.domain.manifests.heads import Link, Signer, head
 from msgarchive_server.domain.manifests.journal import Journal, Sealed, hour_of
+from msgarchive_server.domain.manifests.timestamps import (
+    REPLY_TYPE,
+    Timestamper,
+    TimestampError,
+    timestamp_key,
+)
 from msgarchive_server.domain.manifests.witnesses import (
     Post,
     Witness,
@@ -105,6 +111,8 @@ class Sealer:
         witnesses: list[Witness] | None = None,
         post: Post = http_post,
         on_witness: Callable[[str, bool], None] = lambda name, cosigned: None,
+        timestamper: Timestamper | None = None,
+        on_timestamp: Callable[[bool], None] = lambda stamped: None,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -118,6 +126,8 @@ class Sealer:
             Witnesses(witnesses, journal.directory / "witnesses.json", post) if witnesses else None
         )
         self._on_witness = on_witness  # (witness name, cosigned): for a metric
+        self.timestamper = timestamper
+        self._on_timestamp = on_timestamp  # (a token stored): for a metric
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if journal.sealed is None:
@@ -242,6 +252,8 @@ class Sealer:
             raise SealConflict(f"{key} holds another checkpoint")
         if self.witnesses is not None:
             self._witness(key, notes.parse(signed), size)
+        if self.timestamper is not None:
+            self._timestamp(key, signed.encode(), size)
 
     def _witness(self, key: str, checkpoint: notes.Note, size: int) -> None:
         """Have the witnesses cosign the checkpoint; keep what they signed beside it."""
@@ -257,6 +269,22 @@ class Sealer:
             self.store.put(cosigned_key(key), str(cosigned).encode(), CHECKPOINT_TYPE)
             log.info("checkpoint witnessed", checkpoint=key, size=size,
                      witnesses=sorted(s.name for s in got))  # fmt: skip
+
+    def _timestamp(self, key: str, checkpoint: bytes, size: int) -> None:
+        """Have the TSA date the checkpoint; keep its reply beside it."""
+        assert self.timestamper is not None
+        try:
+            reply, token = self.timestamper.stamp(checkpoint)
+        except TimestampError as err:
+            log.warning("timestamp refused", checkpoint=key, size=size, why=str(err))
+            self._on_timestamp(False)
+            return
+        # Written once: after a crash between this and the seal's end, the
+        # hour is sealed again and the first token stays.
+        self.store.put(timestamp_key(key), reply, REPLY_TYPE)
+        self._on_timestamp(True)
+        log.info("checkpoint timestamped", checkpoint=key, size=size,
+                 time=token.time.isoformat(), tsa=token.tsa)  # fmt: skip
 
     def _sync_log(self) -> None:
         """The log ends with the chain's last head (after a crash between the

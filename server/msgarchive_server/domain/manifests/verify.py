@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from msgarchive.keys import KEY_ROOT, parse_key
-from msgarchive_server.domain.manifests import merkle, notes, parquet, signed_log
+from msgarchive_server.domain.manifests import merkle, notes, parquet, signed_log, timestamps
 from msgarchive_server.domain.manifests.headlog import checkpoint_key
 from msgarchive_server.domain.manifests.heads import verify as verify_head
 from msgarchive_server.domain.manifests.holds import verify_log
@@ -49,6 +50,7 @@ from msgarchive_server.domain.manifests.sealer import (
     part_name,
 )
 from msgarchive_server.domain.manifests.signed_log import EXPORTS_ROOT
+from msgarchive_server.domain.manifests.timestamps import timestamp_key
 from msgarchive_server.domain.manifests.witnesses import cosigned_key
 from msgarchive_server.domain.payloads import decompress
 from msgarchive_server.stores import (
@@ -61,6 +63,9 @@ from msgarchive_server.stores import (
 from msgarchive_server.stores.base import RETENTION_MODES
 
 HOUR = datetime.timedelta(hours=1)
+# How long after an hour ends its checkpoint's first timestamp may come
+# (sealing runs minutes after the hour; a TSA outage delays it).
+DEFAULT_TIMESTAMP_LAG = datetime.timedelta(hours=24)
 _HOUR_KEY = re.compile(r"(?P<writer>[^/]+)/(?P<hour>\d{4}/\d{2}/\d{2}/\d{2})/(?P<name>[^/]+)")
 
 
@@ -84,6 +89,9 @@ KINDS = (
     "checkpoint_invalid",
     "checkpoint_inconsistent",
     "checkpoint_unwitnessed",
+    "timestamp_missing",
+    "timestamp_invalid",
+    "timestamp_late",
     "manifest_altered",
     "copy_missing",
     "copy_altered",
@@ -113,19 +121,26 @@ class Verifier:
         trusted: list[notes.Note] | None = None,
         witness_keys: list[notes.Verifier] | None = None,
         witness_quorum: int = 0,
+        tsa_roots: list[x509.Certificate] | None = None,
+        timestamp_max_lag: datetime.timedelta = DEFAULT_TIMESTAMP_LAG,
     ) -> None:
         """`since` and `until` bound the hours checked (both included); without
         them, everything is. Within a range, the copies its manifests list are
         reconciled, and no object is called unlisted (other hours list it).
         With `exports_key` (the exporting team's), the export log is checked too.
         `trusted`: checkpoints the caller kept (signed notes); each writer's log
-        must still give each its root at its size."""
+        must still give each its root at its size. `tsa_roots`: the CAs a
+        checkpoint's timestamp token must chain to; each token must then date
+        its checkpoint after its hour began, and within `timestamp_max_lag` of
+        the end of every hour it is the first token over."""
         self.store = store
         self.public_key = public_key
         self.trusted = list(trusted or [])
         self.witness_keys = list(witness_keys or [])
         # How many of the witness keys must have cosigned the newest checkpoint.
         self.witness_quorum = witness_quorum or len(self.witness_keys)
+        self.tsa_roots = tsa_roots
+        self.timestamp_max_lag = timestamp_max_lag
         self.exports_key = exports_key
         self.deep = deep
         self.since = since
@@ -236,7 +251,7 @@ class Verifier:
                     )
                 previous = (head_key, hashlib.sha256(stored).hexdigest(), str(fields["signature"]))
                 yield from self._manifest(index, fields, manifest_key)
-                yield from log.head(head_key, stored)
+                yield from log.head(head_key, stored, hour)
                 self._on_progress(self.progress)
         yield from log.end()
 
@@ -377,8 +392,11 @@ class _Log:
         self.newest = ""  # the newest checkpoint's key
         self.newest_cosigners: list[str] = []
         self.witnessed = 0  # the size of the newest checkpoint with a quorum of cosignatures
+        self.last_checkpoint = ""
+        self.stamped = False  # a token was seen: every later head must be covered by one
+        self.unstamped: list[datetime.datetime] = []  # hours since the last good token
 
-    def head(self, head_key: str, stored: bytes) -> Iterator[Finding]:
+    def head(self, head_key: str, stored: bytes, hour: datetime.datetime) -> Iterator[Finding]:
         self.frontier.append(merkle.leaf_hash(stored))
         if not self.whole:
             return
@@ -392,20 +410,25 @@ class _Log:
             )  # fmt: skip
         key = checkpoint_key(head_key)
         try:
-            text = self.verifier.store.get(key).body.decode("utf-8", "replace")
+            body = self.verifier.store.get(key).body
         except NoSuchObject:
             if self.started:
                 yield Finding("checkpoint_missing", key, "the head has no checkpoint beside it")
+                self._not_stamped(hour)
             return
         self.started = True
+        self.last_checkpoint = key
         try:
-            note = notes.parse(text)
+            note = notes.parse(body.decode("utf-8", "replace"))
             found = notes.checkpoint_of(note)
             if notes.verified(note, self.key) is None:
                 raise notes.NoteError("it carries no signature of the manifest key")
         except notes.NoteError as err:
             yield Finding("checkpoint_invalid", key, str(err))
+            self._not_stamped(hour)
             return
+        if self.verifier.tsa_roots is not None:
+            yield from self._timestamp(key, body, hour)
         if found != expected:
             yield Finding(
                 "checkpoint_inconsistent", key,
@@ -416,6 +439,44 @@ class _Log:
             self.newest, self.newest_cosigners = key, self._cosigners(key, expected)
             if len(self.newest_cosigners) >= self.verifier.witness_quorum:
                 self.witnessed = expected.size
+
+    def _not_stamped(self, hour: datetime.datetime) -> None:
+        if self.stamped:
+            self.unstamped.append(hour)
+
+    def _timestamp(self, key: str, checkpoint: bytes, hour: datetime.datetime) -> Iterator[Finding]:
+        """The checkpoint's token: it must check, date the checkpoint after its
+        hour began, and come within the allowed lag of the end of the oldest
+        hour it is the first good token over."""
+        token_key = timestamp_key(key)
+        try:
+            reply = self.verifier.store.get(token_key).body
+        except NoSuchObject:
+            self._not_stamped(hour)
+            return
+        self.stamped = True
+        try:
+            token = timestamps.read_reply(reply, checkpoint, roots=self.verifier.tsa_roots)
+            if token.time < hour:
+                raise timestamps.TimestampError(
+                    f"its time, {_utc(token.time)}, is before the hour it seals began"
+                )
+        except timestamps.TimestampError as err:
+            yield Finding("timestamp_invalid", token_key, str(err))
+            self.unstamped.append(hour)
+            return
+        oldest = min([*self.unstamped, hour])
+        self.unstamped = []
+        lag = token.time - (oldest + HOUR)
+        allowed = self.verifier.timestamp_max_lag
+        if lag > allowed:
+            yield Finding(
+                "timestamp_late", token_key,
+                f"its time, {_utc(token.time)}, is {_hours(lag)} after the hour {_utc(oldest)} "
+                f"ended, more than the {_hours(allowed)} allowed: it dates that hour only from "
+                "then, and the hours it is the first token over could have been rewritten "
+                "before it",
+            )  # fmt: skip
 
     def _cosigners(self, key: str, expected: notes.Checkpoint) -> list[str]:
         """The witnesses whose cosignature of `expected` is stored beside it."""
@@ -447,12 +508,30 @@ class _Log:
                 f"({', '.join(self.newest_cosigners) or 'none'}), {quorum} needed; the log has "
                 f"{self.frontier.size - self.witnessed} heads no quorum has cosigned{since}",
             )  # fmt: skip
+        if self.verifier.tsa_roots is not None and self.last_checkpoint:
+            if not self.stamped:
+                yield Finding("timestamp_missing", self.last_checkpoint,
+                              "no checkpoint of the log carries a timestamp token")  # fmt: skip
+            elif self.unstamped:
+                yield Finding(
+                    "timestamp_missing", self.last_checkpoint,
+                    f"{len(self.unstamped)} heads since the hour {_utc(min(self.unstamped))} "
+                    "have no good timestamp token over them yet",
+                )  # fmt: skip
         for size in sorted(self.trusted):
             yield Finding(
                 "checkpoint_inconsistent", self.origin,
                 f"a trusted checkpoint has {size} heads; the log has {self.frontier.size}: "
                 "heads were removed",
             )  # fmt: skip
+
+
+def _utc(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hours(span: datetime.timedelta) -> str:
+    return f"{span.total_seconds() / 3600:.1f} h"
 
 
 def _head_keys(

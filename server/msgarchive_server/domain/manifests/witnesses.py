@@ -66,10 +66,12 @@ def parse_witness(text: str) -> Witness:
 Post = Callable[[str, bytes, float], tuple[int, str, bytes]]  # url, body, timeout
 
 
-def http_post(url: str, body: bytes, timeout: float) -> tuple[int, str, bytes]:
+def http_post(
+    url: str, body: bytes, timeout: float, content_type: str = "text/plain; charset=utf-8"
+) -> tuple[int, str, bytes]:
     """POST `body`: (status, content type, answer); OSError when nothing answered."""
-    request = urllib.request.Request(  # noqa: S310 (the operator's configured witness URL)
-        url, data=body, method="POST", headers={"Content-Type": "text/plain; charset=utf-8"}
+    request = urllib.request.Request(  # noqa: S310 (the operator's configured URL)
+        url, data=body, method="POST", headers={"Content-Type": content_type}
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
