@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -14,7 +14,7 @@ from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
 from msgarchive_server.domain.manifests.journal import Journal
-from msgarchive_server.domain.manifests.sealer import Sealer
+from msgarchive_server.domain.manifests.sealer import Sealer, hour_keys
 from msgarchive_server.domain.manifests.verify import Finding, Verifier
 from msgarchive_server.stores import Retention
 from msgarchive_server.stores.s3 import S3Store
@@ -81,3 +81,36 @@ def bypass_delete(s3: S3Client, bucket: str, key: str) -> None:
         s3.delete_object(
             Bucket=bucket, Key=key, VersionId=version["VersionId"], BypassGovernanceRetention=True
         )
+
+
+def rebuild_with_the_real_key(
+    archive: Archive,
+    s3: S3Client,
+    tmp_path: Path,
+    witnesses: list[Any] | None = None,
+    timestamper: Any = None,
+) -> None:
+    """The attack a signature cannot catch: whoever holds the manifest key and
+    can bypass governance deletes a copy, then the whole chain, and seals the
+    same hours again from a journal without that copy."""
+    from msgarchive_server.domain.manifests import parquet
+
+    first, _ = hour_keys(PREFIX, "pod-1", archive.hours[0])
+    entries = parquet.decode(s3.get_object(Bucket=archive.bucket, Key=first)["Body"].read())
+    bypass_delete(s3, archive.bucket, archive.acked[0])
+    for listed in s3.list_object_versions(Bucket=archive.bucket,
+                                          Prefix=f"{PREFIX}_msgarchive/")["Versions"]:  # fmt: skip
+        s3.delete_object(Bucket=archive.bucket, Key=listed["Key"], VersionId=listed["VersionId"],
+                         BypassGovernanceRetention=True)  # fmt: skip
+    hour_ms = int(archive.hours[0].timestamp() * 1000)
+    now = [hour_ms + 60_000]
+    journal = Journal(tmp_path / "attacker", writer="w0")
+    sealer = Sealer(archive.store, journal, Ed25519FileSigner(archive.key), "pod-1",
+                    clock_ms=lambda: now[0], witnesses=witnesses,
+                    timestamper=timestamper)  # fmt: skip
+    for entry in entries:
+        if entry.key != archive.acked[0]:
+            journal.append(entry)
+    now[0] = hour_ms + 2 * 3600_000 + 5 * 60_000
+    assert len(sealer.seal_due()) == 2
+    journal.close()

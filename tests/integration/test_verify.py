@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from msgarchive_server.domain.manifests.heads import Ed25519FileSigner
 from msgarchive_server.domain.manifests.sealer import hour_keys
 from msgarchive_server.domain.manifests.verify import Finding, Verifier
-from tests.integration.conftest import PREFIX, Archive, bypass_delete
+from tests.integration.conftest import PREFIX, Archive, bypass_delete, rebuild_with_the_real_key
 from tests.seaweed import SeaweedFS
 
 if TYPE_CHECKING:
@@ -207,36 +207,6 @@ def test_a_time_range_checks_its_hours_only(archive: Archive, s3: S3Client) -> N
     assert only_second.progress.heads == 1
 
 
-def _rebuilt_with_the_real_key(
-    archive: Archive, s3: S3Client, tmp_path: Path, witnesses: list[Any] | None = None
-) -> None:
-    """The attack a signature cannot catch: whoever holds the manifest key and
-    can bypass governance deletes a copy, then the whole chain, and seals the
-    same hours again from a journal without that copy."""
-    from msgarchive_server.domain.manifests import parquet
-    from msgarchive_server.domain.manifests.journal import Journal
-    from msgarchive_server.domain.manifests.sealer import Sealer
-
-    first, _ = hour_keys(PREFIX, "pod-1", archive.hours[0])
-    entries = parquet.decode(s3.get_object(Bucket=archive.bucket, Key=first)["Body"].read())
-    bypass_delete(s3, archive.bucket, archive.acked[0])
-    for listed in s3.list_object_versions(Bucket=archive.bucket,
-                                          Prefix=f"{PREFIX}_msgarchive/")["Versions"]:  # fmt: skip
-        s3.delete_object(Bucket=archive.bucket, Key=listed["Key"], VersionId=listed["VersionId"],
-                         BypassGovernanceRetention=True)  # fmt: skip
-    hour_ms = int(archive.hours[0].timestamp() * 1000)
-    now = [hour_ms + 60_000]
-    journal = Journal(tmp_path / "attacker", writer="w0")
-    sealer = Sealer(archive.store, journal, Ed25519FileSigner(archive.key), "pod-1",
-                    clock_ms=lambda: now[0], witnesses=witnesses)  # fmt: skip
-    for entry in entries:
-        if entry.key != archive.acked[0]:
-            journal.append(entry)
-    now[0] = hour_ms + 2 * 3600_000 + 5 * 60_000
-    assert len(sealer.seal_due()) == 2
-    journal.close()
-
-
 def test_a_chain_rebuilt_with_the_real_key_is_caught_by_a_checkpoint_kept_from_before(
     archive: Archive, s3: S3Client, tmp_path: Path
 ) -> None:
@@ -247,7 +217,7 @@ def test_a_chain_rebuilt_with_the_real_key_is_caught_by_a_checkpoint_kept_from_b
     kept = s3.get_object(Bucket=archive.bucket, Key=newest)["Body"].read().decode()
     trusted = [notes.parse(kept)]
     assert list(Verifier(archive.store, archive.key.public_key(), trusted=trusted).run()) == []
-    _rebuilt_with_the_real_key(archive, s3, tmp_path)
+    rebuild_with_the_real_key(archive, s3, tmp_path)
     # Signatures, chain, manifests and store agree: without a checkpoint from
     # before, nothing is wrong.
     assert archive.findings() == []
@@ -380,7 +350,7 @@ def test_witnesses_cosign_the_chain_and_will_not_cosign_it_rebuilt(
         assert [w.latest[0] for w in witnesses] == [2, 2]
         # The key's holder rebuilds the chain without a copy, and asks the same
         # witnesses: they saw the first tree, and refuse the second.
-        _rebuilt_with_the_real_key(archive, s3, tmp_path, witnesses=configured)
+        rebuild_with_the_real_key(archive, s3, tmp_path, witnesses=configured)
         assert archive.findings() == []  # no signature or link is wrong
         newest = hour_keys(PREFIX, "pod-1", hours[-1])[1].replace("head", "checkpoint")
         newest = newest.removesuffix(".json") + ".txt"

@@ -393,8 +393,9 @@ class _Log:
         self.newest_cosigners: list[str] = []
         self.witnessed = 0  # the size of the newest checkpoint with a quorum of cosignatures
         self.last_checkpoint = ""
-        self.stamped = False  # a token was seen: every later head must be covered by one
-        self.unstamped: list[datetime.datetime] = []  # hours since the last good token
+        self.stamped = False  # a token was seen
+        # The hours of the heads since the last good token: the next must date them.
+        self.unstamped: list[datetime.datetime] = []
 
     def head(self, head_key: str, stored: bytes, hour: datetime.datetime) -> Iterator[Finding]:
         self.frontier.append(merkle.leaf_hash(stored))
@@ -414,7 +415,7 @@ class _Log:
         except NoSuchObject:
             if self.started:
                 yield Finding("checkpoint_missing", key, "the head has no checkpoint beside it")
-                self._not_stamped(hour)
+            self.unstamped.append(hour)  # a later checkpoint's token must date it
             return
         self.started = True
         self.last_checkpoint = key
@@ -425,7 +426,7 @@ class _Log:
                 raise notes.NoteError("it carries no signature of the manifest key")
         except notes.NoteError as err:
             yield Finding("checkpoint_invalid", key, str(err))
-            self._not_stamped(hour)
+            self.unstamped.append(hour)
             return
         if self.verifier.tsa_roots is not None:
             yield from self._timestamp(key, body, hour)
@@ -440,19 +441,16 @@ class _Log:
             if len(self.newest_cosigners) >= self.verifier.witness_quorum:
                 self.witnessed = expected.size
 
-    def _not_stamped(self, hour: datetime.datetime) -> None:
-        if self.stamped:
-            self.unstamped.append(hour)
-
     def _timestamp(self, key: str, checkpoint: bytes, hour: datetime.datetime) -> Iterator[Finding]:
         """The checkpoint's token: it must check, date the checkpoint after its
         hour began, and come within the allowed lag of the end of the oldest
-        hour it is the first good token over."""
+        hour it is the first good token over (every head is dated by the first
+        good token over its checkpoint or a later one)."""
         token_key = timestamp_key(key)
         try:
             reply = self.verifier.store.get(token_key).body
         except NoSuchObject:
-            self._not_stamped(hour)
+            self.unstamped.append(hour)
             return
         self.stamped = True
         try:
