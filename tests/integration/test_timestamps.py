@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -51,7 +52,7 @@ class Timestamped:
     sealer: Sealer
     journal: Journal
     now: list[int]  # the sealer's clock
-    roots: list[object]
+    roots: list[x509.Certificate]
 
     def verify(self, **options: object) -> list[tuple[str, str]]:
         found: list[Finding] = list(
@@ -117,7 +118,7 @@ def test_each_checkpoint_of_a_sealed_chain_is_dated_and_verifies(
 def test_tokens_that_chain_to_another_ca_are_invalid(recent: Timestamped, tmp_path: Path) -> None:
     recent.roots = load_roots(make_pki(tmp_path / "elsewhere", name="another").read_bytes())
     found = list(Verifier(recent.archive.store, recent.archive.key.public_key(),
-                          tsa_roots=recent.roots).run())  # type: ignore[arg-type]  # fmt: skip
+                          tsa_roots=recent.roots).run())  # fmt: skip
     assert sorted((f.kind, f.key) for f in found) == [
         ("timestamp_invalid", recent.token_key(0)),
         ("timestamp_invalid", recent.token_key(1)),
@@ -239,7 +240,7 @@ def test_a_token_older_than_the_hour_it_dates_is_invalid(
     tsa.mode = ""
     ahead = timestamped(seaweed, tmp_path, tsa, started_ms=NOW_MS + 3 * HOUR_MS)
     found = list(Verifier(ahead.archive.store, ahead.archive.key.public_key(),
-                          tsa_roots=ahead.roots).run())  # type: ignore[arg-type]  # fmt: skip
+                          tsa_roots=ahead.roots).run())  # fmt: skip
     # (Copies acked in the future are under-locked too: their retention ends early.)
     dated = [f for f in found if f.kind.startswith("timestamp")]
     assert sorted((f.kind, f.key) for f in dated)[:2] == [
