@@ -26,7 +26,8 @@ help:
 	@echo "make check-protos  fail if regenerating changes anything"
 	@echo "make check-alerts  promtool: check the Prometheus rules and run their unit tests"
 	@echo "make bench         the sidecar against direct boto3 puts, interleaved rounds (BENCH_ARGS=...);"
-	@echo "                   then search, export and check-production at scale (PRODUCTIONS_ARGS=...)"
+	@echo "                   then search, export and check-production at scale (PRODUCTIONS_ARGS=...),"
+	@echo "                   and what witnesses and trusted time cost (WITNESSING_ARGS=...)"
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -90,6 +91,7 @@ test: tools lint check-protos check-alerts
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.productions $(PRODUCTIONS_ARGS)
+	$(BIN)/python -m bench.witnessing $(WITNESSING_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
