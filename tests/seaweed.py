@@ -138,6 +138,13 @@ class SeaweedFS:
             "-master.telemetry=false",
             f"-s3.config={identities}",
             "-s3.autoCreateBucket=false",
+            # A bucket is a collection, and each needs a volume of its own. Left
+            # to itself, weed mini allows free disk space / 1 GiB volumes: 69 on
+            # a disk with 69 GiB free, fewer on a fuller one, and a suite that
+            # makes more buckets than that gets 500s ("no free volumes left").
+            # Small sparse volumes, and a fixed count, keep it the same anywhere.
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=1000",
             *(f"{flag}={port}" for flag, port in self.ports.items()),
         ]
         env = machine_env()

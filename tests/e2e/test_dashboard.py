@@ -73,6 +73,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
             f"--manifest-signing-key={key_file}",
             # A witness on a port nothing listens on: its counts are exported at 0.
             f"--witness=http://127.0.0.1:9={vkey('witness.test/w', COSIGNATURE_V1, bytes(32))}",
+            "--timestamp-url=http://127.0.0.1:9/",  # and a TSA likewise
         ]
     ).start()
     try:
