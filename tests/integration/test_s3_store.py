@@ -188,7 +188,14 @@ def _every_request(store: S3Store) -> dict[str, Callable[[], object]]:
         "set_legal_hold": lambda: store.set_legal_hold(KEY, "", on=True),
         "probe": lambda: store.probe(),
         "put": lambda: store.put(KEY, BODY),
+        "put_head_first": lambda: _without_conditional_writes(store).put(KEY, BODY),
     }
+
+
+def _without_conditional_writes(store: S3Store) -> S3Store:
+    """`store` as it runs on a store that ignores If-None-Match: read, then write."""
+    store.conditional_writes = False
+    return store
 
 
 REQUESTS = list(_every_request(cast("S3Store", None)))  # the names only
@@ -302,3 +309,18 @@ def test_a_probe_whose_conditional_write_fails_otherwise_is_an_error_not_a_fallb
         store.probe()
     assert raised.value.code == "InternalError"
     assert store.conditional_writes
+
+
+def test_a_listing_pages_after_the_key_it_is_given(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    store = seaweed.store(bucket)
+    other = KEY.replace("def.json.lz4", "xyz.json.lz4")
+    for key in (KEY, other):
+        store.put(key, BODY)
+    first = store.list("sent_messages/", limit=1)
+    assert ([i.key for i in first.items], first.truncated) == ([KEY], True)
+    assert first.items[0].size == len(BODY)
+    assert first.items[0].etag == MD5
+    second = store.list("sent_messages/", start_after=KEY, limit=1)
+    assert ([i.key for i in second.items], second.truncated) == ([other], False)
