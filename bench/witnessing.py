@@ -57,7 +57,9 @@ class MemoryStore(FakeStore):
 
     capabilities = Capability.basic() | Capability.VERSIONS
 
-    def versions(self, prefix: str) -> Iterator[VersionSummary]:
+    def versions(
+        self, prefix: str, page_size: int = 1000, parallel: int = 1
+    ) -> Iterator[VersionSummary]:
         for key in sorted(k for k in self.objects if k.startswith(prefix)):
             yield VersionSummary(key, "v1", "", len(self.objects[key]), True, False)
 

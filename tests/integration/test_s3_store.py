@@ -258,6 +258,11 @@ def test_versions_lists_every_version_and_delete_marker_newest_first_within_a_ke
         (KEY, first, False, False, len(BODY)),
         (other, "", True, False, len(BODY)),
     ]
+    # Page by page, the same: a page may end between two versions of a key.
+    assert [
+        (v.key, v.version_id, v.is_latest, v.is_delete_marker, v.size)
+        for v in store.versions("sent_messages/", page_size=1)
+    ] == listed
     assert store.get_version(KEY, first).body == BODY
     assert store.get_version(KEY, second).body == b"a later version"
     with pytest.raises(NoSuchObject):
@@ -324,3 +329,38 @@ def test_a_listing_pages_after_the_key_it_is_given(
     assert first.items[0].etag == MD5
     second = store.list("sent_messages/", start_after=KEY, limit=1)
     assert ([i.key for i in second.items], second.truncated) == ([other], False)
+
+
+def test_versions_gives_keys_as_stored_whatever_their_characters(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    keys = ["odd/a b+c%41.txt", "odd/plain", "odd/\u00e9t\u00e9"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=BODY)
+    assert [v.key for v in seaweed.store(bucket).versions("odd/", page_size=2)] == sorted(keys)
+
+
+def test_versions_listed_a_folder_a_thread_are_the_same_and_stop_with_the_caller(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    keys = [f"sent_messages/{folder}/k{n}" for folder in ("Email", "Push", "Sms") for n in range(5)]
+    keys += ["sent_messages/loose-object", "sent_messages/Zeta/only"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=BODY)
+    s3.put_object(Bucket=bucket, Key=keys[0], Body=b"a second version")
+    s3.delete_object(Bucket=bucket, Key=keys[6])
+    store = seaweed.store(bucket)
+
+    def listed(parallel: int) -> list[tuple[str, str, bool, bool]]:
+        found = store.versions("sent_messages/", page_size=2, parallel=parallel)
+        return sorted((v.key, v.version_id, v.is_latest, v.is_delete_marker) for v in found)
+
+    one = listed(1)
+    assert len(one) == len(keys) + 2  # a second version, a delete marker
+    assert listed(4) == one
+    assert listed(2) == one  # fewer threads than folders
+    # A caller that stops early: the listing threads stop too (this returns).
+    started = store.versions("sent_messages/", page_size=1, parallel=4)
+    assert [next(started).key for _ in range(3)]
+    started.close()

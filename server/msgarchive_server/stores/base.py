@@ -221,8 +221,12 @@ class Store(Protocol):
 class VersionedStore(Store, Protocol):
     """A store with `Capability.VERSIONS`."""
 
-    def versions(self, prefix: str) -> Iterator[VersionSummary]:
-        """Every version and delete marker of the objects below `prefix`."""
+    def versions(
+        self, prefix: str, page_size: int = 1000, parallel: int = 1
+    ) -> Iterator[VersionSummary]:
+        """Every version and delete marker of the objects below `prefix`, in
+        key order within each folder below it; `parallel` folders listed at
+        once."""
         ...
 
     def get_version(self, key: str, version_id: str) -> StoredObject:

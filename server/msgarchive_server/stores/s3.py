@@ -15,14 +15,19 @@ their errors are translated into `StoreError` here and never leak further.
 
 from __future__ import annotations
 
+import builtins
 import datetime
 import math
+import queue
 import re
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
+from xml.etree import ElementTree
 
 import boto3
 import botocore.config
@@ -30,6 +35,7 @@ import botocore.handlers
 import obstore
 import obstore.exceptions
 import structlog
+from botocore.awsrequest import AWSRequest
 from botocore.exceptions import BotoCoreError, ClientError
 from obstore.store import S3Store as ObjectStoreS3
 
@@ -110,6 +116,8 @@ def make_client(options: S3Options, session: boto3.session.Session) -> S3Client:
         retries={"total_max_attempts": 1},
         max_pool_connections=options.max_connections,
         s3={"addressing_style": "path" if options.path_style else "auto"},
+        # SigV4 for the presigned listing too (botocore would presign with V2).
+        signature_version="s3v4",
         # It writes only the probe's object; reads are checked by the reader.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -289,29 +297,153 @@ class S3Store:
         ]
         return ListPage(items, truncated=bool(page.get("IsTruncated")))
 
-    def versions(self, prefix: str) -> Iterator[VersionSummary]:
+    def versions(
+        self, prefix: str, page_size: int = 1000, parallel: int = 1
+    ) -> Iterator[VersionSummary]:
         """Every version and delete marker under `prefix`, in key order (and,
-        within a key, newest first), read page by page."""
-        paginator = self._client.get_paginator("list_object_versions")
+        within a key, newest first), read `page_size` at a time.
+
+        With `parallel` > 1, each folder directly below `prefix` is listed by
+        a thread of its own, a few pages ahead of the caller (a listing is
+        one request a page, and the store answers several at once); else the
+        next page is fetched while the caller works through this one.
+
+        The pages are fetched with botocore's signing and HTTP session but
+        parsed here: botocore's own parser (and dateutil, for a date this
+        listing does not need) took most of verify's time, 0.1 ms a version.
+        """
+        if parallel <= 1:
+            yield from self._pages(prefix, page_size, "")
+            return
+        folders: builtins.list[str] = []
+        for found, below in self._pages_with_folders(prefix, page_size):
+            yield from found  # the objects directly below `prefix`
+            folders += below
+        stop = threading.Event()
+        with ThreadPoolExecutor(parallel, thread_name_prefix="versions") as pool:
+            queues = [queue.Queue[Any](maxsize=4) for _ in folders]
+            for folder, pages in zip(folders, queues, strict=True):
+                pool.submit(self._fill, pages, folder, page_size, stop)
+            try:
+                for pages in queues:
+                    while (page := pages.get()) is not None:
+                        if isinstance(page, BaseException):
+                            raise page
+                        yield from page
+            finally:
+                stop.set()  # a caller that stops early: the threads stop too
+
+    def _fill(
+        self, pages: queue.Queue[Any], folder: str, page_size: int, stop: threading.Event
+    ) -> None:
+        """Put `folder`'s pages on `pages`, then None (or the error that ended it)."""
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                found = [
-                    VersionSummary(
-                        v["Key"], _version(v.get("VersionId")), v.get("ETag", "").strip('"'),
-                        int(v.get("Size", 0)), bool(v.get("IsLatest")), False,
-                    )
-                    for v in page.get("Versions", [])
-                ] + [
-                    VersionSummary(
-                        m["Key"], _version(m.get("VersionId")), "", 0, bool(m.get("IsLatest")), True
-                    )
-                    for m in page.get("DeleteMarkers", [])
-                ]  # fmt: skip
-                # A page lists versions and markers apart: put them back in order.
-                found.sort(key=lambda v: (v.key, not v.is_latest))
+            for found, marker in self._pages_of(folder, page_size):
+                del marker
+                while not stop.is_set():
+                    try:
+                        pages.put(found, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            item: Any = None
+        except Exception as err:  # the caller raises it
+            item = err
+        while not stop.is_set():
+            try:
+                pages.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _pages(self, prefix: str, page_size: int, delimiter: str) -> Iterator[VersionSummary]:
+        with ThreadPoolExecutor(1, thread_name_prefix="versions") as ahead:
+            page = ahead.submit(self._versions_page, prefix, page_size, {}, delimiter)
+            while True:
+                found, _, marker = page.result()
+                if marker is not None:
+                    page = ahead.submit(self._versions_page, prefix, page_size, marker, delimiter)
                 yield from found
-        except (ClientError, BotoCoreError) as err:
+                if marker is None:
+                    return
+
+    def _pages_of(
+        self, prefix: str, page_size: int
+    ) -> Iterator[tuple[builtins.list[VersionSummary], dict[str, str] | None]]:
+        marker: dict[str, str] | None = {}
+        while marker is not None:
+            found, _, marker = self._versions_page(prefix, page_size, marker, "")
+            yield found, marker
+
+    def _pages_with_folders(
+        self, prefix: str, page_size: int
+    ) -> Iterator[tuple[builtins.list[VersionSummary], builtins.list[str]]]:
+        marker: dict[str, str] | None = {}
+        while marker is not None:
+            found, folders, marker = self._versions_page(prefix, page_size, marker, "/")
+            yield found, folders
+
+    def _versions_page(
+        self, prefix: str, page_size: int, marker: dict[str, str], delimiter: str = ""
+    ) -> tuple[builtins.list[VersionSummary], builtins.list[str], dict[str, str] | None]:
+        """One page of the version listing: its versions, its folders (with a
+        `delimiter`), and the marker of the next page (None: the last)."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size, **marker
+        }  # fmt: skip
+        if delimiter:
+            params["Delimiter"] = delimiter
+        root = self._get_xml("list_object_versions", params)
+        # botocore asks for url-encoded keys; a store may not encode them.
+        decode = unquote_plus if _text(root, "EncodingType") == "url" else str
+        found = [
+            VersionSummary(
+                decode(_text(v, "Key")), _version(_text(v, "VersionId")),
+                _text(v, "ETag").strip('"'), int(_text(v, "Size") or 0),
+                _text(v, "IsLatest") == "true", v.tag == f"{_S3_NS}DeleteMarker",
+            )
+            for v in root
+            if v.tag in (f"{_S3_NS}Version", f"{_S3_NS}DeleteMarker")
+        ]  # fmt: skip
+        # A page lists versions and markers apart: put them back in order.
+        found.sort(key=lambda v: (v.key, not v.is_latest))
+        folders = [decode(_text(c, "Prefix")) for c in root.iter(f"{_S3_NS}CommonPrefixes")]
+        if _text(root, "IsTruncated") != "true":
+            return found, folders, None
+        return (
+            found,
+            folders,
+            {
+                "KeyMarker": decode(_text(root, "NextKeyMarker")),
+                "VersionIdMarker": _text(root, "NextVersionIdMarker"),
+            },
+        )
+
+    def _get_xml(self, operation: str, params: dict[str, Any]) -> ElementTree.Element:
+        """A GET operation's XML answer, signed by botocore, unparsed by it."""
+        try:
+            url = self._client.generate_presigned_url(operation, Params=params, ExpiresIn=900)
+            request = AWSRequest(method="GET", url=url).prepare()
+            # The client's own HTTP session: its connection pool, proxies,
+            # certificates and timeouts.
+            answer = self._client._endpoint.http_session.send(request)  # type: ignore[attr-defined]
+        except BotoCoreError as err:
             raise classify(err) from None
+        body = answer.content
+        if answer.status_code != 200:
+            code = _S3_CODE.search(body.decode("utf-8", "replace"))
+            message = _S3_MESSAGE.search(body.decode("utf-8", "replace"))
+            raise classify_answer(
+                code[1] if code else str(answer.status_code),
+                answer.status_code,
+                message[1] if message else "",
+            )
+        try:
+            return ElementTree.fromstring(body)  # noqa: S314 (the bucket's own listing)
+        except ElementTree.ParseError as err:
+            raise StoreError("MalformedListing", ErrorKind.TRANSIENT, str(err)) from None
 
     def get_version(self, key: str, version_id: str) -> StoredObject:
         """One version of an object (the latest when `version_id` is "")."""
@@ -458,6 +590,14 @@ class S3Store:
             version_id=got.get("VersionId", ""),
             existing_copy=body,
         )
+
+
+_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+def _text(element: ElementTree.Element, tag: str) -> str:
+    """The text of `element`'s child `tag` (in S3's namespace), or ""."""
+    return element.findtext(f"{_S3_NS}{tag}") or ""
 
 
 def _version(listed: str | None) -> str:

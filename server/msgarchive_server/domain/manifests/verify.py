@@ -66,6 +66,7 @@ HOUR = datetime.timedelta(hours=1)
 # How long after an hour ends its checkpoint's first timestamp may come
 # (sealing runs minutes after the hour; a TSA outage delays it).
 DEFAULT_TIMESTAMP_LAG = datetime.timedelta(hours=24)
+LISTING_THREADS = 4
 _HOUR_KEY = re.compile(r"(?P<writer>[^/]+)/(?P<hour>\d{4}/\d{2}/\d{2}/\d{2})/(?P<name>[^/]+)")
 
 
@@ -296,7 +297,10 @@ class Verifier:
 
     def _reconcile(self, index: sqlite3.Connection) -> Iterator[Finding]:
         copies = f"{self.store.prefix}{KEY_ROOT}/"
-        for key, group in itertools.groupby(self.store.versions(copies), lambda v: v.key):
+        # One folder a channel: listed at once, the store's answers are the
+        # most of verify's time.
+        listing = self.store.versions(copies, parallel=LISTING_THREADS)
+        for key, group in itertools.groupby(listing, lambda v: v.key):
             versions = list(group)
             self.progress.versions += len(versions)
             if self.progress.versions % 1000 < len(versions):
