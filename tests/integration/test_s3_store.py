@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, cast
 
 import pytest
@@ -362,5 +362,6 @@ def test_versions_listed_a_folder_a_thread_are_the_same_and_stop_with_the_caller
     assert listed(2) == one  # fewer threads than folders
     # A caller that stops early: the listing threads stop too (this returns).
     started = store.versions("sent_messages/", page_size=1, parallel=4)
+    assert isinstance(started, Generator)
     assert [next(started).key for _ in range(3)]
     started.close()

@@ -23,6 +23,7 @@ Each problem is one `Finding`; none means the store and its manifests agree.
 from __future__ import annotations
 
 import base64
+import collections
 import datetime
 import hashlib
 import itertools
@@ -31,6 +32,7 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,10 @@ HOUR = datetime.timedelta(hours=1)
 # (sealing runs minutes after the hour; a TSA outage delays it).
 DEFAULT_TIMESTAMP_LAG = datetime.timedelta(hours=24)
 LISTING_THREADS = 4
+# Reads of copies (a lock to check, or with --deep the bytes) at once, and how
+# many keys ahead of the one reported they may run.
+READ_THREADS = 16
+READ_WINDOW = 128
 _HOUR_KEY = re.compile(r"(?P<writer>[^/]+)/(?P<hour>\d{4}/\d{2}/\d{2}/\d{2})/(?P<name>[^/]+)")
 
 
@@ -300,54 +306,100 @@ class Verifier:
         # One folder a channel: listed at once, the store's answers are the
         # most of verify's time.
         listing = self.store.versions(copies, parallel=LISTING_THREADS)
-        for key, group in itertools.groupby(listing, lambda v: v.key):
-            versions = list(group)
-            self.progress.versions += len(versions)
-            if self.progress.versions % 1000 < len(versions):
-                self._on_progress(self.progress)
-            listed = index.execute(
-                "SELECT version_id, e_tag, sha256, mode, retain_until, message_id FROM entry"
-                " WHERE key = ?",
-                (key,),
-            ).fetchall()
-            if not listed:
-                if self.since is None and self.until is None:
-                    yield Finding("copy_unlisted", key, "no manifest lists this object")
-                continue
-            index.execute("UPDATE entry SET seen = 1 WHERE key = ?", (key,))
-            yield from self._compare(key, versions, listed)
+        # The reads a check needs (the lock, or with --deep the bytes) run on
+        # a pool, up to READ_WINDOW keys ahead; findings come out in key order.
+        ahead: collections.deque[tuple[str, list[tuple[str, Any]], dict[str, Future[Any]]]]
+        ahead = collections.deque()
+        with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="verify-read") as pool:
+            for key, group in itertools.groupby(listing, lambda v: v.key):
+                versions = list(group)
+                self.progress.versions += len(versions)
+                if self.progress.versions % 1000 < len(versions):
+                    self._on_progress(self.progress)
+                listed = index.execute(
+                    "SELECT version_id, e_tag, sha256, mode, retain_until, message_id FROM entry"
+                    " WHERE key = ?",
+                    (key,),
+                ).fetchall()
+                if not listed:
+                    if self.since is None and self.until is None:
+                        yield Finding("copy_unlisted", key, "no manifest lists this object")
+                    continue
+                index.execute("UPDATE entry SET seen = 1 WHERE key = ?", (key,))
+                checks = list(self._compare(key, versions, listed))
+                reads = {
+                    version_id: pool.submit(self._read, key, version_id, bool(what[3]))
+                    for version_id, what in checks
+                    if not isinstance(what, Finding)
+                }
+                ahead.append((key, checks, reads))
+                while len(ahead) > READ_WINDOW:
+                    yield from self._finish(*ahead.popleft())
+            while ahead:
+                yield from self._finish(*ahead.popleft())
         for key, version_id in index.execute(
             "SELECT key, version_id FROM entry WHERE seen = 0 ORDER BY key"
         ):
             yield Finding("copy_missing", key, f"version {version_id or '-'} is not in the store")
 
+    def _read(self, key: str, version_id: str, locked: bool) -> StoredObject | bytes:
+        """What a check of one version needs: its lock (and bytes), or its bytes alone."""
+        if locked:
+            return self.store.get_version(key, version_id)
+        return self.store.read(key, version_id)
+
     def _compare(
         self, key: str, versions: list[VersionSummary], listed: list[tuple[Any, ...]]
-    ) -> Iterator[Finding]:
+    ) -> Iterator[tuple[str, Any]]:
+        """The checks of one key that need no read, in order: (version_id,
+        a finding) for each, and (version_id, the listed row) where a read
+        must decide; ("", finding) for the key as a whole."""
         if versions and versions[0].is_latest and versions[0].is_delete_marker:
-            yield Finding("copy_missing", key, "a delete marker hides it")
+            yield "", Finding("copy_missing", key, "a delete marker hides it")
         by_id = {v.version_id: v for v in versions if not v.is_delete_marker}
         known = {row[0] for row in listed}
-        for version_id, e_tag, sha256, mode, retain_until, message_id in listed:
+        for row in listed:
+            version_id, e_tag = row[0], row[1]
             found = by_id.get(version_id)
             if found is None:
-                yield Finding("copy_missing", key, f"version {version_id or '-'} is gone")
+                yield (
+                    version_id,
+                    Finding("copy_missing", key, f"version {version_id or '-'} is gone"),
+                )
                 continue
             if found.etag != e_tag:
-                yield Finding("copy_altered", key, "its etag differs from the manifest's")
+                yield (
+                    version_id,
+                    Finding("copy_altered", key, "its etag differs from the manifest's"),
+                )
                 continue
-            if mode or self.deep:
-                stored = self.store.get_version(key, version_id)
-                if mode and _under_locked(stored, mode, retain_until):
+            if row[3] or self.deep:
+                yield version_id, row
+        for version_id in sorted(set(by_id) - known):
+            yield "", Finding("copy_altered", key, f"version {version_id} was written over it")
+
+    def _finish(
+        self, key: str, checks: list[tuple[str, Any]], reads: dict[str, Future[Any]]
+    ) -> Iterator[Finding]:
+        """One key's findings, in order, once the reads its checks need are in."""
+        for version_id, what in checks:
+            if isinstance(what, Finding):
+                yield what
+                continue
+            _, _, sha256, mode, retain_until, message_id = what
+            got = reads[version_id].result()
+            if isinstance(got, bytes):
+                body = got
+            else:
+                body = got.body
+                if mode and _under_locked(got, mode, retain_until):
                     yield Finding(
                         "copy_under_locked", key,
-                        f"locked {stored.retention_mode or 'not at all'} until "
-                        f"{stored.retain_until_ms}; the ack said {mode} until {retain_until}",
+                        f"locked {got.retention_mode or 'not at all'} until "
+                        f"{got.retain_until_ms}; the ack said {mode} until {retain_until}",
                     )  # fmt: skip
-                if self.deep:
-                    yield from _deep(key, stored, sha256, message_id)
-        for version_id in sorted(set(by_id) - known):
-            yield Finding("copy_altered", key, f"version {version_id} was written over it")
+            if self.deep:
+                yield from _deep(key, body, sha256, message_id)
 
 
 def _under_locked(stored: StoredObject, mode: str, retain_until: int) -> bool:
@@ -357,13 +409,13 @@ def _under_locked(stored: StoredObject, mode: str, retain_until: int) -> bool:
     return weaker or stored.retain_until_ms < retain_until
 
 
-def _deep(key: str, stored: StoredObject, sha256: str, message_id: str) -> Iterator[Finding]:
-    if hashlib.sha256(stored.body).hexdigest() != sha256:
+def _deep(key: str, body: bytes, sha256: str, message_id: str) -> Iterator[Finding]:
+    if hashlib.sha256(body).hexdigest() != sha256:
         yield Finding("copy_altered", key, "its bytes' SHA-256 differs from the manifest's")
         return
     parts = parse_key(key)
     try:
-        fields = json.loads(decompress(stored.body))
+        fields = json.loads(decompress(body))
         ok = fields.get("message_id") == message_id == (parts.message_id if parts else None)
     except (ValueError, RuntimeError, AttributeError):
         ok = False
