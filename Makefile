@@ -40,6 +40,12 @@ $(BUF): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The TypeScript client's packages (Protobuf-ES, Connect, TypeScript), from its lock file.
+TS_CLIENT := client/typescript
+$(TS_CLIENT)/node_modules/.installed: $(TS_CLIENT)/package.json $(TS_CLIENT)/package-lock.json
+	cd $(TS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The reference `lz4` command, which the end-to-end tests decompress copies with.
 /usr/bin/lz4:
 	command -v lz4 >/dev/null || { apt-get update -qq && apt-get install -y -qq lz4; }
@@ -59,8 +65,8 @@ $(BUF): package.json package-lock.json
 /usr/share/gocode/src/golang.org/x/mod/sumdb/note:
 	test -d $@ || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends golang-go golang-golang-x-mod-dev; }
 
-tools: $(BIN)/.installed $(BUF) /usr/bin/lz4 /usr/bin/promtool /usr/bin/chromedriver \
-	/usr/share/gocode/src/golang.org/x/mod/sumdb/note
+tools: $(BIN)/.installed $(BUF) $(TS_CLIENT)/node_modules/.installed /usr/bin/lz4 \
+	/usr/bin/promtool /usr/bin/chromedriver /usr/share/gocode/src/golang.org/x/mod/sumdb/note
 
 run: $(BIN)/.installed
 	$(BIN)/msgarchive serve $(ARGS)
@@ -68,10 +74,11 @@ run: $(BIN)/.installed
 console: $(BIN)/.installed
 	$(BIN)/msgarchive console $(ARGS)
 
-protos: $(BIN)/.installed
+protos: $(BIN)/.installed $(BUF) $(TS_CLIENT)/node_modules/.installed
 	scripts/gen-protos client
+	scripts/gen-protos-ts $(TS_CLIENT)
 
-check-protos: $(BIN)/.installed
+check-protos: $(BIN)/.installed $(BUF) $(TS_CLIENT)/node_modules/.installed
 	scripts/check-protos
 
 lint: tools
@@ -94,4 +101,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.witnessing $(WITNESSING_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist .pytest_cache .mypy_cache .ruff_cache
