@@ -75,3 +75,35 @@ def test_a_store_fault_reaches_a_node_sender_as_archive_failed(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "# pass 2" in done.stdout, done.stdout
     assert keys_in(seaweed.client(), bucket) == []
+
+
+def test_a_node_sender_connects_over_mtls_and_over_a_unix_socket(
+    built: Path, certificates: dict[str, Path], tmp_path: Path
+) -> None:
+    tls = SidecarProcess(
+        [
+            "--listen=127.0.0.1:0",
+            f"--store={tmp_path / 'tls-copies'}",
+            f"--tls-cert={certificates['server_cert']}",
+            f"--tls-key={certificates['server_key']}",
+            f"--tls-client-ca={certificates['ca']}",
+        ]
+    ).start()
+    unix = SidecarProcess(
+        [f"--listen=unix:{tmp_path / 'msgarchive.sock'}", f"--store={tmp_path / 'unix-copies'}"]
+    ).start()
+    try:
+        done = node_test(
+            built / "transport.test.js",
+            "",
+            MSGARCHIVE_TLS_ADDRESS=tls.address,
+            MSGARCHIVE_TLS_DIR=str(certificates["ca"].parent),
+            MSGARCHIVE_UNIX_ADDRESS=unix.address,
+        )
+    finally:
+        tls.kill()
+        unix.kill()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# pass 2" in done.stdout, done.stdout
+    assert list((tmp_path / "tls-copies").rglob("*.json.lz4"))
+    assert list((tmp_path / "unix-copies").rglob("*.json.lz4"))

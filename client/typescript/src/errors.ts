@@ -150,14 +150,21 @@ const BY_CODE: Readonly<Record<string, ErrorClass>> = {
   INTERNAL: InternalError,
 };
 
+// Codes of a call the sidecar never answered: the connection failed or was
+// refused (Node's HTTP/2 reports a TLS refusal as a cancelled stream).
+const UNANSWERED = new Set(["UNAVAILABLE", "CANCELED", "UNKNOWN"]);
+
 /**
  * The typed error for a status: by its reason, else by its code. An archive
- * call that failed without a reason (the sidecar was unreachable) is
- * `ArchiveFailed`: the copy was not stored, and archiving again is safe.
+ * call that failed without a reason (the sidecar was unreachable, or refused
+ * the connection) is `ArchiveFailed`: no ack, so the message must not be
+ * sent, and archiving it again is safe.
  */
 export function errorClass(code: string, reason: string, archiving: boolean): ErrorClass {
-  const kind = ERROR_CLASSES[reason] ?? BY_CODE[code] ?? MsgArchiveError;
-  return archiving && kind === Unavailable ? ArchiveFailed : kind;
+  if (archiving && !reason && UNANSWERED.has(code)) {
+    return ArchiveFailed;
+  }
+  return ERROR_CLASSES[reason] ?? BY_CODE[code] ?? MsgArchiveError;
 }
 
 /** gRPC's name of a Connect code: Code.Unavailable is "UNAVAILABLE". */
