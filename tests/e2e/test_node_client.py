@@ -6,6 +6,7 @@ Node sender was acknowledged are checked in the bucket from here."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,3 +108,23 @@ def test_a_node_sender_connects_over_mtls_and_over_a_unix_socket(
     assert "# pass 2" in done.stdout, done.stdout
     assert list((tmp_path / "tls-copies").rglob("*.json.lz4"))
     assert list((tmp_path / "unix-copies").rglob("*.json.lz4"))
+
+
+def test_the_package_readme_example_runs_as_written(
+    built: Path, sidecar: SidecarProcess, seaweed: SeaweedFS, bucket: str
+) -> None:
+    readme = (PACKAGE / "README.md").read_text()
+    (example,) = re.findall(r"```js\n(.*?)```", readme, re.DOTALL)
+    # Inside the package folder, Node resolves "@msgarchive/client" to the package itself.
+    script = PACKAGE / "dist" / "readme-example.mjs"
+    script.write_text(example)
+    done = subprocess.run(
+        ["node", str(script)],
+        capture_output=True, text=True, timeout=120, check=False, cwd=PACKAGE,
+        env={**os.environ, "MSGARCHIVE_ADDRESS": sidecar.address},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = done.stdout.splitlines()
+    key = line.removeprefix("archived at ")
+    assert key.startswith("sent_messages/Sms/")
+    assert key in keys_in(seaweed.client(), bucket)
