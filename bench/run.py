@@ -418,77 +418,107 @@ def per_round(
 
 
 def table(figures: dict[str, Figures]) -> str:
+    """The runs, with CPU in µs a message in each process, absolute, and the
+    sender's and sender + sidecar's as ratios to the baseline's sender (a
+    direct put's whole cost)."""
     rows = [
-        "| run | archives/s | p50 ms | p99 ms | CPU ms/archive: sender | sidecar | store |"
-        " peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | archives/s | p50 ms | p99 ms | CPU µs/archive: sender | sidecar"
+        " | sender + sidecar | store | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def us(process: str) -> Callable[[Run], float]:
+        return lambda r: r.cpu_ms(process) * 1000
+
+    def pod(r: Run) -> float:
+        return (r.cpu_ms("sender") + r.cpu_ms("sidecar")) * 1000
+
     for mode in MODES:
         cells = []
-        for value, digits in (
-            (lambda r: r.rate, 0),
-            (lambda r: r.percentile(0.5), 2),
-            (lambda r: r.percentile(0.99), 2),
-            (lambda r: r.cpu_ms("sender"), 2),
+        for value, digits, against_sender in (
+            (lambda r: r.rate, 0, False),
+            (lambda r: r.percentile(0.5), 2, False),
+            (lambda r: r.percentile(0.99), 2, False),
+            (us("sender"), 0, True),
+            (us("sidecar"), 0, True),
+            (pod, 0, True),
         ):
-            values, ratios = per_round(figures, mode, value)
-            cell = spread(values, digits)
             if mode.baseline:
-                cell += f"<br>{spread(ratios, suffix='x')}"
-            cells.append(cell)
-        cells.append(spread([r.cpu_ms("sidecar") for r in figures[mode.name].runs]))
-        cells.append(spread([r.cpu_ms("store") for r in figures[mode.name].runs]))
+                values, _ = per_round(figures, mode, value)
+                base = figures[mode.baseline].runs
+                of = us("sender") if against_sender else value
+                ratios = [
+                    value(r) / of(b) if of(b) else 0.0
+                    for r, b in zip(figures[mode.name].runs, base, strict=True)
+                ]
+                cells.append(f"{spread(values, digits)}<br>{spread(ratios, suffix='x')}")
+            else:
+                values = [value(r) for r in figures[mode.name].runs]
+                cells.append(spread(values, digits) if any(values) else "-")
+        cells.append(spread([r.cpu_ms("store") * 1000 for r in figures[mode.name].runs], 0))
         rss = figures[mode.name].peak_rss
         cells.append(f"{rss / 2**20:.0f}" if rss else "-")
         rows.append(f"| {mode.name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
+def versions() -> str:
+    """The versions the figures depend on, so that a regression in one shows."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = ("grpcio", "protobuf", "obstore", "boto3", "opentelemetry-sdk")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} -")
+    return f"Python {sys.version.split()[0]}, " + ", ".join(found)
+
+
 def targets(figures: dict[str, Figures]) -> list[tuple[str, str, bool]]:
-    """Each target of the issue: what it is, the measured figure, and whether it is met."""
-    modes = {m.name: m for m in MODES}
-    base = figures[BASE_N].runs
-    stream = figures["ArchiveStream, window 16"].runs
-    unary_n = figures[f"Archive, concurrency {CONCURRENCY}"].runs
-    manifests = figures["ArchiveStream, window 16, retention + manifests"].runs
-    unary_1, base_1 = figures["Archive, concurrency 1"].runs, figures[BASE_1].runs
-
-    def ratios(
-        runs: list[Run], value: Callable[[Run], float], of: Callable[[Run], float]
-    ) -> list[float]:
-        return [value(r) / of(b) for r, b in zip(runs, base, strict=True)]
-
-    def sender(run: Run) -> float:
-        return run.cpu_ms("sender")
-
-    sidecar = ratios(stream, lambda r: r.cpu_ms("sidecar"), sender)
-    both = ratios(stream, lambda r: r.cpu_ms("sidecar") + r.cpu_ms("sender"), sender)
-    stream_rate = max(
-        (per_round(figures, modes[name], lambda r: r.rate)[1] for name in modes
-         if name.startswith("ArchiveStream")),
-        key=statistics.median,
-    )  # fmt: skip
-    unary_rate = ratios(unary_n, lambda r: r.rate, lambda r: r.rate)
-    with_manifests = [
-        m.cpu_ms("sidecar") / s.cpu_ms("sidecar") for m, s in zip(manifests, stream, strict=True)
-    ]
-    p50 = [u.percentile(0.5) - b.percentile(0.5) for u, b in zip(unary_1, base_1, strict=True)]
-    p99 = [u.percentile(0.99) - b.percentile(0.99) for u, b in zip(unary_1, base_1, strict=True)]
+    """Each target of issue 22: what it is, the measured figure, and whether it is met.
+    CPU ratios are against the baseline's sender CPU (a direct put's whole cost)."""
     med = statistics.median
-    return [
-        ("sidecar CPU per archive (stream, window 16) <= 0.5x a direct put's",
-         spread(sidecar, suffix="x"), med(sidecar) <= 0.5),
-        ("sender + sidecar CPU per archive <= 1.0x a direct put's",
-         spread(both, suffix="x"), med(both) <= 1.0),
-        ("ArchiveStream throughput >= 1.0x the 16-thread direct puts",
-         spread(stream_rate, suffix="x"), med(stream_rate) >= 1.0),
-        (f"Archive at concurrency {CONCURRENCY} throughput >= 0.9x",
-         spread(unary_rate, suffix="x"), med(unary_rate) >= 0.9),
-        ("Archive at concurrency 1 adds <= 0.5 ms p50", spread(p50, suffix=" ms"), med(p50) <= 0.5),
-        ("Archive at concurrency 1 adds <= 3 ms p99", spread(p99, suffix=" ms"), med(p99) <= 3.0),
-        ("retention + manifests add <= 5% sidecar CPU per archive (stream, window 16)",
-         spread(with_manifests, suffix="x"), med(with_manifests) <= 1.05),
-    ]  # fmt: skip
+
+    def against(mode: str, value: Callable[[Run], float]) -> list[float]:
+        runs, base = figures[mode].runs, figures[next(m for m in MODES if m.name == mode).baseline]
+        return [value(r) / b.cpu_ms("sender") for r, b in zip(runs, base.runs, strict=True)]
+
+    def sidecar(r: Run) -> float:
+        return r.cpu_ms("sidecar")
+
+    def pod(r: Run) -> float:
+        return r.cpu_ms("sidecar") + r.cpu_ms("sender")
+
+    unary_1, unary_n = "Archive, concurrency 1", f"Archive, concurrency {CONCURRENCY}"
+    stream = "ArchiveStream, window 16"
+    found: list[tuple[str, str, bool]] = []
+    for mode, most_sidecar, most_pod in (
+        (unary_1, 0.5, 0.8),
+        (unary_n, 0.5, 0.8),
+        (stream, 0.3, 0.45),
+    ):
+        side, both = against(mode, sidecar), against(mode, pod)
+        found.append((f"{mode}: sidecar CPU <= {most_sidecar}x a direct put's",
+                      spread(side, suffix="x"), med(side) <= most_sidecar))  # fmt: skip
+        found.append((f"{mode}: sender + sidecar CPU <= {most_pod}x a direct put's",
+                      spread(both, suffix="x"), med(both) <= most_pod))  # fmt: skip
+    base_1 = figures[BASE_1].runs
+    p50 = [
+        u.percentile(0.5) - b.percentile(0.5)
+        for u, b in zip(figures[unary_1].runs, base_1, strict=True)
+    ]
+    found.append((f"{unary_1} adds <= 0.3 ms p50", spread(p50, 2, " ms"), med(p50) <= 0.3))
+    manifests = figures["ArchiveStream, window 16, retention + manifests"].runs
+    with_manifests = [
+        m.cpu_ms("sidecar") / s.cpu_ms("sidecar")
+        for m, s in zip(manifests, figures[stream].runs, strict=True)
+    ]
+    found.append(("retention + manifests <= 1.03x the sidecar's CPU (stream, window 16; "
+                  "includes the locked bucket's own cost)",
+                  spread(with_manifests, suffix="x"), med(with_manifests) <= 1.03))  # fmt: skip
+    return found
 
 
 def tracing_lines(figures: dict[str, Figures], off_cost_us: float) -> list[str]:
@@ -500,7 +530,9 @@ def tracing_lines(figures: dict[str, Figures], off_cost_us: float) -> list[str]:
     share = off_cost_us / 1000 / statistics.median(r.cpu_ms("sidecar") for r in off)
     return [
         f"- tracing on (OTLP/HTTP to a sink process) adds to Archive p50 at concurrency 1: "
-        f"{spread(p50, 3, ' ms')}; sidecar CPU per archive on/off: {spread(cpu, suffix='x')}",
+        f"{spread(p50, 3, ' ms')}; sidecar CPU per archive on/off: {spread(cpu, suffix='x')} "
+        f"(target <= 1.10x, every span kept): "
+        f"{'met' if statistics.median(cpu) <= 1.10 else 'MISSED'}",
         f"- tracing off (nothing configured) costs {off_cost_us:.2f} us per archive "
         f"(5 do-nothing spans, timed apart), {share:.2%} of the sidecar's CPU per archive: "
         f"{'met' if share < 0.01 else 'MISSED'} (target: under 1%)",
@@ -617,7 +649,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\n{args.messages} messages per mode per round, {args.rounds} interleaved rounds, "
         "SeaweedFS on this machine. Each cell: the median over rounds (min-max); under it, "
-        "the median of the per-round ratios to the baseline.\n"
+        "the median of the per-round ratios to the baseline (for CPU: to the baseline's "
+        f"sender, a direct put's whole cost). {versions()}.\n"
     )
     print(table(figures))
     print()
