@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -360,3 +360,24 @@ def test_witnesses_cosign_the_chain_and_will_not_cosign_it_rebuilt(
     finally:
         for witness in witnesses:
             witness.stop()
+
+
+def test_a_copy_gone_between_the_listing_and_its_read_is_missing(
+    archive: Archive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listing names the version; by the time verify reads it (to check
+    its lock), it is gone: missing, not a crash."""
+    from msgarchive_server.stores import NoSuchObject
+
+    gone = archive.acked[1]
+    read = archive.store.get_version
+
+    def get_version(key: str, version_id: str) -> Any:
+        if key == gone:
+            raise NoSuchObject(key)
+        return read(key, version_id)
+
+    monkeypatch.setattr(archive.store, "get_version", get_version)
+    found = archive.findings()
+    assert kinds(found) == [("copy_missing", gone)]
+    assert "is gone" in found[0].detail

@@ -387,7 +387,11 @@ class Verifier:
                 yield what
                 continue
             _, _, sha256, mode, retain_until, message_id = what
-            got = reads[version_id].result()
+            try:
+                got = reads[version_id].result()
+            except NoSuchObject:  # listed, then gone before it was read
+                yield Finding("copy_missing", key, f"version {version_id or '-'} is gone")
+                continue
             if isinstance(got, bytes):
                 body = got
             else:
