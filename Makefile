@@ -99,6 +99,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.productions $(PRODUCTIONS_ARGS)
 	$(BIN)/python -m bench.witnessing $(WITNESSING_ARGS)
+	$(BIN)/python -m bench.spans
 
 clean:
 	rm -rf $(VENV) node_modules $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist .pytest_cache .mypy_cache .ruff_cache
