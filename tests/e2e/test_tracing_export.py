@@ -96,7 +96,7 @@ def test_spans_reach_an_otlp_endpoint(receiver: Receiver, tmp_path: Path) -> Non
     assert set(receiver.paths) == {"/v1/traces"}
     names = receiver.spans()["msgarchive-under-test"]
     assert "msgarchive.v1.ArchiveService/Archive" in names
-    assert {"validate", "render", "store.put"} <= set(names)
+    assert "store.put" in names
 
 
 def test_without_otel_settings_the_sidecar_says_tracing_is_off(tmp_path: Path) -> None:
