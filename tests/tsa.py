@@ -6,6 +6,7 @@ is OpenSSL's, and `openssl ts -verify` checks what the sealer stored.
 `mode` makes it misbehave: "error" (500), "garbage" (200 with bytes that are
 no reply), "rejection" (OpenSSL's own refusal: the query is given a policy
 the TSA does not accept), "other bytes" (a good token over another digest),
+"replay" (the last token it gave, again: for another request's nonce),
 "slow" (answers only once `release` is set, after the client gave up).
 """
 
@@ -50,10 +51,16 @@ def _name(common: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
-def make_pki(directory: Path, name: str = "msgarchive test", time_stamping: bool = True) -> Path:
+def make_pki(
+    directory: Path,
+    name: str = "msgarchive test",
+    time_stamping: bool = True,
+    expired: bool = False,
+) -> Path:
     """A CA and a time-stamping certificate it issued, in `directory`: ca.pem,
     tsa.pem, tsa.key and OpenSSL's TSA configuration (tsa.cnf). The CA's file.
-    Without `time_stamping`, the TSA's certificate is for TLS clients instead."""
+    Without `time_stamping`, the TSA's certificate is for TLS clients instead;
+    `expired`: it ended yesterday."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -89,8 +96,10 @@ def make_pki(directory: Path, name: str = "msgarchive test", time_stamping: bool
         .issuer_name(ca.subject)
         .public_key(tsa_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
+        .not_valid_before(now - datetime.timedelta(days=10 if expired else 1))
+        .not_valid_after(
+            now - datetime.timedelta(days=1) if expired else now + datetime.timedelta(days=30)
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(
@@ -127,6 +136,7 @@ class LoopbackTSA:
         self.mode = mode
         self.release = threading.Event()
         self.answered = 0  # tokens given
+        self._last: bytes | None = None  # for "replay"
         self._lock = threading.Lock()
         tsa = self
 
@@ -155,6 +165,8 @@ class LoopbackTSA:
             return 200, "application/timestamp-reply", b"\x30\x03not a reply at all"
         if self.mode == "slow":
             self.release.wait(60)
+        if self.mode == "replay" and self._last is not None:
+            return 200, "application/timestamp-reply", self._last
         if self.mode in ("rejection", "other bytes"):
             parsed = tsp.TimeStampReq.load(query)
             fields = dict(parsed.native)
@@ -166,7 +178,8 @@ class LoopbackTSA:
                     "hashed_message": hashlib.sha256(b"other bytes").digest(),
                 }
             query = tsp.TimeStampReq(fields).dump()
-        return 200, "application/timestamp-reply", self.reply(query)
+        reply = self._last = self.reply(query)
+        return 200, "application/timestamp-reply", reply
 
     def reply(self, query: bytes) -> bytes:
         """OpenSSL's reply to `query`."""

@@ -6,11 +6,13 @@ reported by what was wrong, never holding up a seal."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from structlog.testing import capture_logs
 
@@ -189,3 +191,54 @@ def test_a_token_whose_signature_was_altered_does_not_check(tsa: LoopbackTSA) ->
 def test_a_bad_timestamp_setting_is_refused(flags: list[str], says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         parse_settings(flags, {})
+
+
+def test_a_token_whose_time_was_edited_does_not_check(tsa: LoopbackTSA) -> None:
+    """The TSTInfo (its time, here) is covered by the digest in the signed
+    attributes, not by the signature directly: an edit is caught there."""
+    data = b"checkpoint bytes\n"
+    token = _token(tsa, data)
+    time = read_reply(token, data).time.strftime("%Y%m%d%H%M%S").encode()
+    assert token.count(time) >= 1
+    edited = token.replace(time, b"1999" + time[4:], 1)  # the TSTInfo comes first
+    with pytest.raises(TimestampError, match="signed digest is not the TSTInfo's"):
+        read_reply(edited, data)
+
+
+def test_a_token_naming_another_certificate_than_it_carries_does_not_check(
+    tsa: LoopbackTSA,
+) -> None:
+    data = b"checkpoint bytes\n"
+    token = _token(tsa, data)
+    named = hashlib.sha256(load_roots((tsa.directory / "tsa.pem").read_bytes())[0].public_bytes(
+        serialization.Encoding.DER)).digest()  # fmt: skip
+    assert token.count(named) == 1  # ESSCertIDv2, in the signed attributes
+    other = token.replace(named, bytes(32))
+    with pytest.raises(TimestampError, match="names another certificate"):
+        read_reply(other, data)
+
+
+def test_a_token_signed_with_a_certificate_expired_at_its_time_does_not_check(
+    tmp_path: Path,
+) -> None:
+    make_pki(tmp_path / "pki", expired=True)
+    expired = LoopbackTSA(tmp_path / "pki")
+    try:
+        token = _token(expired, b"data")
+        read_reply(token, b"data")  # the signature itself is good
+        with pytest.raises(TimestampError, match="is not valid at"):
+            read_reply(token, b"data", roots=load_roots(expired.ca.read_bytes()))
+    finally:
+        expired.stop()
+
+
+def test_a_tsa_that_answers_with_another_requests_token_is_refused(
+    world: World, tsa: LoopbackTSA
+) -> None:
+    """A replayed reply is over the same bytes, but not for this nonce. (The
+    world fixture puts the shared TSA's mode back afterwards.)"""
+    stamper = Timestamper(tsa.url)
+    stamper.stamp(b"the same checkpoint")
+    tsa.mode = "replay"
+    with pytest.raises(TimestampError, match="nonce"):
+        stamper.stamp(b"the same checkpoint")
