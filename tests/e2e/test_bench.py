@@ -37,10 +37,15 @@ def test_the_benchmark_runs_and_loses_nothing() -> None:
     ):
         assert row in done.stdout
     assert "Sidecar RSS after 20 archives" in done.stdout
+    assert "| run | archives/s | p50 ms | p99 ms | CPU µs/archive: sender |" in done.stdout
+    assert "grpcio " in done.stdout  # the versions the figures depend on
     for target in (
-        "sidecar CPU per archive",
-        "sender + sidecar CPU",
-        "ArchiveStream throughput",
+        "Archive, concurrency 1: sidecar CPU",
+        "Archive, concurrency 1: sender + sidecar CPU",
+        "Archive, concurrency 16: sidecar CPU",
+        "ArchiveStream, window 16: sender + sidecar CPU",
+        "Archive, concurrency 1 adds <= 0.3 ms p50",
+        "retention + manifests",
         "tracing on",
         "tracing off",
     ):
@@ -72,3 +77,19 @@ def test_the_productions_benchmark_runs() -> None:
                "export peak RSS", "console search page p50", "console copy page p50")  # fmt: skip
     for target in targets:
         assert f"- {target} " in done.stdout
+
+
+def test_the_witnessing_and_span_benchmarks_run() -> None:
+    for command, says in (
+        (["bench.witnessing", "--rounds", "1", "--seals", "2", "--hours", "30"],
+         ("added by 2 witnesses and a TSA", "verify of a 30-hour log")),
+        (["bench.spans", "--traces", "50", "--rounds", "1"],
+         ("1 span a trace:", "4 spans a trace:")),
+    ):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", *command],
+            capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        for line in says:
+            assert line in done.stdout, done.stdout
