@@ -67,3 +67,29 @@ def test_a_crash_line_carries_the_exception_type_and_traceback_without_its_messa
     assert line["exception_type"] == "builtins.KeyError"
     assert "in view_jane" in str(line["traceback"])  # the frames, rendered where it was raised
     assert address not in json.dumps(line)
+
+
+def test_lines_are_written_in_batches_every_one_in_order_and_all_at_the_stop(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    """The writer thread takes what is queued in batches; nothing is lost or
+    reordered, from four threads at once, and a stop writes out the rest."""
+    import threading
+
+    configure_logging("info", "json")
+
+    def log_from(thread: int) -> None:
+        log = structlog.get_logger("msgarchive.test")
+        for n in range(500):
+            log.info("line", thread=thread, n=n)
+
+    threads = [threading.Thread(target=log_from, args=(t,)) for t in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    flush_logs()
+    got = [line for line in lines(json_logs) if line["event"] == "line"]
+    assert len(got) == 2000
+    for thread in range(4):
+        assert [line["n"] for line in got if line["thread"] == thread] == list(range(500))

@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import queue
 import sys
+import threading
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import structlog
 
 _NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
-_listener: logging.handlers.QueueListener | None = None
+_listener: logging.handlers.QueueListener | None = None  # a _BatchingListener
 
 
 class _OrderedQueueHandler(logging.handlers.QueueHandler):
@@ -31,6 +32,51 @@ class _OrderedQueueHandler(logging.handlers.QueueHandler):
         if not isinstance(record.msg, dict):
             record.msgarchive_context = structlog.contextvars.get_contextvars()
         return record
+
+
+class _UnflushedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that leaves flushing to its listener, once a batch
+    (logging's own flushes after every record: a write(2) a line)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except Exception:  # logging's own policy: report, never raise
+            self.handleError(record)
+
+
+class _BatchingListener(logging.handlers.QueueListener):
+    """A QueueListener that writes what is queued in batches: after each batch
+    it waits `pause` seconds before looking again, so that a busy sidecar wakes
+    its writer thread (and hands it the GIL) a few dozen times a second rather
+    than once a call. A line waits at most `pause` after the batch before it;
+    `stop()` writes out everything queued."""
+
+    pause = 0.02
+
+    def __init__(self, records: queue.SimpleQueue[Any], handler: logging.Handler) -> None:
+        super().__init__(records, handler)
+        self.records = records
+        self._stopping = threading.Event()
+
+    def _monitor(self) -> None:
+        records = self.records
+        while True:
+            record = records.get()
+            while True:
+                if record is None:  # QueueListener's sentinel: stop() was called
+                    return
+                self.handle(record)
+                try:
+                    record = records.get_nowait()
+                except queue.Empty:
+                    break
+            self.handlers[0].flush()
+            self._stopping.wait(self.pause)
+
+    def stop(self) -> None:
+        self._stopping.set()  # no more pauses: the sentinel is reached at once
+        super().stop()
 
 
 def _merge_record_context(
@@ -119,13 +165,13 @@ def configure_logging(
     )
     # Request threads only enqueue records; one listener thread formats and
     # writes them, so logging costs a call no lock wait and no I/O.
-    output = logging.StreamHandler(sys.stdout)
+    output = _UnflushedStreamHandler(sys.stdout)
     output.setFormatter(formatter)
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     global _listener
     if _listener is not None:
         _listener.stop()
-    _listener = logging.handlers.QueueListener(records, output)
+    _listener = _BatchingListener(records, output)
     _listener.start()
     root = logging.getLogger()
     root.handlers[:] = [_OrderedQueueHandler(records)]
