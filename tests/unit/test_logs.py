@@ -83,13 +83,13 @@ def test_lines_are_written_in_batches_every_one_in_order_and_all_at_the_stop(
         for n in range(500):
             log.info("line", thread=thread, n=n)
 
-    threads = [threading.Thread(target=log_from, args=(t,)) for t in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    writers = [threading.Thread(target=log_from, args=(t,)) for t in range(4)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
     flush_logs()
     got = [line for line in lines(json_logs) if line["event"] == "line"]
     assert len(got) == 2000
-    for thread in range(4):
-        assert [line["n"] for line in got if line["thread"] == thread] == list(range(500))
+    for number in range(4):
+        assert [line["n"] for line in got if line["thread"] == number] == list(range(500))
