@@ -71,6 +71,18 @@ def serve_sync(port: int, bucket: str, endpoint: str) -> None:
     server.wait_for_termination()
 
 
+def _run_aio(servicer: pb_grpc.ArchiveServiceServicer, port: int) -> None:
+    async def main() -> None:
+        server = grpc.aio.server()
+        pb_grpc.add_ArchiveServiceServicer_to_server(servicer, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        print("ready", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
 def serve_aio(port: int, bucket: str, endpoint: str) -> None:
     archiver = _archiver(bucket, endpoint)
     pool = ThreadPoolExecutor(THREADS)
@@ -83,15 +95,7 @@ def serve_aio(port: int, bucket: str, endpoint: str) -> None:
             ack = await loop.run_in_executor(pool, archiver.archive, request)
             return to_response(request.request_id, ack)
 
-    async def main() -> None:
-        server = grpc.aio.server()
-        pb_grpc.add_ArchiveServiceServicer_to_server(Servicer(), server)  # type: ignore[abstract]
-        server.add_insecure_port(f"127.0.0.1:{port}")
-        await server.start()
-        print("ready", flush=True)
-        await server.wait_for_termination()
-
-    asyncio.run(main())
+    _run_aio(Servicer(), port)  # type: ignore[abstract]
 
 
 def serve_aio_native(port: int, bucket: str, endpoint: str) -> None:
@@ -127,15 +131,7 @@ def serve_aio_native(port: int, bucket: str, endpoint: str) -> None:
             )  # fmt: skip
             return to_response(request.request_id, ack)
 
-    async def main() -> None:
-        server = grpc.aio.server()
-        pb_grpc.add_ArchiveServiceServicer_to_server(Servicer(), server)  # type: ignore[abstract]
-        server.add_insecure_port(f"127.0.0.1:{port}")
-        await server.start()
-        print("ready", flush=True)
-        await server.wait_for_termination()
-
-    asyncio.run(main())
+    _run_aio(Servicer(), port)  # type: ignore[abstract]
 
 
 def free_port() -> int:

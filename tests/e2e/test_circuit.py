@@ -50,7 +50,7 @@ def test_a_missing_bucket_is_not_serving_until_it_is_created(seaweed: SeaweedFS)
     bucket = f"later-{uuid.uuid4().hex[:12]}"
     sidecar = sidecar_for(seaweed, bucket, seaweed.env)
     try:
-        assert sidecar.lines[-1]["archiving_available"] is False
+        assert sidecar.serving["archiving_available"] is False
         assert health(sidecar.address) == "NOT_SERVING"
         alive = subprocess.run(
             [sys.executable, "-m", "msgarchive_server", "health", "--alive",

@@ -301,14 +301,18 @@ def test_every_read_is_audited_without_content(world: World) -> None:
             if line.get("audit") and line.get("method", "").endswith("GetArchivedMessage")
         ]
 
-    before = len(audits())
+    # This read's own line, by its request id: the sidecar's log thread writes
+    # lines in batches, so an earlier test's may still be on their way.
+    request_id = f"audit-{time.monotonic_ns()}"
     with world.client() as client:
-        client.get_archived_message(pb.GetArchivedMessageRequest(key=key))
-    deadline = time.monotonic() + 30  # the sidecar's log thread writes the line
-    while len(audits()) == before:
+        client.get_archived_message(
+            pb.GetArchivedMessageRequest(key=key), metadata=(("x-request-id", request_id),)
+        )
+    deadline = time.monotonic() + 30
+    while not (mine := [a for a in audits() if a.get("request_id") == request_id]):
         assert time.monotonic() < deadline, "no audit line for the read"
         time.sleep(0.05)
-    line = audits()[before]
+    (line,) = mine
     assert (line["account"], line["code"], line["key"]) == ("acme", "OK", key)
     for line in audits():
         text = json.dumps(line)

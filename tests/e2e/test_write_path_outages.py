@@ -72,7 +72,8 @@ def test_a_restart_within_the_hour_keeps_acking_and_every_ack_is_sealed(
         with ArchiveClient(sidecar.address) as client:
             acked += [client.archive(request(10 * run + n)).key for n in range(3)]
         assert sidecar.stop() == 0
-        hours.append(sidecar.lines[-1]["timestamp"][:13])
+        stopped = sidecar.wait_for_line(lambda line: line.get("event") == "stopped")
+        hours.append(stopped["timestamp"][:13])
     assert len(acked) == 9  # every archive after every restart was acked
 
     assert findings_of(bucket, public_file, seaweed) == []  # each ack is in a manifest
