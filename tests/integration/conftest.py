@@ -41,6 +41,18 @@ class Archive:
     def findings(self, deep: bool = False) -> list[Finding]:
         return list(Verifier(self.store, self.key.public_key(), deep=deep).run())
 
+    def public_key_file(self, directory: Path) -> Path:
+        """The manifest public key, as PEM in `directory`, for the commands."""
+        from cryptography.hazmat.primitives import serialization
+
+        public = directory / "heads.pub"
+        public.write_bytes(
+            self.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        return public
+
 
 def signed_archive(
     seaweed: SeaweedFS,

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from msgarchive_server.domain.archive import Archiver
@@ -200,12 +199,7 @@ def test_an_hour_whose_checkpoint_is_gone_is_not_dated(recent: Timestamped, s3: 
 def test_the_command_checks_tokens_and_refuses_a_bad_ca_file_in_one_line(
     recent: Timestamped, seaweed: SeaweedFS, tsa: LoopbackTSA, tmp_path: Path
 ) -> None:
-    public = tmp_path / "heads.pub"
-    public.write_bytes(
-        recent.archive.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public = recent.archive.public_key_file(tmp_path)
     (tmp_path / "not.pem").write_text("not a certificate\n")
 
     def verify(*flags: str) -> subprocess.CompletedProcess[str]:

@@ -119,12 +119,7 @@ def test_a_shortened_retention_is_under_locked(archive: Archive, s3: S3Client) -
 def test_the_command_reports_as_json_and_exits_non_zero(
     archive: Archive, seaweed: SeaweedFS, s3: S3Client, tmp_path: Path
 ) -> None:
-    public = tmp_path / "heads.pub"
-    public.write_bytes(
-        archive.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public = archive.public_key_file(tmp_path)
     command = [
         sys.executable, "-m", "msgarchive_server", "verify", f"s3://{archive.bucket}/acme",
         f"--public-key={public}", f"--s3-endpoint-url={seaweed.endpoint}", "--json",
@@ -147,12 +142,7 @@ def test_the_command_reports_as_json_and_exits_non_zero(
 def test_a_copy_is_proven_and_the_proof_checked_with_the_public_key_alone(
     archive: Archive, seaweed: SeaweedFS, tmp_path: Path
 ) -> None:
-    public = tmp_path / "heads.pub"
-    public.write_bytes(
-        archive.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public = archive.public_key_file(tmp_path)
     base = [sys.executable, "-m", "msgarchive_server"]
     proved = subprocess.run(
         [*base, "prove", f"s3://{archive.bucket}/acme", archive.acked[1],
@@ -260,12 +250,7 @@ def test_a_trusted_checkpoint_that_is_no_checkpoint_of_the_key_is_refused_in_one
 ) -> None:
     from msgarchive_server.domain.manifests.headlog import checkpoint_key
 
-    public = tmp_path / "heads.pub"
-    public.write_bytes(
-        archive.key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    public = archive.public_key_file(tmp_path)
     key = checkpoint_key(hour_keys(PREFIX, "pod-1", archive.hours[-1])[1])
     good = s3.get_object(Bucket=archive.bucket, Key=key)["Body"].read()
     files = {"good": good, "garbage": b"not a note\n", "other key": good[:-20] + b"A" * 19 + b"\n"}
