@@ -316,7 +316,7 @@ class S3Store:
             yield from self._pages(prefix, page_size, "")
             return
         folders: builtins.list[str] = []
-        for found, below in self._pages_with_folders(prefix, page_size):
+        for found, below in self._pages_of(prefix, page_size, delimiter="/"):
             yield from found  # the objects directly below `prefix`
             folders += below
         stop = threading.Event()
@@ -338,8 +338,7 @@ class S3Store:
     ) -> None:
         """Put `folder`'s pages on `pages`, then None (or the error that ended it)."""
         try:
-            for found, marker in self._pages_of(folder, page_size):
-                del marker
+            for found, _ in self._pages_of(folder, page_size):
                 while not stop.is_set():
                     try:
                         pages.put(found, timeout=0.5)
@@ -370,19 +369,12 @@ class S3Store:
                     return
 
     def _pages_of(
-        self, prefix: str, page_size: int
-    ) -> Iterator[tuple[builtins.list[VersionSummary], dict[str, str] | None]]:
-        marker: dict[str, str] | None = {}
-        while marker is not None:
-            found, _, marker = self._versions_page(prefix, page_size, marker, "")
-            yield found, marker
-
-    def _pages_with_folders(
-        self, prefix: str, page_size: int
+        self, prefix: str, page_size: int, delimiter: str = ""
     ) -> Iterator[tuple[builtins.list[VersionSummary], builtins.list[str]]]:
+        """Each page's versions and folders, one request at a time."""
         marker: dict[str, str] | None = {}
         while marker is not None:
-            found, folders, marker = self._versions_page(prefix, page_size, marker, "/")
+            found, folders, marker = self._versions_page(prefix, page_size, marker, delimiter)
             yield found, folders
 
     def _versions_page(
@@ -433,8 +425,8 @@ class S3Store:
             raise classify(err) from None
         body = answer.content
         if answer.status_code != 200:
-            code = _S3_CODE.search(body.decode("utf-8", "replace"))
-            message = _S3_MESSAGE.search(body.decode("utf-8", "replace"))
+            text = body.decode("utf-8", "replace")
+            code, message = _S3_CODE.search(text), _S3_MESSAGE.search(text)
             raise classify_answer(
                 code[1] if code else str(answer.status_code),
                 answer.status_code,

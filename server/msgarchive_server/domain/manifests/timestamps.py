@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from msgarchive_server.domain.manifests.witnesses import Post, http_post
+
 QUERY_TYPE = "application/timestamp-query"
 REPLY_TYPE = "application/timestamp-reply"
 
@@ -274,15 +276,10 @@ def load_roots(pem: bytes) -> list[x509.Certificate]:
     return roots
 
 
-Post = Callable[[str, bytes, float], tuple[int, str, bytes]]  # url, body, timeout
-
-
 class Timestamper:
     """The TSA at `url`, asked for a token over each checkpoint."""
 
     def __init__(self, url: str, post: Post | None = None, timeout: float = 5.0) -> None:
-        from msgarchive_server.domain.manifests.witnesses import http_post
-
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"{url!r}: a time-stamping authority is an http(s) URL")
         self.url = url
