@@ -93,3 +93,20 @@ def test_lines_are_written_in_batches_every_one_in_order_and_all_at_the_stop(
     assert len(got) == 2000
     for number in range(4):
         assert [line["n"] for line in got if line["thread"] == number] == list(range(500))
+
+
+def test_a_line_logged_after_the_writer_stopped_is_written_at_once(
+    json_logs: pytest.CaptureFixture[str],
+) -> None:
+    """At shutdown the writer thread stops first: a line after it (the
+    sidecar's "stopped") is written by the thread that logs it, not lost."""
+    configure_logging("info", "json")
+    log = structlog.get_logger("msgarchive.test")
+    log.info("before the stop")
+    flush_logs()
+    log.info("after the stop", n=1)
+    got = [json.loads(line) for line in json_logs.readouterr().out.splitlines()]
+    assert [(g["event"], g["logger"], g["level"]) for g in got] == [
+        ("before the stop", "msgarchive.test", "info"),
+        ("after the stop", "msgarchive.test", "info"),
+    ]
