@@ -27,7 +27,8 @@ help:
 	@echo "make check-alerts  promtool: check the Prometheus rules and run their unit tests"
 	@echo "make bench         the sidecar against direct boto3 puts, interleaved rounds (BENCH_ARGS=...);"
 	@echo "                   then search, export and check-production at scale (PRODUCTIONS_ARGS=...),"
-	@echo "                   and what witnesses and trusted time cost (WITNESSING_ARGS=...)"
+	@echo "                   what witnesses and trusted time cost (WITNESSING_ARGS=...), a span's cost,"
+	@echo "                   and the floor under a unary archive (FLOOR_ARGS=...)"
 
 # The virtualenv is rebuilt whenever pyproject.toml changes.
 $(BIN)/.installed: pyproject.toml
@@ -100,6 +101,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m bench.productions $(PRODUCTIONS_ARGS)
 	$(BIN)/python -m bench.witnessing $(WITNESSING_ARGS)
 	$(BIN)/python -m bench.spans
+	$(BIN)/python -m bench.floor $(FLOOR_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules $(TS_CLIENT)/node_modules $(TS_CLIENT)/dist .pytest_cache .mypy_cache .ruff_cache

@@ -79,12 +79,16 @@ def test_the_productions_benchmark_runs() -> None:
         assert f"- {target} " in done.stdout
 
 
-def test_the_witnessing_and_span_benchmarks_run() -> None:
+def test_the_witnessing_span_and_floor_benchmarks_run() -> None:
     for command, says in (
         (["bench.witnessing", "--rounds", "1", "--seals", "2", "--hours", "30"],
          ("added by 2 witnesses and a TSA", "verify of a 30-hour log")),
         (["bench.spans", "--traces", "50", "--rounds", "1"],
          ("1 span a trace:", "4 spans a trace:")),
+        (["bench.floor", "--calls", "50", "--rounds", "1"],
+         ("| boto3 put | sender |", "| sidecar | server |",
+          "| gRPC server, nothing else | server |", "| the store's write (S3Store.put) | sender |",
+          "| the same, log level warning | server |")),
     ):  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", *command],

@@ -1,0 +1,217 @@
+"""Where a unary Archive's CPU goes, and the floor under it (issue 22).
+
+    .venv/bin/python -m bench.floor [--calls 2000] [--rounds 3]
+
+At concurrency 1, in interleaved rounds against SeaweedFS, CPU per call in
+each process, beside a direct boto3 put in the same round (`make bench`'s
+baseline, the sender's whole cost):
+
+- boto3 put: put_object from this process, as bench.run's baseline;
+- the store's write: the sidecar's S3Store.put (obstore) from this process,
+  what each archive's write costs wherever it runs;
+- gRPC server, nothing else: grpcio's sync server (the sidecar's model, its
+  pool of 64 threads) whose Archive answers a ready response; the floor of
+  any sidecar built on it, and the client library's own cost as the sender;
+- sidecar, store answering at once: the whole sidecar (interceptors, log
+  line, metrics, validation, rendering, compression) over a store whose
+  every write succeeds at once, at log level info and at warning (no `rpc`
+  line).
+
+The sidecar's CPU an archive is about its figure over the answering store
+plus the store's write; the gRPC server's share of it cannot go below the
+do-nothing server's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from msgarchive import ArchiveClient
+from msgarchive.v1 import archive_service_pb2 as pb
+from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
+from msgarchive_server.stores import PutResult
+from tests.seaweed import SeaweedFS
+from tests.unit.fakes import FakeStore
+
+from .models import THREADS, free_port
+from .run import copies, cpu_seconds, messages, run_baseline
+
+
+class AnsweringStore(FakeStore):
+    """Every write succeeds at once, and nothing is kept."""
+
+    def put(self, key: str, body: bytes, content_type: str = "") -> PutResult:
+        return PutResult("0" * 32, "v1")
+
+
+_READY = pb.ArchiveResponse(request_id="0", message_id="0" * 26, bucket="b", key="k" * 80)
+
+
+def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
+    """In the server's own process: `echo`, `sidecar-info` / `sidecar-warning`
+    (the answering store), or `sidecar-s3` (the S3 store at `endpoint`)."""
+    if kind == "echo":
+
+        class Echo(pb_grpc.ArchiveServiceServicer):
+            def Archive(self, request: pb.ArchiveRequest, context: object) -> pb.ArchiveResponse:  # noqa: N802
+                return _READY
+
+        server = grpc.server(futures.ThreadPoolExecutor(THREADS))
+        pb_grpc.add_ArchiveServiceServicer_to_server(Echo(), server)  # type: ignore[abstract]
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+    else:
+        from msgarchive_server.process.app import build_server
+        from msgarchive_server.process.config import Settings
+        from msgarchive_server.stores.s3 import S3Options, S3Store
+        from msgarchive_server.telemetry.logs import configure_logging
+
+        configure_logging("warning" if kind == "sidecar-warning" else "info", "json")
+        store = (
+            S3Store(S3Options(bucket=bucket, endpoint_url=endpoint, path_style=True))
+            if kind == "sidecar-s3"
+            else AnsweringStore()
+        )
+        build_server(Settings(listen=f"127.0.0.1:{port}"), store).start()
+    print("ready", file=sys.stderr, flush=True)  # stdout has the log lines
+    while True:
+        time.sleep(3600)
+
+
+def served(kind: str, calls: int, *store: str) -> tuple[float, float]:
+    """(server, sender) CPU µs per Archive call to a `serve(kind)` process."""
+    port = free_port()
+    server = subprocess.Popen(  # noqa: S603 (this module, with our own arguments)
+        [sys.executable, "-m", "bench.floor", "serve", kind, str(port), *store],
+        stdout=subprocess.DEVNULL,  # the log lines: written, not kept
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        while server.stderr.readline().strip() != "ready":
+            if server.poll() is not None:
+                raise RuntimeError(f"the {kind} server exited with {server.returncode}")
+        batch = messages(calls + 100)
+        with ArchiveClient(f"127.0.0.1:{port}", options=[("grpc.enable_retries", 0)]) as client:
+            for request in batch[:100]:
+                client.archive(request)  # warm up
+            server0, sender0 = cpu_seconds(server.pid), time.process_time()
+            for request in batch[100:]:
+                client.archive(request)
+            server_cpu = cpu_seconds(server.pid) - server0
+            sender_cpu = time.process_time() - sender0
+    finally:
+        server.kill()
+        server.wait()
+    return server_cpu / calls * 1e6, sender_cpu / calls * 1e6
+
+
+def store_writes(seaweed: SeaweedFS, calls: int, round_number: int) -> float:
+    """CPU µs per S3Store.put from this process (obstore's threads included)."""
+    store = seaweed.store(seaweed.new_bucket())
+    prepared = copies(messages(calls + 100, first=round_number * (calls + 100)))
+    for key, blob in prepared[:100]:
+        store.put(key, blob)
+    started = time.process_time()
+    for key, blob in prepared[100:]:
+        store.put(key, blob)
+    took = time.process_time() - started
+    store.close()
+    return took / calls * 1e6
+
+
+Row = tuple[str, str]  # (mode, process)
+
+
+def one_round(seaweed: SeaweedFS, calls: int, number: int) -> dict[Row, float]:
+    """Every mode once, in this round's order: CPU µs per call by (mode, process)."""
+    assert seaweed.process is not None
+    store_pid = seaweed.process.pid
+    s3 = seaweed.client()
+    batch = messages(calls, first=10_000_000 + number * calls)
+
+    def baseline() -> dict[Row, float]:
+        run = run_baseline(s3, seaweed.new_bucket(), batch, 1, store_pid)
+        return {("boto3 put", "sender"): run.cpu["sender"] / calls * 1e6}
+
+    def store() -> dict[Row, float]:
+        return {("the store's write (S3Store.put)", "sender"): store_writes(seaweed, calls, number)}
+
+    def server(kind: str, mode: str, *store: str) -> Callable[[], dict[Row, float]]:
+        def run() -> dict[Row, float]:
+            server_us, sender_us = served(kind, calls, *store)
+            return {(mode, "server"): server_us, (mode, "sender"): sender_us}
+
+        return run
+
+    modes = [
+        baseline,
+        server("sidecar-s3", "sidecar", seaweed.new_bucket(), seaweed.endpoint),
+        store,
+        server("echo", "gRPC server, nothing else"),
+        server("sidecar-info", "sidecar, store answering at once"),
+        server("sidecar-warning", "the same, log level warning"),
+    ]
+    got: dict[Row, float] = {}
+    for measure in modes if number % 2 == 0 else modes[::-1]:
+        got.update(measure())
+    return got
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor")
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    calls = args.calls
+    cpu: dict[Row, list[float]] = {}
+    ratio: dict[Row, list[float]] = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        seaweed = SeaweedFS(Path(workdir))
+        seaweed.start()
+        os.environ.update(seaweed.env)  # the sidecar's credentials, for its S3 store
+        try:
+            for number in range(args.rounds):
+                got = one_round(seaweed, calls, number)
+                base = got[("boto3 put", "sender")]
+                for row, value in got.items():
+                    cpu.setdefault(row, []).append(value)
+                    ratio.setdefault(row, []).append(value / base)
+        finally:
+            seaweed.stop()
+
+    def cell(values: list[float], digits: int, suffix: str = "") -> str:
+        middle = statistics.median(values)
+        return f"{middle:.{digits}f}{suffix} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    print(
+        f"\n{args.rounds} interleaved rounds of {calls} calls at concurrency 1, medians "
+        "(min-max); CPU per call, every thread of the process; x: of the same round's "
+        "boto3 put\n"
+    )
+    print("| mode | process | CPU µs/call | of a boto3 put |")
+    print("|---|---|---|---|")
+    for (mode, process), values in cpu.items():
+        print(
+            f"| {mode} | {process} | {cell(values, 0)} | {cell(ratio[(mode, process)], 2, 'x')} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "serve":
+        serve(sys.argv[2], int(sys.argv[3]), *sys.argv[4:])
+    else:
+        sys.exit(main())
