@@ -19,17 +19,21 @@ baseline, the sender's whole cost):
 
 The sidecar's CPU an archive is about its figure over the answering store
 plus the store's write; the gRPC server's share of it cannot go below the
-do-nothing server's.
+do-nothing server's. Then what waiting costs on this machine: two Python
+threads handing a token back and forth, the second holding it for 0 to 10 ms
+before it answers (no work at all), CPU per round trip.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import queue
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -89,8 +93,8 @@ def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
         time.sleep(3600)
 
 
-def served(kind: str, calls: int, *store: str) -> tuple[float, float]:
-    """(server, sender) CPU µs per Archive call to a `serve(kind)` process."""
+def served(kind: str, calls: int, *store: str) -> tuple[float, float, float]:
+    """(server, sender) CPU µs and wall ms per Archive call to a `serve(kind)` process."""
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 (this module, with our own arguments)
         [sys.executable, "-m", "bench.floor", "serve", kind, str(port), *store],
@@ -108,35 +112,61 @@ def served(kind: str, calls: int, *store: str) -> tuple[float, float]:
             for request in batch[:100]:
                 client.archive(request)  # warm up
             server0, sender0 = cpu_seconds(server.pid), time.process_time()
+            started = time.perf_counter()
             for request in batch[100:]:
                 client.archive(request)
+            wall = time.perf_counter() - started
             server_cpu = cpu_seconds(server.pid) - server0
             sender_cpu = time.process_time() - sender0
     finally:
         server.kill()
         server.wait()
-    return server_cpu / calls * 1e6, sender_cpu / calls * 1e6
+    return server_cpu / calls * 1e6, sender_cpu / calls * 1e6, wall / calls * 1e3
 
 
-def store_writes(seaweed: SeaweedFS, calls: int, round_number: int) -> float:
-    """CPU µs per S3Store.put from this process (obstore's threads included)."""
+def store_writes(seaweed: SeaweedFS, calls: int, round_number: int) -> tuple[float, float]:
+    """CPU µs (obstore's threads included) and wall ms per S3Store.put from this process."""
     store = seaweed.store(seaweed.new_bucket())
     prepared = copies(messages(calls + 100, first=round_number * (calls + 100)))
     for key, blob in prepared[:100]:
         store.put(key, blob)
-    started = time.process_time()
+    started, wall = time.process_time(), time.perf_counter()
     for key, blob in prepared[100:]:
         store.put(key, blob)
-    took = time.process_time() - started
+    took, wall = time.process_time() - started, time.perf_counter() - wall
     store.close()
-    return took / calls * 1e6
+    return took / calls * 1e6, wall / calls * 1e3
 
 
-Row = tuple[str, str]  # (mode, process)
+def waiting_cost(hold_ms: float, trips: int) -> float:
+    """CPU µs (this process) per round trip between two threads that do no work
+    but hold the token `hold_ms` each time: what blocking and waking cost."""
+    there: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    back: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def holder() -> None:
+        while (token := there.get()) is not None:
+            if hold_ms:
+                time.sleep(hold_ms / 1000)
+            back.put(token)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    started = time.process_time()
+    for token in range(trips):
+        there.put(token)
+        back.get()
+    took = time.process_time() - started
+    there.put(None)
+    thread.join()
+    return took / trips * 1e6
+
+
+Row = tuple[str, str]  # (mode, "sender" | "server" CPU µs, or "wall" ms) per call
 
 
 def one_round(seaweed: SeaweedFS, calls: int, number: int) -> dict[Row, float]:
-    """Every mode once, in this round's order: CPU µs per call by (mode, process)."""
+    """Every mode once, in this round's order."""
     assert seaweed.process is not None
     store_pid = seaweed.process.pid
     s3 = seaweed.client()
@@ -144,15 +174,24 @@ def one_round(seaweed: SeaweedFS, calls: int, number: int) -> dict[Row, float]:
 
     def baseline() -> dict[Row, float]:
         run = run_baseline(s3, seaweed.new_bucket(), batch, 1, store_pid)
-        return {("boto3 put", "sender"): run.cpu["sender"] / calls * 1e6}
+        return {
+            ("boto3 put", "sender"): run.cpu["sender"] / calls * 1e6,
+            ("boto3 put", "wall"): run.seconds / calls * 1e3,
+        }
 
     def store() -> dict[Row, float]:
-        return {("the store's write (S3Store.put)", "sender"): store_writes(seaweed, calls, number)}
+        cpu_us, wall_ms = store_writes(seaweed, calls, number)
+        mode = "the store's write (S3Store.put)"
+        return {(mode, "sender"): cpu_us, (mode, "wall"): wall_ms}
 
     def server(kind: str, mode: str, *store: str) -> Callable[[], dict[Row, float]]:
         def run() -> dict[Row, float]:
-            server_us, sender_us = served(kind, calls, *store)
-            return {(mode, "server"): server_us, (mode, "sender"): sender_us}
+            server_us, sender_us, wall_ms = served(kind, calls, *store)
+            return {
+                (mode, "server"): server_us,
+                (mode, "sender"): sender_us,
+                (mode, "wall"): wall_ms,
+            }
 
         return run
 
@@ -188,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                 base = got[("boto3 put", "sender")]
                 for row, value in got.items():
                     cpu.setdefault(row, []).append(value)
-                    ratio.setdefault(row, []).append(value / base)
+                    if row[1] != "wall":
+                        ratio.setdefault(row, []).append(value / base)
         finally:
             seaweed.stop()
 
@@ -198,15 +238,24 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"\n{args.rounds} interleaved rounds of {calls} calls at concurrency 1, medians "
-        "(min-max); CPU per call, every thread of the process; x: of the same round's "
-        "boto3 put\n"
+        "(min-max); wall time and CPU (every thread of the process) per call; x: of the "
+        "same round's boto3 put, the sender's whole cost\n"
     )
-    print("| mode | process | CPU µs/call | of a boto3 put |")
-    print("|---|---|---|---|")
-    for (mode, process), values in cpu.items():
-        print(
-            f"| {mode} | {process} | {cell(values, 0)} | {cell(ratio[(mode, process)], 2, 'x')} |"
-        )
+    print("| mode | wall ms/call | sender CPU µs | x | server CPU µs | x |")
+    print("|---|---|---|---|---|---|")
+    for mode in dict.fromkeys(mode for mode, _ in cpu):
+        cells = [cell(cpu[(mode, "wall")], 2)]
+        for process in ("sender", "server"):
+            row = (mode, process)
+            cells += [cell(cpu[row], 0), cell(ratio[row], 2, "x")] if row in cpu else ["-", "-"]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    holds = (0.0, 1.0, 3.0, 10.0)
+    waits = {hold: [waiting_cost(hold, 300) for _ in range(args.rounds)] for hold in holds}
+    print("\nWhat waiting costs: CPU µs per round trip of a token between two threads")
+    print("that hold it the time given and do nothing else, medians (min-max)\n")
+    print("| held | " + " | ".join(f"{hold:g} ms" for hold in holds) + " |")
+    print("|---|" + "---|" * len(holds))
+    print("| CPU µs a round trip | " + " | ".join(cell(waits[h], 0) for h in holds) + " |")
     return 0
 
 
