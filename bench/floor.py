@@ -7,6 +7,8 @@ each process, beside a direct boto3 put in the same round (`make bench`'s
 baseline, the sender's whole cost):
 
 - boto3 put: put_object from this process, as bench.run's baseline;
+- sidecar: the whole sidecar (`build_server`, its S3 store) on SeaweedFS,
+  Archive through the client library, as bench.run's concurrency 1;
 - the store's write: the sidecar's S3Store.put (obstore) from this process,
   what each archive's write costs wherever it runs;
 - gRPC server, nothing else: grpcio's sync server (the sidecar's model, its
