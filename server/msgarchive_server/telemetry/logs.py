@@ -26,9 +26,7 @@ from typing import Any
 import structlog
 
 _NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
-_listener: logging.handlers.QueueListener | None = None  # a _BatchingListener
-# What the writer thread reads: rendered lines (str) and stdlib records.
-_queued: queue.SimpleQueue[Any] | None = None
+_listener: _BatchingListener | None = None
 
 
 class _LineLogger:
@@ -42,9 +40,9 @@ class _LineLogger:
         self.name = name  # for structlog.stdlib.add_logger_name
 
     def msg(self, line: str) -> None:
-        lines = _queued
-        if lines is not None and _listener is not None:
-            lines.put(line)
+        listener = _listener
+        if listener is not None:
+            listener.records.put(line)
         else:
             sys.stdout.write(line + "\n")
 
@@ -210,10 +208,9 @@ def configure_logging(
     output = _UnflushedStreamHandler(sys.stdout)
     output.setFormatter(formatter)
     records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    global _listener, _queued
+    global _listener
     if _listener is not None:
         _listener.stop()
-    _queued = records
     _listener = _BatchingListener(records, output)
     _listener.start()
     root = logging.getLogger()
