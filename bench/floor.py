@@ -80,16 +80,17 @@ def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
     else:
         from msgarchive_server.process.app import build_server
         from msgarchive_server.process.config import Settings
-        from msgarchive_server.stores.s3 import S3Options, S3Store
         from msgarchive_server.telemetry.logs import configure_logging
 
         configure_logging("warning" if kind == "sidecar-warning" else "info", "json")
-        store = (
-            S3Store(S3Options(bucket=bucket, endpoint_url=endpoint, path_style=True))
-            if kind == "sidecar-s3"
-            else AnsweringStore()
-        )
-        build_server(Settings(listen=f"127.0.0.1:{port}"), store).start()
+        listen = f"127.0.0.1:{port}"
+        if kind == "sidecar-s3":  # its store built from the settings, as `serve` builds it
+            settings = Settings(
+                listen=listen, store=f"s3://{bucket}", s3_endpoint_url=endpoint, s3_path_style=True
+            )
+            build_server(settings).start()
+        else:
+            build_server(Settings(listen=listen), AnsweringStore()).start()
     print("ready", file=sys.stderr, flush=True)  # stdout has the log lines
     while True:
         time.sleep(3600)
@@ -132,12 +133,12 @@ def store_writes(seaweed: SeaweedFS, calls: int, round_number: int) -> tuple[flo
     prepared = copies(messages(calls + 100, first=round_number * (calls + 100)))
     for key, blob in prepared[:100]:
         store.put(key, blob)
-    started, wall = time.process_time(), time.perf_counter()
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     for key, blob in prepared[100:]:
         store.put(key, blob)
-    took, wall = time.process_time() - started, time.perf_counter() - wall
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     store.close()
-    return took / calls * 1e6, wall / calls * 1e3
+    return cpu / calls * 1e6, wall / calls * 1e3
 
 
 def waiting_cost(hold_ms: float, trips: int) -> float:
