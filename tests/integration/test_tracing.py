@@ -39,9 +39,7 @@ ARCHIVE = "msgarchive.v1.ArchiveService/Archive"
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.install(provider)
+    tracing.install(TracerProvider(), [SimpleSpanProcessor(exporter)])
     try:
         yield exporter
     finally:

@@ -46,7 +46,7 @@ def test_off_unless_asked_and_then_spans_are_one_shared_nothing(environ: dict[st
 def test_on_when_an_exporter_or_an_endpoint_is_named(environ: dict[str, str]) -> None:
     assert tracing.configure(environ) is True
     assert tracing.enabled() is True
-    assert tracing.current() is not None
+    assert tracing.current() is None  # no span yet
     tracing.shutdown()  # nothing to export: no span was made
     assert tracing.enabled() is False
 
@@ -58,6 +58,8 @@ def test_spans_nest_when_on() -> None:
         assert inner is not None
         assert inner.get_span_context().trace_id == outer.get_span_context().trace_id
         assert inner.get_span_context().span_id != outer.get_span_context().span_id
+        assert tracing.current() is inner
+    assert tracing.current() is None
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,19 @@ Tracing is on when the standard `OTEL_*` variables ask for it
 `OTEL_SDK_DISABLED` is not `true`; it needs the `[tracing]` extra. Off, every
 `span()` is one shared do-nothing context manager: no SDK is imported.
 
+On, the spans are this module's own (`Span`), not the SDK's: an SDK span
+costs ~35 µs to start and end, checking and copying every attribute under a
+lock, which is most of what tracing used to add to an archive. The SDK still
+does everything around them: the sampler (`OTEL_TRACES_SAMPLER`), the ids, the
+resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`), the propagators
+(`OTEL_PROPAGATORS`), the batch processor (`OTEL_BSP_*`) and the exporters,
+which are handed each span as the SDK's own `ReadableSpan` when it ends. What
+the SDK's spans do that these do not: apply the span limits
+(`OTEL_SPAN_ATTRIBUTE_*`, `OTEL_ATTRIBUTE_*`; the sidecar's spans carry at
+most 16 attributes, each an id, count, size, code or name it bounds itself),
+record events or links (they have none), and become the current span of
+OpenTelemetry's own context (nothing in the sidecar reads it).
+
 Spans carry ids, counts, codes and names (channel, method, bucket, attempt,
 store error code), never message content, addresses, phone numbers, tokens
 or user ids; exceptions are not recorded (their text is not ours to vet), a
@@ -15,24 +28,187 @@ failed span's status names the error code instead.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
+import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+    from opentelemetry.trace import SpanContext, SpanKind, Status
 
 Attributes = Mapping[str, str | int | float | bool]
 
 _NOTHING: contextlib.nullcontext[None] = contextlib.nullcontext()
-_tracer: Tracer | None = None
-_provider: TracerProvider | None = None
 
 
 class TracingConfigError(Exception):
     """The OTEL_* settings ask for something this process cannot do."""
+
+
+class _Tracer:
+    """What starting and ending a span needs, read once from the provider."""
+
+    def __init__(self, provider: TracerProvider, processors: Iterable[SpanProcessor]) -> None:
+        from opentelemetry import propagate, trace
+        from opentelemetry.sdk.trace import ReadableSpan
+        from opentelemetry.sdk.trace.sampling import Decision
+        from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            SpanKind,
+            Status,
+            StatusCode,
+            TraceFlags,
+        )
+
+        self.provider = provider
+        self.processors = tuple(processors)
+        self.sampler = provider.sampler
+        self.ids = provider.id_generator
+        self.resource = provider.resource
+        self.scope: InstrumentationScope = InstrumentationScope("msgarchive")
+        self.random_ids = self.ids.is_trace_id_random()
+        self.extract = propagate.extract
+        self.get_span = trace.get_current_span
+        self.in_context = trace.set_span_in_context
+        self.non_recording = NonRecordingSpan
+        self.readable = ReadableSpan
+        self.span_context = SpanContext
+        self.flags = TraceFlags
+        self.internal, self.server = SpanKind.INTERNAL, SpanKind.SERVER
+        self.unset = Status(StatusCode.UNSET)
+        self.status = Status
+        self.error = StatusCode.ERROR
+        self.sampled = Decision.RECORD_AND_SAMPLE
+        self.recorded = (Decision.RECORD_ONLY, Decision.RECORD_AND_SAMPLE)
+
+    def start(
+        self,
+        name: str,
+        kind: SpanKind,
+        attributes: Attributes | None,
+        parent: SpanContext | None,
+        parent_context: Context | None,
+    ) -> Span:
+        """A span whose parent is `parent` (None: a new trace); `parent_context`
+        is the OpenTelemetry context holding it, for the sampler."""
+        if parent is not None and not parent.is_valid:
+            parent = None
+        if parent is None:
+            trace_id = self.ids.generate_trace_id()
+            random_id = self.random_ids
+        else:
+            trace_id = parent.trace_id
+            random_id = parent.trace_flags.random_trace_id
+        result = self.sampler.should_sample(parent_context, trace_id, name, kind, attributes)
+        flags = self.flags.SAMPLED if result.decision is self.sampled else self.flags.DEFAULT
+        if random_id:
+            flags |= self.flags.RANDOM_TRACE_ID
+        context = self.span_context(
+            trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=self.flags(flags),
+            trace_state=result.trace_state,
+        )
+        recording = result.decision in self.recorded
+        return Span(self, name, kind, context, parent, dict(result.attributes), recording)
+
+    def context_of(self, parent: Span) -> Context:
+        """An OpenTelemetry context holding `parent`, as the sampler reads one."""
+        return self.in_context(self.non_recording(parent.context))
+
+
+class Span:
+    """One span, current in this thread between `with` and its end.
+
+    Made by `span()` and `server_span()`; ended (and handed to the exporters as
+    a `ReadableSpan`) when the `with` block is left, whether or not it raised.
+    """
+
+    __slots__ = (
+        "_token",
+        "_tracer",
+        "attributes",
+        "context",
+        "kind",
+        "name",
+        "parent",
+        "recording",
+        "start",
+        "status",
+    )
+
+    def __init__(
+        self,
+        tracer: _Tracer,
+        name: str,
+        kind: SpanKind,
+        context: SpanContext,
+        parent: SpanContext | None,
+        attributes: dict[str, Any],
+        recording: bool,
+    ) -> None:
+        self._tracer = tracer
+        self._token: contextvars.Token[Span | None] | None = None
+        self.name = name
+        self.kind = kind
+        self.context = context
+        self.parent = parent
+        self.attributes = attributes
+        self.recording = recording
+        self.status: Status = tracer.unset
+        self.start = time.time_ns()
+
+    def get_span_context(self) -> SpanContext:
+        return self.context
+
+    def set_attributes(self, attributes: Attributes) -> None:
+        if self.recording:
+            self.attributes.update(attributes)
+
+    def fail(self, code: str) -> None:
+        self.status = self._tracer.status(self._tracer.error, code)
+
+    def __enter__(self) -> Span:
+        self._token = _current.set(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            # A generator's span can be left from another thread (a stream
+            # closed by gRPC): there is then nothing of this thread's to restore.
+            with contextlib.suppress(ValueError):
+                _current.reset(self._token)
+            self._token = None
+        if not self.recording:
+            return
+        tracer = self._tracer
+        ended = tracer.readable(
+            self.name,
+            context=self.context,
+            parent=self.parent,
+            resource=tracer.resource,
+            attributes=self.attributes,
+            kind=self.kind,
+            status=self.status,
+            start_time=self.start,
+            end_time=time.time_ns(),
+            instrumentation_scope=tracer.scope,
+        )
+        for processor in tracer.processors:
+            processor.on_end(ended)
+
+
+_tracer: _Tracer | None = None
+_current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
+    "msgarchive_span", default=None
+)
 
 
 def enabled() -> bool:
@@ -40,17 +216,19 @@ def enabled() -> bool:
 
 
 def span(
-    name: str, attributes: Attributes | None = None, *, parent: Context | None = None
+    name: str, attributes: Attributes | None = None, *, parent: Span | None = None
 ) -> contextlib.AbstractContextManager[Span | None]:
-    """A child span of the current one (or of `parent`); None inside when off."""
-    if _tracer is None:
+    """A child span of the current one (or of `parent`, a span of another
+    thread: `current()`); None inside when off."""
+    tracer = _tracer
+    if tracer is None:
         return _NOTHING
-    return _tracer.start_as_current_span(
-        name,
-        context=parent,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
+    if parent is None:
+        parent = _current.get()
+    if parent is None:
+        return tracer.start(name, tracer.internal, attributes, None, None)
+    return tracer.start(
+        name, tracer.internal, attributes, parent.context, tracer.context_of(parent)
     )
 
 
@@ -61,38 +239,26 @@ def server_span(
 ) -> contextlib.AbstractContextManager[Span | None]:
     """The span of one call, continuing the trace its `traceparent` header names
     (`headers`: lower-case names, e.g. gRPC's invocation metadata)."""
-    if _tracer is None:
+    tracer = _tracer
+    if tracer is None:
         return _NOTHING
-    from opentelemetry import propagate
-    from opentelemetry.trace import SpanKind
-
     if not isinstance(headers, Mapping):
         headers = {key: value for key, value in headers if isinstance(value, str)}
-    return _tracer.start_as_current_span(
-        name,
-        context=propagate.extract(headers),
-        kind=SpanKind.SERVER,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    )
+    context = tracer.extract(headers)
+    parent = tracer.get_span(context).get_span_context()
+    return tracer.start(name, tracer.server, attributes, parent, context)
 
 
-def current() -> Context | None:
-    """The current trace context, to hand to another thread; None when off."""
-    if _tracer is None:
-        return None
-    from opentelemetry import context
-
-    return context.get_current()
+def current() -> Span | None:
+    """The current span, to hand to another thread as a `parent`; None when off
+    or outside any span."""
+    return _current.get() if _tracer is not None else None
 
 
 def note(attributes: Attributes) -> None:
     """Add attributes to the current span."""
     if _tracer is not None:
-        from opentelemetry import trace
-
-        trace.get_current_span().set_attributes(attributes)
+        annotate(_current.get(), attributes)
 
 
 def annotate(target: Span | None, attributes: Attributes) -> None:
@@ -104,9 +270,7 @@ def annotate(target: Span | None, attributes: Attributes) -> None:
 def failed(target: Span | None, code: str) -> None:
     """Mark a span failed with an error code (never an exception's text)."""
     if target is not None:
-        from opentelemetry.trace import Status, StatusCode
-
-        target.set_status(Status(StatusCode.ERROR, code))
+        target.fail(code)
 
 
 def configure(environ: Mapping[str, str] = os.environ) -> bool:
@@ -137,9 +301,7 @@ def configure(environ: Mapping[str, str] = os.environ) -> bool:
     # headers, timeout and certificate variables.
     resource = Resource.create({"service.name": environ.get("OTEL_SERVICE_NAME", "msgarchive")})
     provider = TracerProvider(resource=resource)
-    for name in names:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(name, environ)))
-    install(provider)
+    install(provider, [BatchSpanProcessor(_exporter(name, environ)) for name in names])
     return True
 
 
@@ -154,9 +316,9 @@ def _exporter(name: str, environ: Mapping[str, str]) -> Any:
         "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
     )
     if protocol == "http/protobuf":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from msgarchive_server.telemetry.otlp import HTTPSpanExporter
 
-        return OTLPSpanExporter()
+        return HTTPSpanExporter()
     if protocol == "grpc":
         try:
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found, unused-ignore]
@@ -173,15 +335,24 @@ def _exporter(name: str, environ: Mapping[str, str]) -> Any:
     )
 
 
-def install(provider: TracerProvider | None) -> None:
-    """Trace with `provider` (None: off). Tests install one with an in-memory exporter."""
-    global _tracer, _provider
-    _provider = provider
-    _tracer = provider.get_tracer("msgarchive") if provider is not None else None
+def install(provider: TracerProvider | None, processors: Iterable[SpanProcessor] = ()) -> None:
+    """Trace with `provider`'s sampler, ids and resource, each ended span going
+    to `processors` (None: off). Tests install an in-memory exporter's."""
+    global _tracer
+    _tracer = _Tracer(provider, processors) if provider is not None else None
+
+
+def flush() -> bool:
+    """Export what is buffered now; False if an exporter did not finish in time."""
+    tracer = _tracer
+    return tracer is None or all(p.force_flush() for p in tracer.processors)
 
 
 def shutdown() -> None:
     """Export what is buffered, then stop tracing."""
-    if _provider is not None:
-        _provider.shutdown()
+    tracer = _tracer
     install(None)
+    if tracer is not None:
+        for processor in tracer.processors:
+            processor.shutdown()
+        tracer.provider.shutdown()

@@ -1,0 +1,243 @@
+"""The hand-written OTLP encoder writes what the SDK's would, and the sidecar's
+spans keep what the SDK would make of the same calls (sampling, parents)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+
+from msgarchive_server.telemetry import otlp, tracing
+
+TRACE = 0x0AF7651916CD43DD8448EB211C80319C
+PARENT = 0xB7AD6B7169203331
+TRACEPARENT = f"00-{TRACE:032x}-{PARENT:016x}-01"
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    tracing.install(
+        TracerProvider(resource=Resource.create({"service.name": "under-test"})),
+        [SimpleSpanProcessor(exporter)],
+    )
+    try:
+        yield exporter
+    finally:
+        tracing.shutdown()
+
+
+def same_as_the_sdks(spans: Any) -> None:
+    encoded = otlp.encode(spans)
+    assert encoded is not None
+    assert ExportTraceServiceRequest.FromString(encoded) == encode_spans(spans)
+
+
+def readable(name: str = "s", **fields: Any) -> ReadableSpan:
+    fields.setdefault("context", SpanContext(TRACE, 0x1234, is_remote=False))
+    fields.setdefault("resource", Resource.create({"service.name": "x"}))
+    fields.setdefault("start_time", 1_700_000_000_000_000_000)
+    fields.setdefault("end_time", 1_700_000_000_000_500_000)
+    return ReadableSpan(name, **fields)
+
+
+def test_the_sidecars_spans_encode_as_the_sdk_would(spans: InMemorySpanExporter) -> None:
+    with tracing.server_span("A/B", {"traceparent": TRACEPARENT}, {"rpc.system": "grpc"}) as call:
+        tracing.note({"msgarchive.json_bytes": 412, "msgarchive.channel": "sms"})
+        with tracing.span("store.put", {"msgarchive.attempt": 2}) as put:
+            tracing.note({"msgarchive.already_archived": False})
+            tracing.failed(put, "SlowDown")
+        with tracing.span("retry.wait", {"msgarchive.retry.wait_ms": 12.5}):
+            pass
+        tracing.annotate(call, {"rpc.grpc.status_code": 0})
+    finished = spans.get_finished_spans()
+    assert [s.name for s in finished] == ["store.put", "retry.wait", "A/B"]
+    same_as_the_sdks(finished)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"parent": SpanContext(TRACE, PARENT, is_remote=True)},
+        {"parent": SpanContext(TRACE, PARENT, is_remote=False)},
+        {"kind": SpanKind.CLIENT},
+        {"status": Status(StatusCode.ERROR, "NoSuchBucket")},
+        {"status": Status(StatusCode.OK)},
+        {"context": SpanContext(TRACE, 7, False, TraceFlags(1), TraceState([("k", "v")]))},
+        {
+            "attributes": {
+                "text": "ünïcode ✓",
+                "empty": "",
+                "yes": True,
+                "no": False,
+                "zero": 0,
+                "negative": -3,
+                "big": (1 << 63) - 1,
+                "small": -(1 << 63),
+                "ratio": 0.25,
+                "long": "x" * 20_000,
+            }
+        },
+        {"instrumentation_scope": InstrumentationScope("lib", "1.2", "https://s", {"a": 1})},
+        {"resource": Resource.create({"service.name": "x", "n": 3}, "https://schema")},
+        {"start_time": 0, "end_time": 0},
+    ],
+)
+def test_each_field_encodes_as_the_sdk_would(fields: dict[str, Any]) -> None:
+    same_as_the_sdks([readable(**fields), readable("second")])
+
+
+def test_spans_of_two_resources_and_scopes_are_grouped_as_the_sdk_groups_them() -> None:
+    one, two = Resource.create({"service.name": "a"}), Resource.create({"service.name": "b"})
+    scope = InstrumentationScope("other")
+    batch = [
+        readable("1", resource=one),
+        readable("2", resource=two),
+        readable("3", resource=one, instrumentation_scope=scope),
+        readable("4", resource=one),
+    ]
+    same_as_the_sdks(batch)
+
+
+@pytest.mark.parametrize(
+    "span",
+    [
+        readable(events=[Event("e")]),
+        readable(attributes={"list": ("a", "b")}),
+        readable(attributes={"huge": 1 << 63}),
+        readable(attributes={"bytes": b"\x00"}),
+        readable("\ud800"),  # a lone surrogate: not UTF-8
+    ],
+)
+def test_what_it_does_not_write_is_left_to_the_sdk(span: ReadableSpan) -> None:
+    assert otlp.encode([readable(), span]) is None
+
+
+class Receiver:
+    """An OTLP/HTTP endpoint on a free loopback port keeping each body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                owner.bodies.append(self.rfile.read(int(self.headers["Content-Length"])))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    running = Receiver()
+    endpoint = f"http://127.0.0.1:{running.server.server_address[1]}/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    try:
+        yield running
+    finally:
+        running.server.shutdown()
+        running.server.server_close()
+
+
+def test_the_exporter_sends_the_encoders_bytes_and_the_sdks_for_the_rest(
+    receiver: Receiver,
+) -> None:
+    exporter = otlp.HTTPSpanExporter()
+    assert exporter.fast  # the installed SDK has the client it sends through
+    ours, theirs = [readable("ours")], [readable("theirs", events=[Event("e")])]
+    assert exporter.export(ours).name == "SUCCESS"
+    assert exporter.export(theirs).name == "SUCCESS"
+    exporter.shutdown()  # type: ignore[no-untyped-call]
+    assert receiver.bodies[0] == otlp.encode(ours)
+    assert ExportTraceServiceRequest.FromString(receiver.bodies[0]) == encode_spans(ours)
+    assert ExportTraceServiceRequest.FromString(receiver.bodies[1]) == encode_spans(theirs)
+
+
+def test_the_configured_sampler_decides() -> None:
+    exporter = InMemorySpanExporter()
+    tracing.install(TracerProvider(sampler=ALWAYS_OFF), [SimpleSpanProcessor(exporter)])
+    try:
+        with tracing.server_span("A/B", {}) as call:
+            assert call is not None
+            assert not call.context.trace_flags.sampled
+            with tracing.span("store.put") as put:
+                assert put is not None
+                assert put.context.trace_id == call.context.trace_id
+    finally:
+        tracing.shutdown()
+    assert exporter.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize(("flags", "kept"), [("01", 1), ("00", 0)])
+def test_a_callers_unsampled_trace_stays_unsampled(flags: str, kept: int) -> None:
+    """The default sampler follows the parent: a caller that did not sample
+    its trace gets none of the sidecar's spans exported either."""
+    exporter = InMemorySpanExporter()
+    tracing.install(
+        TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0))),
+        [SimpleSpanProcessor(exporter)],
+    )
+    try:
+        traceparent = TRACEPARENT[:-2] + flags
+        with tracing.server_span("A/B", {"traceparent": traceparent}), tracing.span("store.put"):
+            pass
+    finally:
+        tracing.shutdown()
+    finished = exporter.get_finished_spans()
+    assert len(finished) == 2 * kept
+    assert all(s.context.trace_id == TRACE for s in finished)
+
+
+def test_a_span_left_by_an_exception_ends_and_the_parent_is_current_again(
+    spans: InMemorySpanExporter,
+) -> None:
+    with tracing.span("outer") as outer:
+        with pytest.raises(RuntimeError), tracing.span("inner"):
+            raise RuntimeError("not recorded")
+        assert tracing.current() is outer
+    inner, _ = spans.get_finished_spans()
+    assert inner.name == "inner"
+    assert inner.events == ()
+    assert inner.status.status_code is StatusCode.UNSET
+
+
+def test_a_span_handed_to_another_thread_parents_the_spans_made_there(
+    spans: InMemorySpanExporter,
+) -> None:
+    with tracing.span("stream"):
+        parent = tracing.current()
+
+        def worker() -> None:
+            assert tracing.current() is None  # a thread of its own starts with none
+            with tracing.span("archive", parent=parent):
+                pass
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+    child, stream = spans.get_finished_spans()
+    assert child.parent is not None
+    assert (child.parent.span_id, child.context.trace_id) == (
+        stream.context.span_id,
+        stream.context.trace_id,
+    )
