@@ -9,7 +9,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
@@ -40,9 +42,11 @@ def spans() -> Iterator[InMemorySpanExporter]:
 
 
 def same_as_the_sdks(spans: Any) -> None:
+    """The same bytes as the SDK's (protobuf writes fields in number order)."""
     encoded = otlp.encode(spans)
     assert encoded is not None
     assert ExportTraceServiceRequest.FromString(encoded) == encode_spans(spans)
+    assert encoded == encode_spans(spans).SerializeToString()
 
 
 def readable(name: str = "s", **fields: Any) -> ReadableSpan:
@@ -89,8 +93,12 @@ def test_the_sidecars_spans_encode_as_the_sdk_would(spans: InMemorySpanExporter)
                 "small": -(1 << 63),
                 "ratio": 0.25,
                 "long": "x" * 20_000,
+                "at the first three-byte length": "y" * 16_384,
+                "one byte": "z" * 127,
+                "two bytes": "z" * 128,
             }
         },
+        {"attributes": BoundedAttributes(maxlen=1, attributes={"kept": 1, "dropped": 2})},
         {"instrumentation_scope": InstrumentationScope("lib", "1.2", "https://s", {"a": 1})},
         {"resource": Resource.create({"service.name": "x", "n": 3}, "https://schema")},
         {"start_time": 0, "end_time": 0},
@@ -124,6 +132,13 @@ def test_spans_of_two_resources_and_scopes_are_grouped_as_the_sdk_groups_them() 
 )
 def test_what_it_does_not_write_is_left_to_the_sdk(span: ReadableSpan) -> None:
     assert otlp.encode([readable(), span]) is None
+
+
+def test_keys_are_kept_encoded_up_to_a_bound() -> None:
+    many = readable(attributes={f"key.{n}": n for n in range(2000)})
+    same_as_the_sdks([many])
+    assert "key.0" in otlp._KEYS
+    assert len(otlp._KEYS) == 1024
 
 
 class Receiver:
@@ -160,14 +175,22 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 
 def test_the_exporter_sends_the_encoders_bytes_and_the_sdks_for_the_rest(
-    receiver: Receiver,
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    sdk_encoded: list[str] = []
+
+    def sdk_encoder(spans: Any) -> Any:
+        sdk_encoded.extend(span.name for span in spans)
+        return encode_spans(spans)
+
+    monkeypatch.setattr(trace_exporter, "encode_spans", sdk_encoder)
     exporter = otlp.HTTPSpanExporter()
-    assert exporter.fast  # the installed SDK has the client it sends through
+    assert exporter.fast is True  # the installed SDK has the client it sends through
     ours, theirs = [readable("ours")], [readable("theirs", events=[Event("e")])]
     assert exporter.export(ours).name == "SUCCESS"
     assert exporter.export(theirs).name == "SUCCESS"
     exporter.shutdown()  # type: ignore[no-untyped-call]
+    assert sdk_encoded == ["theirs"]
     assert receiver.bodies[0] == otlp.encode(ours)
     assert ExportTraceServiceRequest.FromString(receiver.bodies[0]) == encode_spans(ours)
     assert ExportTraceServiceRequest.FromString(receiver.bodies[1]) == encode_spans(theirs)
