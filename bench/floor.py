@@ -17,7 +17,8 @@ baseline, the sender's whole cost):
 - sidecar, store answering at once: the whole sidecar (interceptors, log
   line, metrics, validation, rendering, compression) over a store whose
   every write succeeds at once, at log level info and at warning (no `rpc`
-  line).
+  line), and at info with tracing on (every span exported over OTLP/HTTP to
+  a sink in a process of its own).
 
 The sidecar's CPU an archive is about its figure over the answering store
 plus the store's write; the gRPC server's share of it cannot go below the
@@ -51,7 +52,7 @@ from tests.seaweed import SeaweedFS
 from tests.unit.fakes import FakeStore
 
 from .models import THREADS, free_port
-from .run import copies, cpu_seconds, messages, run_baseline
+from .run import SpanSink, copies, cpu_seconds, messages, run_baseline
 
 
 class AnsweringStore(FakeStore):
@@ -65,8 +66,9 @@ _READY = pb.ArchiveResponse(request_id="0", message_id="0" * 26, bucket="b", key
 
 
 def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
-    """In the server's own process: `echo`, `sidecar-info` / `sidecar-warning`
-    (the answering store), or `sidecar-s3` (the S3 store at `endpoint`)."""
+    """In the server's own process: `echo`, `sidecar-info` / `sidecar-warning` /
+    `sidecar-traced` (the answering store; traced to the OTLP endpoint in the
+    environment), or `sidecar-s3` (the S3 store at `endpoint`)."""
     if kind == "echo":
 
         class Echo(pb_grpc.ArchiveServiceServicer):
@@ -83,6 +85,10 @@ def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
         from msgarchive_server.telemetry.logs import configure_logging
 
         configure_logging("warning" if kind == "sidecar-warning" else "info", "json")
+        if kind == "sidecar-traced":
+            from msgarchive_server.telemetry import tracing
+
+            assert tracing.configure(os.environ)
         listen = f"127.0.0.1:{port}"
         if kind == "sidecar-s3":  # its store built from the settings, as `serve` builds it
             settings = Settings(
@@ -96,11 +102,14 @@ def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
         time.sleep(3600)
 
 
-def served(kind: str, calls: int, *store: str) -> tuple[float, float, float]:
+def served(
+    kind: str, calls: int, *store: str, env: dict[str, str] | None = None
+) -> tuple[float, float, float]:
     """(server, sender) CPU µs and wall ms per Archive call to a `serve(kind)` process."""
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 (this module, with our own arguments)
         [sys.executable, "-m", "bench.floor", "serve", kind, str(port), *store],
+        env={**os.environ, **(env or {})},
         stdout=subprocess.DEVNULL,  # the log lines: written, not kept
         stderr=subprocess.PIPE,
         text=True,
@@ -168,7 +177,7 @@ def waiting_cost(hold_ms: float, trips: int) -> float:
 Row = tuple[str, str]  # (mode, "sender" | "server" CPU µs, or "wall" ms) per call
 
 
-def one_round(seaweed: SeaweedFS, calls: int, number: int) -> dict[Row, float]:
+def one_round(seaweed: SeaweedFS, sink: SpanSink, calls: int, number: int) -> dict[Row, float]:
     """Every mode once, in this round's order."""
     assert seaweed.process is not None
     store_pid = seaweed.process.pid
@@ -187,9 +196,11 @@ def one_round(seaweed: SeaweedFS, calls: int, number: int) -> dict[Row, float]:
         mode = "the store's write (S3Store.put)"
         return {(mode, "sender"): cpu_us, (mode, "wall"): wall_ms}
 
-    def server(kind: str, mode: str, *store: str) -> Callable[[], dict[Row, float]]:
+    def server(
+        kind: str, mode: str, *store: str, env: dict[str, str] | None = None
+    ) -> Callable[[], dict[Row, float]]:
         def run() -> dict[Row, float]:
-            server_us, sender_us, wall_ms = served(kind, calls, *store)
+            server_us, sender_us, wall_ms = served(kind, calls, *store, env=env)
             return {
                 (mode, "server"): server_us,
                 (mode, "sender"): sender_us,
@@ -205,6 +216,11 @@ def one_round(seaweed: SeaweedFS, calls: int, number: int) -> dict[Row, float]:
         server("echo", "gRPC server, nothing else"),
         server("sidecar-info", "sidecar, store answering at once"),
         server("sidecar-warning", "the same, log level warning"),
+        server(
+            "sidecar-traced",
+            "the same, log level info, tracing on",
+            env={"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint},
+        ),
     ]
     got: dict[Row, float] = {}
     for measure in modes if number % 2 == 0 else modes[::-1]:
@@ -224,15 +240,17 @@ def main(argv: list[str] | None = None) -> int:
         seaweed = SeaweedFS(Path(workdir))
         seaweed.start()
         os.environ.update(seaweed.env)  # the sidecar's credentials, for its S3 store
+        sink = SpanSink()
         try:
             for number in range(args.rounds):
-                got = one_round(seaweed, calls, number)
+                got = one_round(seaweed, sink, calls, number)
                 base = got[("boto3 put", "sender")]
                 for row, value in got.items():
                     cpu.setdefault(row, []).append(value)
                     if row[1] != "wall":
                         ratio.setdefault(row, []).append(value / base)
         finally:
+            sink.stop()
             seaweed.stop()
 
     def cell(values: list[float], digits: int, suffix: str = "") -> str:

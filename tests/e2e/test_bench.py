@@ -87,7 +87,8 @@ def test_the_witnessing_span_and_floor_benchmarks_run() -> None:
          ("1 span a trace:", "4 spans a trace:")),
         (["bench.floor", "--calls", "50", "--rounds", "1"],
          ("| boto3 put |", "| sidecar |", "| gRPC server, nothing else |",
-          "| the store's write (S3Store.put) |", "| the same, log level warning |")),
+          "| the store's write (S3Store.put) |", "| the same, log level warning |",
+          "| the same, log level info, tracing on |")),
     ):  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", *command],
