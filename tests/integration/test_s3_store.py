@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, cast
 
 import pytest
 
-from msgarchive_server.stores import ErrorKind, NoSuchObject, Retention, StoreError
+from msgarchive_server.stores import ErrorKind, NoSuchObject, Retention, StoreError, VersionSummary
 from msgarchive_server.stores.s3 import S3Store
 from tests.faults import Fault, FaultProxy
 from tests.seaweed import SeaweedFS, keys_in
@@ -365,3 +365,33 @@ def test_versions_listed_a_folder_a_thread_are_the_same_and_stop_with_the_caller
     assert isinstance(started, Generator)
     assert [next(started).key for _ in range(3)]
     started.close()
+
+
+def test_a_bucket_never_versioned_is_listed_by_its_objects_to_the_same_versions(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    """ListObjectsV2 costs the store less than its version listing; on a
+    bucket that never had versioning on, both give the same versions."""
+    keys = [f"sent_messages/{folder}/k {n}+%" for folder in ("Email", "Sms") for n in range(5)]
+    keys += ["sent_messages/loose-object", "sent_messages/\u00e9t\u00e9/only"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=BODY)
+    store = seaweed.store(bucket)
+    assert store._never_versioned()
+
+    def summary(found: Iterator[VersionSummary]) -> list[tuple[object, ...]]:
+        return [
+            (v.key, v.version_id, v.etag, v.size, v.is_latest, v.is_delete_marker) for v in found
+        ]
+
+    pages = store._pages_of(store._versions_page, "sent_messages/", 1000)
+    by_versions = summary(v for found, _ in pages for v in found)
+    assert [v[0] for v in by_versions] == sorted(keys)
+    assert {v[1:] for v in by_versions} == {("", MD5, len(BODY), True, False)}
+    pages = store._pages_of(store._objects_page, "sent_messages/", 3)
+    assert summary(v for found, _ in pages for v in found) == by_versions
+    assert summary(store.versions("sent_messages/", page_size=3)) == by_versions
+    listed_apart = summary(store.versions("sent_messages/", page_size=2, parallel=4))
+    assert sorted(listed_apart) == by_versions
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert not store._never_versioned()  # once on, old versions may be there: listed as such

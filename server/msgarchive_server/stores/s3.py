@@ -22,7 +22,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -95,6 +95,11 @@ _TRANSIENT_CLIENT_CODES = {
     "XAmzContentSHA256Mismatch",
     "OperationAborted",
 }
+
+
+# A listing page: its versions, its folders, the marker of the next (None: last).
+_Page = tuple[list[VersionSummary], list[str], dict[str, str] | None]
+_PageOf = Callable[[str, int, dict[str, str], str], _Page]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,19 +316,24 @@ class S3Store:
         The pages are fetched with botocore's signing and HTTP session but
         parsed here: botocore's own parser (and dateutil, for a date this
         listing does not need) took most of verify's time, 0.1 ms a version.
+
+        On a bucket that has never had versioning on, every object is its
+        one version: the pages are then ListObjectsV2's, which costs a store
+        less than its version listing (SeaweedFS: a quarter of the CPU).
         """
+        page_of = self._objects_page if self._never_versioned() else self._versions_page
         if parallel <= 1:
-            yield from self._pages(prefix, page_size, "")
+            yield from self._pages(page_of, prefix, page_size, "")
             return
         folders: builtins.list[str] = []
-        for found, below in self._pages_of(prefix, page_size, delimiter="/"):
+        for found, below in self._pages_of(page_of, prefix, page_size, delimiter="/"):
             yield from found  # the objects directly below `prefix`
             folders += below
         stop = threading.Event()
         with ThreadPoolExecutor(parallel, thread_name_prefix="versions") as pool:
             queues = [queue.Queue[Any](maxsize=4) for _ in folders]
             for folder, pages in zip(folders, queues, strict=True):
-                pool.submit(self._fill, pages, folder, page_size, stop)
+                pool.submit(self._fill, page_of, pages, folder, page_size, stop)
             try:
                 for pages in queues:
                     while (page := pages.get()) is not None:
@@ -334,11 +344,16 @@ class S3Store:
                 stop.set()  # a caller that stops early: the threads stop too
 
     def _fill(
-        self, pages: queue.Queue[Any], folder: str, page_size: int, stop: threading.Event
+        self,
+        page_of: _PageOf,
+        pages: queue.Queue[Any],
+        folder: str,
+        page_size: int,
+        stop: threading.Event,
     ) -> None:
         """Put `folder`'s pages on `pages`, then None (or the error that ended it)."""
         try:
-            for found, _ in self._pages_of(folder, page_size):
+            for found, _ in self._pages_of(page_of, folder, page_size):
                 while not stop.is_set():
                     try:
                         pages.put(found, timeout=0.5)
@@ -357,29 +372,65 @@ class S3Store:
             except queue.Full:
                 continue
 
-    def _pages(self, prefix: str, page_size: int, delimiter: str) -> Iterator[VersionSummary]:
+    def _pages(
+        self, page_of: _PageOf, prefix: str, page_size: int, delimiter: str
+    ) -> Iterator[VersionSummary]:
         with ThreadPoolExecutor(1, thread_name_prefix="versions") as ahead:
-            page = ahead.submit(self._versions_page, prefix, page_size, {}, delimiter)
+            page = ahead.submit(page_of, prefix, page_size, {}, delimiter)
             while True:
                 found, _, marker = page.result()
                 if marker is not None:
-                    page = ahead.submit(self._versions_page, prefix, page_size, marker, delimiter)
+                    page = ahead.submit(page_of, prefix, page_size, marker, delimiter)
                 yield from found
                 if marker is None:
                     return
 
     def _pages_of(
-        self, prefix: str, page_size: int, delimiter: str = ""
+        self, page_of: _PageOf, prefix: str, page_size: int, delimiter: str = ""
     ) -> Iterator[tuple[builtins.list[VersionSummary], builtins.list[str]]]:
         """Each page's versions and folders, one request at a time."""
         marker: dict[str, str] | None = {}
         while marker is not None:
-            found, folders, marker = self._versions_page(prefix, page_size, marker, delimiter)
+            found, folders, marker = page_of(prefix, page_size, marker, delimiter)
             yield found, folders
+
+    def _never_versioned(self) -> bool:
+        """Whether the bucket has never had versioning on (no status at all:
+        not Enabled, not Suspended); False when the store will not say."""
+        try:
+            answer = self._client.get_bucket_versioning(Bucket=self.bucket)
+        except (ClientError, BotoCoreError):
+            return False
+        return not answer.get("Status")
+
+    def _objects_page(
+        self, prefix: str, page_size: int, marker: dict[str, str], delimiter: str = ""
+    ) -> _Page:
+        """One page of ListObjectsV2 as `_versions_page` gives one: each
+        object its only version (id "", the latest, not a delete marker)."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size, **marker
+        }  # fmt: skip
+        if delimiter:
+            params["Delimiter"] = delimiter
+        root = self._get_xml("list_objects_v2", params)
+        decode = unquote_plus if _text(root, "EncodingType") == "url" else str
+        found = [
+            VersionSummary(
+                decode(_text(v, "Key")), "", _text(v, "ETag").strip('"'),
+                int(_text(v, "Size") or 0), True, False,
+            )
+            for v in root.iter(f"{_S3_NS}Contents")
+        ]  # fmt: skip
+        folders = [decode(_text(c, "Prefix")) for c in root.iter(f"{_S3_NS}CommonPrefixes")]
+        token = _text(root, "NextContinuationToken")
+        if _text(root, "IsTruncated") != "true" or not token:
+            return found, folders, None
+        return found, folders, {"ContinuationToken": token}
 
     def _versions_page(
         self, prefix: str, page_size: int, marker: dict[str, str], delimiter: str = ""
-    ) -> tuple[builtins.list[VersionSummary], builtins.list[str], dict[str, str] | None]:
+    ) -> _Page:
         """One page of the version listing: its versions, its folders (with a
         `delimiter`), and the marker of the next page (None: the last)."""
         params: dict[str, Any] = {
