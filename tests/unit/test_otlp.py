@@ -15,7 +15,7 @@ from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -69,6 +69,21 @@ def test_the_sidecars_spans_encode_as_the_sdk_would(spans: InMemorySpanExporter)
     finished = spans.get_finished_spans()
     assert [s.name for s in finished] == ["store.put", "retry.wait", "A/B"]
     same_as_the_sdks(finished)
+    written, _, served = finished
+    # The caller's span is remote, the sidecar's own are not; ids made here
+    # are random (W3C trace context level 2), the caller's say nothing of theirs.
+    assert served.parent is not None
+    assert written.parent is not None
+    assert (served.parent.is_remote, written.parent.is_remote, served.context.is_remote) == (
+        True,
+        False,
+        False,
+    )
+    assert not served.context.trace_flags.random_trace_id  # the trace is the caller's
+    with tracing.span("a new trace") as root:
+        assert root is not None
+        assert root.context.trace_flags.random_trace_id
+        assert root.context.trace_flags.sampled
 
 
 @pytest.mark.parametrize(
@@ -229,6 +244,24 @@ def test_a_callers_unsampled_trace_stays_unsampled(flags: str, kept: int) -> Non
     finished = exporter.get_finished_spans()
     assert len(finished) == 2 * kept
     assert all(s.context.trace_id == TRACE for s in finished)
+
+
+def test_flush_and_shutdown_export_what_the_batch_processor_holds() -> None:
+    exporter = InMemorySpanExporter()
+    # A schedule far off: nothing leaves the queue unless flushed.
+    batch = BatchSpanProcessor(exporter, schedule_delay_millis=600_000)
+    tracing.install(TracerProvider(), [batch])
+    try:
+        with tracing.span("flushed"):
+            pass
+        assert tracing.flush()
+        assert [s.name for s in exporter.get_finished_spans()] == ["flushed"]
+        with tracing.span("at shutdown"):
+            pass
+    finally:
+        tracing.shutdown()
+    assert [s.name for s in exporter.get_finished_spans()] == ["flushed", "at shutdown"]
+    assert tracing.flush()  # off: nothing to flush
 
 
 def test_a_span_left_by_an_exception_ends_and_the_parent_is_current_again(

@@ -41,6 +41,8 @@ def test_off_unless_asked_and_then_spans_are_one_shared_nothing(environ: dict[st
         {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1/v1/traces"},
         {"OTEL_TRACES_EXPORTER": "console"},
         {"OTEL_TRACES_EXPORTER": "otlp,console"},
+        # Only "true" turns the SDK off, as the specification says of booleans.
+        {"OTEL_SDK_DISABLED": "yes", "OTEL_TRACES_EXPORTER": "console"},
     ],
 )
 def test_on_when_an_exporter_or_an_endpoint_is_named(environ: dict[str, str]) -> None:
@@ -66,10 +68,15 @@ def test_spans_nest_when_on() -> None:
     ("environ", "says"),
     [
         ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER=zipkin: expected otlp"),
-        (
-            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"},
-            "OTEL_EXPORTER_OTLP_PROTOCOL=http/json: expected http/protobuf or grpc",
-        ),
+        ({"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER=jaeger: expected otlp"),
+        ({"OTEL_TRACES_EXPORTER": "bogus"}, "OTEL_TRACES_EXPORTER=bogus: expected otlp"),
+        *[
+            (
+                {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol},
+                f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: expected http/protobuf or grpc",
+            )
+            for protocol in ("http/json", "json", "alpha")
+        ],
     ],
 )
 def test_what_cannot_be_done_is_refused_in_one_line(environ: dict[str, str], says: str) -> None:
