@@ -360,11 +360,30 @@ def test_versions_listed_a_folder_a_thread_are_the_same_and_stop_with_the_caller
     assert len(one) == len(keys) + 2  # a second version, a delete marker
     assert listed(4) == one
     assert listed(2) == one  # fewer threads than folders
+    in_order = [v.key for v in store.versions("sent_messages/", page_size=2, parallel=4)]
+    assert in_order == sorted(in_order)
     # A caller that stops early: the listing threads stop too (this returns).
     started = store.versions("sent_messages/", page_size=1, parallel=4)
     assert isinstance(started, Generator)
     assert [next(started).key for _ in range(3)]
     started.close()
+
+
+def test_versions_listed_a_folder_a_thread_put_loose_objects_in_their_places(
+    seaweed: SeaweedFS, bucket: str, s3: S3Client
+) -> None:
+    """Objects directly below the prefix come where the listing of the whole
+    prefix puts them among the folders' keys. (Names that sort beside a
+    folder's, "Email-loose" beside "Email/", are left out: SeaweedFS lists a
+    folder's keys before them, where S3 lists them after, and loses them when
+    a page of 2 ends there.)"""
+    keys = [f"sent_messages/{folder}/k{n}" for folder in ("Email", "Sms") for n in range(3)]
+    keys += ["sent_messages/A-loose", "sent_messages/Fax", "sent_messages/zz-last"]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=BODY)
+    store = seaweed.store(bucket)
+    for parallel in (1, 2, 4):
+        assert [v.key for v in store.versions("sent_messages/", parallel=parallel)] == sorted(keys)
 
 
 def test_a_bucket_never_versioned_is_listed_by_its_objects_to_the_same_versions(

@@ -225,8 +225,8 @@ class VersionedStore(Store, Protocol):
         self, prefix: str, page_size: int = 1000, parallel: int = 1
     ) -> Iterator[VersionSummary]:
         """Every version and delete marker of the objects below `prefix`, in
-        key order within each folder below it; `parallel` folders listed at
-        once."""
+        the order the store lists them (S3: key order; within a key, newest
+        first); `parallel` folders listed at once."""
         ...
 
     def get_version(self, key: str, version_id: str) -> StoredObject:

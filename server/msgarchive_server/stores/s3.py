@@ -310,8 +310,9 @@ class S3Store:
 
         With `parallel` > 1, each folder directly below `prefix` is listed by
         a thread of its own, a few pages ahead of the caller (a listing is
-        one request a page, and the store answers several at once); else the
-        next page is fetched while the caller works through this one.
+        one request a page, and the store answers several at once), still in
+        key order; else the next page is fetched while the caller works
+        through this one.
 
         The pages are fetched with botocore's signing and HTTP session but
         parsed here: botocore's own parser (and dateutil, for a date this
@@ -325,9 +326,10 @@ class S3Store:
         if parallel <= 1:
             yield from self._pages(page_of, prefix, page_size, "")
             return
+        loose: builtins.list[VersionSummary] = []  # the objects directly below `prefix`
         folders: builtins.list[str] = []
         for found, below in self._pages_of(page_of, prefix, page_size, delimiter="/"):
-            yield from found  # the objects directly below `prefix`
+            loose += found
             folders += below
         stop = threading.Event()
         with ThreadPoolExecutor(parallel, thread_name_prefix="versions") as pool:
@@ -335,11 +337,17 @@ class S3Store:
             for folder, pages in zip(folders, queues, strict=True):
                 pool.submit(self._fill, page_of, pages, folder, page_size, stop)
             try:
-                for pages in queues:
+                at = 0
+                for folder, pages in zip(folders, queues, strict=True):
+                    # A loose key before a folder's name is before all its keys.
+                    while at < len(loose) and loose[at].key < folder:
+                        yield loose[at]
+                        at += 1
                     while (page := pages.get()) is not None:
                         if isinstance(page, BaseException):
                             raise page
                         yield from page
+                yield from loose[at:]
             finally:
                 stop.set()  # a caller that stops early: the threads stop too
 
