@@ -46,7 +46,7 @@ class ManifestEntry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestEntry:
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        return cls(**{name: data[name] for name in FIELDS})
 
 
 FIELDS = tuple(field.name for field in fields(ManifestEntry))
