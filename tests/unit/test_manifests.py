@@ -71,6 +71,28 @@ def sealer(tmp_path: Path, store: FakeStore, clock: Clock, key: Ed25519PrivateKe
     )
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"campaign_id": 'spring "sale" \\ ünï ✓ \u2028 \x00\x1f\n\t'},
+        {"version_id": "", "object_lock_mode": "GOVERNANCE"},
+        {"size": 0, "sent_at": -1, "acknowledged_at": 1 << 70},
+        {"size": True},  # not an int to the fast writer: the encoder writes it
+        {"version_id": None},  # nor is None
+    ],
+)
+def test_journal_lines_and_leaves_are_what_the_json_encoder_writes(
+    changes: dict[str, object],
+) -> None:
+    fields = {**entry(7, H0_MS).as_dict(), **changes}
+    one = ManifestEntry(**fields)
+    compact = json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+    assert one.journal_line().decode() == compact + "\n"
+    sorted_keys = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    assert one.leaf().decode() == sorted_keys
+
+
 def test_hours_seal_into_chained_signed_heads_including_empty_ones(tmp_path: Path) -> None:
     store, clock, key = FakeStore(), Clock(H0_MS + 60_000), Ed25519PrivateKey.generate()
     seal = sealer(tmp_path, store, clock, key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, fields
+from json.encoder import encode_basestring
 from typing import Any
 
 
@@ -35,14 +36,16 @@ class ManifestEntry:
         return {name: getattr(self, name) for name in FIELDS}
 
     def journal_line(self) -> bytes:
-        return (_compact(self.as_dict()) + "\n").encode()
+        text = _flat_object(self, FIELDS)
+        return ((text if text is not None else _compact(self.as_dict())) + "\n").encode()
 
     def leaf(self) -> bytes:
         """The entry as its Merkle leaf: canonical JSON (sorted keys, no spaces, UTF-8).
 
         A verifier rebuilds it from a manifest row the same way.
         """
-        return canonical(self.as_dict())
+        text = _flat_object(self, _SORTED)
+        return text.encode() if text is not None else canonical(self.as_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestEntry:
@@ -55,5 +58,26 @@ _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _canonical = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
 
 
+_SORTED = tuple(sorted(FIELDS))
+
+
 def canonical(data: dict[str, Any]) -> bytes:
     return _canonical(data).encode()
+
+
+def _flat_object(entry: ManifestEntry, names: tuple[str, ...]) -> str | None:
+    """`entry`'s fields `names` as one JSON object, in that order, written as
+    the encoders above write them (strings by the same function, integers by
+    their repr); None when a field is neither, for the encoder to write. Each
+    entry is journaled and, by verify, made a leaf again: the encoder took
+    four times as long."""
+    parts = []
+    for name in names:
+        value = getattr(entry, name)
+        if type(value) is str:
+            parts.append(f'"{name}":{encode_basestring(value)}')
+        elif type(value) is int:
+            parts.append(f'"{name}":{int.__repr__(value)}')
+        else:
+            return None
+    return "{" + ",".join(parts) + "}"
