@@ -21,7 +21,7 @@ from msgarchive_server.domain.archive import Archiver
 from msgarchive_server.domain.errors import ArchiveFailed, JournalFull
 from msgarchive_server.domain.manifests import journal as journal_module
 from msgarchive_server.domain.manifests import merkle, parquet
-from msgarchive_server.domain.manifests.entries import ManifestEntry
+from msgarchive_server.domain.manifests.entries import ManifestEntry, leaf_of
 from msgarchive_server.domain.manifests.heads import Ed25519FileSigner, verify
 from msgarchive_server.domain.manifests.journal import Journal, Sealed
 from msgarchive_server.domain.manifests.sealer import SealConflict, Sealer, hour_keys, part_name
@@ -91,6 +91,7 @@ def test_journal_lines_and_leaves_are_what_the_json_encoder_writes(
     assert one.journal_line().decode() == compact + "\n"
     sorted_keys = json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     assert one.leaf().decode() == sorted_keys
+    assert leaf_of(fields) == one.leaf()  # as verify makes it from a manifest's row
 
 
 def test_hours_seal_into_chained_signed_heads_including_empty_ones(tmp_path: Path) -> None:

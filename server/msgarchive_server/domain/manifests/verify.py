@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from msgarchive.keys import KEY_ROOT, parse_key
 from msgarchive_server.domain.manifests import merkle, notes, parquet, signed_log, timestamps
+from msgarchive_server.domain.manifests.entries import leaf_of
 from msgarchive_server.domain.manifests.headlog import checkpoint_key
 from msgarchive_server.domain.manifests.heads import verify as verify_head
 from msgarchive_server.domain.manifests.holds import verify_log
@@ -279,9 +280,9 @@ class Verifier:
         if hashlib.sha256(data).hexdigest() != head["manifest"]["sha256"]:
             yield Finding("manifest_altered", key, "its SHA-256 differs from the head's")
             return
-        entries = parquet.decode(data)
-        leaves = [merkle.leaf_hash(entry.leaf()) for entry in entries]
-        if len(entries) != head["count"] or merkle.root(leaves).hex() != head["merkle_root"]:
+        rows = parquet.rows(data)
+        leaves = [merkle.leaf_hash(leaf_of(row)) for row in rows]
+        if len(rows) != head["count"] or merkle.root(leaves).hex() != head["merkle_root"]:
             yield Finding("manifest_altered", key, "its entries do not give the head's root")
             return
         index.executemany(
@@ -289,18 +290,18 @@ class Verifier:
             " message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (
-                    e.key,
-                    e.version_id,
-                    e.e_tag,
-                    e.sha256,
-                    e.object_lock_mode,
-                    e.object_lock_retain_until_date,
-                    e.message_id,
+                    row["key"],
+                    row["version_id"],
+                    row["e_tag"],
+                    row["sha256"],
+                    row["object_lock_mode"],
+                    row["object_lock_retain_until_date"],
+                    row["message_id"],
                 )
-                for e in entries
+                for row in rows
             ],
         )
-        self.progress.entries += len(entries)
+        self.progress.entries += len(rows)
 
     def _keys(self, prefix: str) -> Iterator[str]:
         return (item.key for item in listed(self.store, prefix))
