@@ -264,6 +264,20 @@ def test_flush_and_shutdown_export_what_the_batch_processor_holds() -> None:
     assert tracing.flush()  # off: nothing to flush
 
 
+def test_the_providers_own_shutdown_exports_what_is_batched() -> None:
+    """As the SDK does at the process's exit, whether or not `shutdown()` ran."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    tracing.install(provider, [BatchSpanProcessor(exporter, schedule_delay_millis=600_000)])
+    try:
+        with tracing.span("left in the queue"):
+            pass
+        provider.shutdown()
+        assert [s.name for s in exporter.get_finished_spans()] == ["left in the queue"]
+    finally:
+        tracing.shutdown()
+
+
 def test_a_span_left_by_an_exception_ends_and_the_parent_is_current_again(
     spans: InMemorySpanExporter,
 ) -> None:

@@ -337,9 +337,19 @@ def _exporter(name: str, environ: Mapping[str, str]) -> Any:
 
 def install(provider: TracerProvider | None, processors: Iterable[SpanProcessor] = ()) -> None:
     """Trace with `provider`'s sampler, ids and resource, each ended span going
-    to `processors` (None: off). Tests install an in-memory exporter's."""
+    to `processors` (None: off). Tests install an in-memory exporter's.
+
+    The processors are the provider's too, so that its shutdown (by
+    `shutdown()`, or the SDK's own at the process's exit) exports what they
+    hold; the spans reach them directly."""
     global _tracer
-    _tracer = _Tracer(provider, processors) if provider is not None else None
+    if provider is None:
+        _tracer = None
+        return
+    processors = tuple(processors)
+    for processor in processors:
+        provider.add_span_processor(processor)
+    _tracer = _Tracer(provider, processors)
 
 
 def flush() -> bool:
@@ -353,6 +363,4 @@ def shutdown() -> None:
     tracer = _tracer
     install(None)
     if tracer is not None:
-        for processor in tracer.processors:
-            processor.shutdown()
-        tracer.provider.shutdown()
+        tracer.provider.shutdown()  # and so its processors
