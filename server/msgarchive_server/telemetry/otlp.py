@@ -182,8 +182,10 @@ class HTTPSpanExporter(OTLPSpanExporter):
 
     def __init__(self) -> None:
         super().__init__()
+        # Private to the SDK: where either is not as expected, its own export.
         client = getattr(self, "_client", None)
-        self._send = getattr(client, "export", None) if client is not None else None
+        known = client is not None and hasattr(self, "_shutdown")
+        self._send = getattr(client, "export", None) if known else None
 
     @property
     def fast(self) -> bool:
