@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import queue
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -528,3 +529,36 @@ def test_prove_answers_the_proof_of_the_copy_asked_for_and_of_no_other(tmp_path:
         assert json.loads(proof["leaf"])["key"] == item.key
         assert check_proof(proof, public) == item.key
     assert prove(store, "sent_messages/Sms/202611/c/none.json.lz4") is None
+
+
+@pytest.mark.parametrize("batch_rows", [65536, 2])
+def test_a_manifest_whose_entries_miss_the_heads_root_leaves_none_in_verifys_index(
+    monkeypatch: pytest.MonkeyPatch, batch_rows: int
+) -> None:
+    """Verify indexes a manifest's entries a batch at a time, and takes them
+    all back when the whole does not give the root its head states (its
+    copies are then unlisted); a manifest that does, it keeps whole."""
+    from msgarchive_server.domain.manifests import verify as verify_module
+
+    rows = parquet.rows
+    monkeypatch.setattr(parquet, "rows", lambda data: rows(data, batch_rows=batch_rows))
+    store = FakeStore()
+    listed = [entry(n, H0_MS) for n in range(5)]
+    data = parquet.encode(listed)
+    store.put("m", data)
+    root = merkle.root([merkle.leaf_hash(e.leaf()) for e in listed]).hex()
+    verifier = verify_module.Verifier(store, Ed25519PrivateKey.generate().public_key())  # type: ignore[arg-type]
+    index = sqlite3.connect(":memory:")
+    index.execute(
+        "CREATE TABLE entry (key TEXT, version_id TEXT, e_tag TEXT, sha256 TEXT, mode TEXT,"
+        " retain_until INTEGER, message_id TEXT, seen INTEGER DEFAULT 0,"
+        " PRIMARY KEY (key, version_id)) WITHOUT ROWID"
+    )
+    head = {"manifest": {"sha256": hashlib.sha256(data).hexdigest()}, "count": 5}
+    wrong = list(verifier._manifest(index, {**head, "merkle_root": "00" * 32}, "m"))
+    assert [(f.kind, f.detail) for f in wrong] == [
+        ("manifest_altered", "its entries do not give the head's root")
+    ]
+    assert index.execute("SELECT count(*) FROM entry").fetchone() == (0,)
+    assert list(verifier._manifest(index, {**head, "merkle_root": root}, "m")) == []
+    assert index.execute("SELECT count(*) FROM entry").fetchone() == (5,)

@@ -280,28 +280,35 @@ class Verifier:
         if hashlib.sha256(data).hexdigest() != head["manifest"]["sha256"]:
             yield Finding("manifest_altered", key, "its SHA-256 differs from the head's")
             return
-        rows = parquet.rows(data)
-        leaves = [merkle.leaf_hash(leaf_of(row)) for row in rows]
-        if len(rows) != head["count"] or merkle.root(leaves).hex() != head["merkle_root"]:
+        # Into the index a batch of rows at a time, kept only if the whole
+        # manifest gives the head's root.
+        index.execute("SAVEPOINT manifest")
+        leaves: list[bytes] = []
+        for rows in parquet.rows(data):
+            leaves += [merkle.leaf_hash(leaf_of(row)) for row in rows]
+            index.executemany(
+                "INSERT OR IGNORE INTO entry (key, version_id, e_tag, sha256, mode,"
+                " retain_until, message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        row["key"],
+                        row["version_id"],
+                        row["e_tag"],
+                        row["sha256"],
+                        row["object_lock_mode"],
+                        row["object_lock_retain_until_date"],
+                        row["message_id"],
+                    )
+                    for row in rows
+                ],
+            )
+        if len(leaves) != head["count"] or merkle.root(leaves).hex() != head["merkle_root"]:
+            index.execute("ROLLBACK TO manifest")
+            index.execute("RELEASE manifest")
             yield Finding("manifest_altered", key, "its entries do not give the head's root")
             return
-        index.executemany(
-            "INSERT OR IGNORE INTO entry (key, version_id, e_tag, sha256, mode, retain_until,"
-            " message_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    row["key"],
-                    row["version_id"],
-                    row["e_tag"],
-                    row["sha256"],
-                    row["object_lock_mode"],
-                    row["object_lock_retain_until_date"],
-                    row["message_id"],
-                )
-                for row in rows
-            ],
-        )
-        self.progress.entries += len(rows)
+        index.execute("RELEASE manifest")
+        self.progress.entries += len(leaves)
 
     def _keys(self, prefix: str) -> Iterator[str]:
         return (item.key for item in listed(self.store, prefix))
