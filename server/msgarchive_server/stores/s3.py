@@ -416,13 +416,7 @@ class S3Store:
     ) -> _Page:
         """One page of ListObjectsV2 as `_versions_page` gives one: each
         object its only version (id "", the latest, not a delete marker)."""
-        params: dict[str, Any] = {
-            "Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size, **marker
-        }  # fmt: skip
-        if delimiter:
-            params["Delimiter"] = delimiter
-        root = self._get_xml("list_objects_v2", params)
-        decode = unquote_plus if _text(root, "EncodingType") == "url" else str
+        root, decode = self._listing("list_objects_v2", prefix, page_size, marker, delimiter)
         found = [
             VersionSummary(
                 decode(_text(v, "Key")), "", _text(v, "ETag").strip('"'),
@@ -441,14 +435,7 @@ class S3Store:
     ) -> _Page:
         """One page of the version listing: its versions, its folders (with a
         `delimiter`), and the marker of the next page (None: the last)."""
-        params: dict[str, Any] = {
-            "Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size, **marker
-        }  # fmt: skip
-        if delimiter:
-            params["Delimiter"] = delimiter
-        root = self._get_xml("list_object_versions", params)
-        # botocore asks for url-encoded keys; a store may not encode them.
-        decode = unquote_plus if _text(root, "EncodingType") == "url" else str
+        root, decode = self._listing("list_object_versions", prefix, page_size, marker, delimiter)
         found = [
             VersionSummary(
                 decode(_text(v, "Key")), _version(_text(v, "VersionId")),
@@ -471,6 +458,19 @@ class S3Store:
                 "VersionIdMarker": _text(root, "NextVersionIdMarker"),
             },
         )
+
+    def _listing(
+        self, operation: str, prefix: str, page_size: int, marker: dict[str, str], delimiter: str
+    ) -> tuple[ElementTree.Element, Callable[[str], str]]:
+        """One page of a listing `operation`, and how to decode its keys."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size, **marker
+        }  # fmt: skip
+        if delimiter:
+            params["Delimiter"] = delimiter
+        root = self._get_xml(operation, params)
+        # botocore asks for url-encoded keys; a store may not encode them.
+        return root, unquote_plus if _text(root, "EncodingType") == "url" else str
 
     def _get_xml(self, operation: str, params: dict[str, Any]) -> ElementTree.Element:
         """A GET operation's XML answer, signed by botocore, unparsed by it."""
