@@ -14,7 +14,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import trace_exporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
@@ -311,3 +311,45 @@ def test_a_span_handed_to_another_thread_parents_the_spans_made_there(
         stream.context.span_id,
         stream.context.trace_id,
     )
+
+
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "",  # a new trace
+        TRACEPARENT,  # a caller's sampled trace
+        TRACEPARENT[:-2] + "00",  # not sampled
+        TRACEPARENT[:-2] + "03",  # sampled, random ids
+    ],
+)
+def test_the_default_sampler_decided_without_its_call_decides_as_it_would(
+    traceparent: str,
+) -> None:
+    """parentbased_always_on is decided in tracing.py without calling it; the
+    same sampler in another object goes through the SDK's own decision."""
+
+    def decided(sampler: Any) -> list[tuple[Any, ...]]:
+        exporter = InMemorySpanExporter()
+        tracing.install(TracerProvider(sampler=sampler), [SimpleSpanProcessor(exporter)])
+        made = []
+        try:
+            headers = {"traceparent": traceparent, "tracestate": "k=v"} if traceparent else {}
+            with tracing.server_span("A/B", headers, {"a": 1}) as call:
+                assert call is not None
+                with tracing.span("store.put", {"b": 2}) as put:
+                    assert put is not None
+                    for span in (call, put):
+                        flags = span.context.trace_flags
+                        state = tuple(span.context.trace_state.items())
+                        made.append((flags, state, span.recording, dict(span.attributes)))
+        finally:
+            tracing.shutdown()
+        return made
+
+    assert tracing_default_is(sampling.DEFAULT_ON)
+    assert decided(sampling.DEFAULT_ON) == decided(sampling.ParentBased(sampling.ALWAYS_ON))
+
+
+def tracing_default_is(sampler: Any) -> bool:
+    """The provider's default sampler, read from the environment, is `sampler`."""
+    return TracerProvider().sampler is sampler

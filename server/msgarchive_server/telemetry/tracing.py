@@ -55,7 +55,7 @@ class _Tracer:
     def __init__(self, provider: TracerProvider, processors: Iterable[SpanProcessor]) -> None:
         from opentelemetry import propagate, trace
         from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.sdk.trace.sampling import Decision
+        from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         from opentelemetry.trace import (
             NonRecordingSpan,
@@ -69,6 +69,10 @@ class _Tracer:
         self.provider = provider
         self.processors = tuple(processors)
         self.sampler = provider.sampler
+        # The default, parentbased_always_on, decided here without its call
+        # (and the context it reads the parent from): a span follows its
+        # parent, and a new trace is sampled.
+        self.follows_parent = self.sampler is DEFAULT_ON
         self.ids = provider.id_generator
         self.resource = provider.resource
         self.scope: InstrumentationScope = InstrumentationScope("msgarchive")
@@ -96,7 +100,8 @@ class _Tracer:
         parent_context: Context | None,
     ) -> Span:
         """A span whose parent is `parent` (None: a new trace); `parent_context`
-        is the OpenTelemetry context holding it, for the sampler."""
+        is the OpenTelemetry context holding it, for a sampler (made from
+        `parent` when None and a sampler needs one)."""
         if parent is not None and not parent.is_valid:
             parent = None
         if parent is None:
@@ -105,8 +110,18 @@ class _Tracer:
         else:
             trace_id = parent.trace_id
             random_id = parent.trace_flags.random_trace_id
-        result = self.sampler.should_sample(parent_context, trace_id, name, kind, attributes)
-        flags = self.flags.SAMPLED if result.decision is self.sampled else self.flags.DEFAULT
+        if self.follows_parent:
+            sampled = recording = parent is None or parent.trace_flags.sampled
+            state = parent.trace_state if parent is not None else None
+            kept = dict(attributes) if sampled and attributes else {}
+        else:
+            if parent_context is None and parent is not None:
+                parent_context = self.in_context(self.non_recording(parent))
+            result = self.sampler.should_sample(parent_context, trace_id, name, kind, attributes)
+            sampled = result.decision is self.sampled
+            recording = result.decision in self.recorded
+            state, kept = result.trace_state, dict(result.attributes)
+        flags = self.flags.SAMPLED if sampled else self.flags.DEFAULT
         if random_id:
             flags |= self.flags.RANDOM_TRACE_ID
         context = self.span_context(
@@ -114,14 +129,9 @@ class _Tracer:
             self.ids.generate_span_id(),
             is_remote=False,
             trace_flags=self.flags(flags),
-            trace_state=result.trace_state,
+            trace_state=state,
         )
-        recording = result.decision in self.recorded
-        return Span(self, name, kind, context, parent, dict(result.attributes), recording)
-
-    def context_of(self, parent: Span) -> Context:
-        """An OpenTelemetry context holding `parent`, as the sampler reads one."""
-        return self.in_context(self.non_recording(parent.context))
+        return Span(self, name, kind, context, parent, kept, recording)
 
 
 class Span:
@@ -225,11 +235,8 @@ def span(
         return _NOTHING
     if parent is None:
         parent = _current.get()
-    if parent is None:
-        return tracer.start(name, tracer.internal, attributes, None, None)
-    return tracer.start(
-        name, tracer.internal, attributes, parent.context, tracer.context_of(parent)
-    )
+    context = parent.context if parent is not None else None
+    return tracer.start(name, tracer.internal, attributes, context, None)
 
 
 def server_span(
