@@ -312,7 +312,9 @@ class S3Store:
         a thread of its own, a few pages ahead of the caller (a listing is
         one request a page, and the store answers several at once), still in
         key order; else the next page is fetched while the caller works
-        through this one.
+        through this one. (The objects directly below `prefix` are then held
+        until their place comes: under `sent_messages/` there are none
+        unless someone else wrote them.)
 
         The pages are fetched with botocore's signing and HTTP session but
         parsed here: botocore's own parser (and dateutil, for a date this
