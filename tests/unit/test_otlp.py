@@ -103,6 +103,8 @@ def test_the_sidecars_spans_encode_as_the_sdk_would(spans: InMemorySpanExporter)
                 "yes": True,
                 "no": False,
                 "zero": 0,
+                "last two-byte int": 16_383,
+                "first three-byte int": 16_384,
                 "negative": -3,
                 "big": (1 << 63) - 1,
                 "small": -(1 << 63),
@@ -209,6 +211,54 @@ def test_the_exporter_sends_the_encoders_bytes_and_the_sdks_for_the_rest(
     assert receiver.bodies[0] == otlp.encode(ours)
     assert ExportTraceServiceRequest.FromString(receiver.bodies[0]) == encode_spans(ours)
     assert ExportTraceServiceRequest.FromString(receiver.bodies[1]) == encode_spans(theirs)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_sidecars_spans_reach_its_exporter_as_they_are_and_go_out_as_the_sdk_would_send_them(
+    receiver: Receiver, fast: bool
+) -> None:
+    """A batch processor in front of `HTTPSpanExporter` is handed the sidecar's
+    own spans (no ReadableSpan made); any other processor gets ReadableSpans.
+    What is sent is the SDK's encoding of the latter, by the encoder or (no
+    fast path) by the SDK itself."""
+    exporter = otlp.HTTPSpanExporter()
+    if not fast:
+        exporter._send = None
+    handed: list[type] = []
+    export = exporter.export
+
+    def recording(batch: Any) -> Any:
+        handed.extend(type(span) for span in batch)
+        return export(batch)
+
+    exporter.export = recording  # type: ignore[method-assign]
+    kept = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "under-test"}))
+    batch = BatchSpanProcessor(exporter, schedule_delay_millis=600_000)
+    tracing.install(provider, [batch, SimpleSpanProcessor(kept)])
+    try:
+        headers = {"traceparent": TRACEPARENT, "tracestate": "k=v"}
+        with tracing.server_span("A/B", headers, {"rpc.system": "grpc", "n": 1 << 40}) as call:
+            with tracing.span("store.put", {"yes": True, "ratio": 0.5, "neg": -1}) as put:
+                tracing.failed(put, "SlowDown")
+            tracing.annotate(call, {"text": "ünïcode", "big": 20_000})
+        assert tracing.flush()
+    finally:
+        tracing.shutdown()
+    assert handed == [tracing.Span, tracing.Span]
+    finished = kept.get_finished_spans()
+    assert [type(span) for span in finished] == [ReadableSpan, ReadableSpan]
+    assert receiver.bodies == [encode_spans(finished).SerializeToString()]
+
+
+def test_nothing_is_set_on_a_span_once_it_has_ended(spans: InMemorySpanExporter) -> None:
+    with tracing.span("ended", {"a": 1}) as ended:
+        pass
+    tracing.annotate(ended, {"b": 2})
+    tracing.failed(ended, "Late")
+    (span,) = spans.get_finished_spans()
+    assert dict(span.attributes) == {"a": 1}
+    assert span.status.status_code is StatusCode.UNSET
 
 
 def test_the_configured_sampler_decides() -> None:

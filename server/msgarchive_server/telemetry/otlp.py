@@ -25,6 +25,10 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status
+
+from msgarchive_server.telemetry.tracing import Span
 
 _INT64 = range(-(1 << 63), 1 << 63)
 _fixed32 = struct.Struct("<I").pack
@@ -77,61 +81,129 @@ def _any_value(value: object) -> bytes:
     raise _Unsupported
 
 
-# Field 1 of a `KeyValue` (its key) for each key seen: the sidecar's are few.
+# Field 1 of a `KeyValue` (its key) and the tag of field 2 (its value), for
+# each key seen: the sidecar's are few.
 _KEYS: dict[str, bytes] = {}
 
 
 def _key(key: str) -> bytes:
-    encoded = _delimited(b"\x0a", key.encode())
+    encoded = _delimited(b"\x0a", key.encode()) + b"\x12"
     if len(_KEYS) < 1024:
         _KEYS[key] = encoded
     return encoded
 
 
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
-    """Each attribute as a `KeyValue` in field `tag`."""
+    """Each attribute as a `KeyValue` in field `tag`.
+
+    The common values are written here, without a call each (a span's
+    attributes are most of its encoding); the rest go to `_any_value`."""
     if not attributes:
         return b""
     out = []
+    small = _SMALL
     for key, value in attributes.items():
-        encoded = _any_value(value)
-        body = (_KEYS.get(key) or _key(key)) + b"\x12" + varint(len(encoded)) + encoded
-        out.append(tag + varint(len(body)) + body)
+        kind = type(value)
+        if kind is str:
+            text = value.encode()
+            size = len(text)
+            encoded = b"\x0a" + (small[size] if size < 16384 else _varint(size)) + text
+        elif kind is bool:
+            encoded = b"\x10\x01" if value else b"\x10\x00"
+        elif kind is int and 0 <= value < 16384:
+            encoded = b"\x18" + small[value]
+        else:
+            encoded = _any_value(value)
+        size = len(encoded)
+        body = (_KEYS.get(key) or _key(key)) + (small[size] if size < 16384 else _varint(size))
+        size = len(body) + len(encoded)
+        out.append(tag + (small[size] if size < 16384 else _varint(size)) + body + encoded)
     return b"".join(out)
 
 
-def _span(span: ReadableSpan) -> bytes:
+def _span(span: ReadableSpan | Span) -> bytes:
+    if isinstance(span, Span):  # the sidecar's own: read as it is, no ReadableSpan made
+        return _fields(
+            span.context,
+            span.parent,
+            span.name,
+            span.kind,
+            span.start,
+            span.end,
+            span.attributes,
+            0,
+            span.status,
+        )
     if span.events or span.links:
         raise _Unsupported
     context = span.context
-    parent = span.parent
     assert context is not None
-    parts = [b"\x0a\x10", context.trace_id.to_bytes(16, "big")]
-    parts += [b"\x12\x08", context.span_id.to_bytes(8, "big")]
+    return _fields(
+        context,
+        span.parent,
+        span.name,
+        span.kind,
+        span.start_time,
+        span.end_time,
+        span.attributes,
+        span.dropped_attributes,
+        span.status,
+    )
+
+
+# A span's name (field 5), for each name seen: the sidecar's are few.
+_NAMES: dict[str, bytes] = {}
+# Its kind (field 6): OTLP's kinds start at 1 (INTERNAL), the API's at 0.
+_KINDS = {kind: b"\x30" + varint(kind.value + 1) for kind in SpanKind}
+_UNSET = b"\x7a\x00"  # a status with neither code nor description
+
+
+def _name(name: str) -> bytes:
+    encoded = _delimited(b"\x2a", name.encode())
+    if len(_NAMES) < 1024:
+        _NAMES[name] = encoded
+    return encoded
+
+
+def _fields(
+    context: SpanContext,
+    parent: SpanContext | None,
+    name: str,
+    kind: SpanKind,
+    start: int | None,
+    end: int | None,
+    attributes: Mapping[str, Any] | None,
+    dropped: int,
+    status: Status,
+) -> bytes:
+    """A `Span` message's bytes, its fields in number order."""
+    parts = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08"]
+    parts.append(context.span_id.to_bytes(8, "big"))
     if context.trace_state:
         state = ",".join(f"{key}={value}" for key, value in context.trace_state.items())
         parts.append(_delimited(b"\x1a", state.encode()))
     if parent is not None:
         parts += [b"\x22\x08", parent.span_id.to_bytes(8, "big")]
-    parts.append(_delimited(b"\x2a", span.name.encode()))
-    parts += [b"\x30", varint(span.kind.value + 1)]  # OTLP's kinds start at 1 (INTERNAL)
-    if span.start_time:
-        parts += [b"\x39", _fixed64(span.start_time)]
-    if span.end_time:
-        parts += [b"\x41", _fixed64(span.end_time)]
-    parts.append(_attributes(b"\x4a", span.attributes))
-    if span.dropped_attributes:
-        parts += [b"\x50", varint(span.dropped_attributes)]
-    status = span.status
+    parts += [_NAMES.get(name) or _name(name), _KINDS[kind]]
+    if start:
+        parts += [b"\x39", _fixed64(start)]
+    if end:
+        parts += [b"\x41", _fixed64(end)]
+    parts.append(_attributes(b"\x4a", attributes))
+    if dropped:
+        parts += [b"\x50", varint(dropped)]
     code = status.status_code.value
-    described = _delimited(b"\x12", status.description.encode()) if status.description else b""
-    parts.append(_delimited(b"\x7a", described + (b"\x18" + varint(code) if code else b"")))
+    if code or status.description:
+        described = _delimited(b"\x12", status.description.encode()) if status.description else b""
+        parts.append(_delimited(b"\x7a", described + (b"\x18" + varint(code) if code else b"")))
+    else:
+        parts.append(_UNSET)
     flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
     parts += [b"\x85\x01", _fixed32(flags)]
     return b"".join(parts)
 
 
-def encode(spans: Sequence[ReadableSpan]) -> bytes | None:
+def encode(spans: Sequence[ReadableSpan | Span]) -> bytes | None:
     """An `ExportTraceServiceRequest` of `spans`, as the SDK's encoder would
     write it; None if a span holds something this encoder does not write."""
     # Resource -> scope -> spans, in the order first seen, equal resources as
@@ -141,7 +213,11 @@ def encode(spans: Sequence[ReadableSpan]) -> bytes | None:
     seen: dict[int, dict[Any, list[bytes]]] = {}
     try:
         for span in spans:
-            resource = span.resource
+            scope: InstrumentationScope | None
+            if isinstance(span, Span):
+                resource, scope = span.tracer.resource, span.tracer.scope
+            else:
+                resource, scope = span.resource, span.instrumentation_scope or None
             scopes = seen.get(id(resource))
             if scopes is None:
                 scopes = next((s for r, s in groups if r == resource), None)
@@ -149,7 +225,7 @@ def encode(spans: Sequence[ReadableSpan]) -> bytes | None:
                     scopes = {}
                     groups.append((resource, scopes))
                 seen[id(resource)] = scopes
-            scopes.setdefault(span.instrumentation_scope or None, []).append(_span(span))
+            scopes.setdefault(scope, []).append(_span(span))
         batches = []
         for resource, scopes in groups:
             body = _delimited(b"\x0a", _attributes(b"\x0a", resource.attributes))
@@ -178,7 +254,13 @@ def _scope(scope: Any) -> bytes:
 
 
 class HTTPSpanExporter(OTLPSpanExporter):
-    """The SDK's OTLP/HTTP span exporter, encoding with `encode()`."""
+    """The SDK's OTLP/HTTP span exporter, encoding with `encode()`.
+
+    It takes the sidecar's own spans as they are (`takes_spans`: a batch
+    processor in front of it is handed them without a `ReadableSpan` made
+    for each), and the SDK's."""
+
+    takes_spans = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -192,10 +274,11 @@ class HTTPSpanExporter(OTLPSpanExporter):
         """Whether batches go out encoded by `encode()` (the SDK has the client)."""
         return self._send is not None
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, spans: Sequence[ReadableSpan | Span]) -> SpanExportResult:
         send = self._send
         body = encode(spans) if send is not None else None
         if send is None or body is None or self._shutdown:
-            return super().export(spans)
+            readable = [span.readable() if isinstance(span, Span) else span for span in spans]
+            return super().export(readable)
         sent = send(body)
         return SpanExportResult.SUCCESS if sent.success else SpanExportResult.FAILURE

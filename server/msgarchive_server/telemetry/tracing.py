@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
     from opentelemetry.trace import SpanContext, SpanKind, Status
 
@@ -68,6 +68,10 @@ class _Tracer:
 
         self.provider = provider
         self.processors = tuple(processors)
+        # A batch processor whose exporter takes these spans as they are
+        # (otlp.HTTPSpanExporter) is handed them so; the rest a ReadableSpan.
+        self.direct = tuple(p for p in self.processors if _takes_spans(p))
+        self.others = tuple(p for p in self.processors if p not in self.direct)
         self.sampler = provider.sampler
         # The default, parentbased_always_on, decided here without its call
         # (and the context it reads the parent from): a span follows its
@@ -134,24 +138,35 @@ class _Tracer:
         return Span(self, name, kind, context, parent, kept, recording)
 
 
+def _takes_spans(processor: SpanProcessor) -> bool:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    return isinstance(processor, BatchSpanProcessor) and (
+        getattr(processor.span_exporter, "takes_spans", False) is True
+    )
+
+
 class Span:
     """One span, current in this thread between `with` and its end.
 
-    Made by `span()` and `server_span()`; ended (and handed to the exporters as
-    a `ReadableSpan`) when the `with` block is left, whether or not it raised.
+    Made by `span()` and `server_span()`; ended when the `with` block is left,
+    whether or not it raised, and handed to the processors (as itself to those
+    that take it, as a `ReadableSpan` to the rest). Attributes and status set
+    after its end are ignored, as the SDK ignores them.
     """
 
     __slots__ = (
         "_token",
-        "_tracer",
         "attributes",
         "context",
+        "end",
         "kind",
         "name",
         "parent",
         "recording",
         "start",
         "status",
+        "tracer",
     )
 
     def __init__(
@@ -164,7 +179,7 @@ class Span:
         attributes: dict[str, Any],
         recording: bool,
     ) -> None:
-        self._tracer = tracer
+        self.tracer = tracer
         self._token: contextvars.Token[Span | None] | None = None
         self.name = name
         self.kind = kind
@@ -174,6 +189,7 @@ class Span:
         self.recording = recording
         self.status: Status = tracer.unset
         self.start = time.time_ns()
+        self.end = 0
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -183,7 +199,8 @@ class Span:
             self.attributes.update(attributes)
 
     def fail(self, code: str) -> None:
-        self.status = self._tracer.status(self._tracer.error, code)
+        if self.recording:
+            self.status = self.tracer.status(self.tracer.error, code)
 
     def __enter__(self) -> Span:
         self._token = _current.set(self)
@@ -191,15 +208,29 @@ class Span:
 
     def __exit__(self, *exc_info: object) -> None:
         if self._token is not None:
-            # A generator's span can be left from another thread (a stream
-            # closed by gRPC): there is then nothing of this thread's to restore.
-            with contextlib.suppress(ValueError):
+            try:  # noqa: SIM105 (contextlib.suppress: an object made for every span)
                 _current.reset(self._token)
+            except ValueError:
+                # A generator's span can be left from another thread (a stream
+                # closed by gRPC): there is then nothing of this thread's to restore.
+                pass
             self._token = None
         if not self.recording:
             return
-        tracer = self._tracer
-        ended = tracer.readable(
+        self.end = time.time_ns()
+        self.recording = False  # ended: nothing more is set on it
+        tracer = self.tracer
+        for processor in tracer.direct:
+            processor.on_end(self)  # type: ignore[arg-type]
+        if tracer.others:
+            ended = self.readable()
+            for processor in tracer.others:
+                processor.on_end(ended)
+
+    def readable(self) -> ReadableSpan:
+        """The SDK's `ReadableSpan` of this ended span."""
+        tracer = self.tracer
+        return tracer.readable(
             self.name,
             context=self.context,
             parent=self.parent,
@@ -208,11 +239,9 @@ class Span:
             kind=self.kind,
             status=self.status,
             start_time=self.start,
-            end_time=time.time_ns(),
+            end_time=self.end,
             instrumentation_scope=tracer.scope,
         )
-        for processor in tracer.processors:
-            processor.on_end(ended)
 
 
 _tracer: _Tracer | None = None
