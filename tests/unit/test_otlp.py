@@ -9,9 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from opentelemetry import propagate
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import trace_exporter
+from opentelemetry.propagators.textmap import TextMapPropagator, default_getter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider, sampling
@@ -19,7 +22,16 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+    set_span_in_context,
+)
 
 from msgarchive_server.telemetry import otlp, tracing
 
@@ -231,7 +243,7 @@ def test_the_sidecars_spans_reach_its_exporter_as_they_are_and_go_out_as_the_sdk
         handed.extend(type(span) for span in batch)
         return export(batch)
 
-    exporter.export = recording  # type: ignore[method-assign]
+    exporter.export = recording  # type: ignore[method-assign, assignment]
     kept = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "under-test"}))
     batch = BatchSpanProcessor(exporter, schedule_delay_millis=600_000)
@@ -257,8 +269,46 @@ def test_nothing_is_set_on_a_span_once_it_has_ended(spans: InMemorySpanExporter)
     tracing.annotate(ended, {"b": 2})
     tracing.failed(ended, "Late")
     (span,) = spans.get_finished_spans()
-    assert dict(span.attributes) == {"a": 1}
+    assert span.attributes == {"a": 1}
     assert span.status.status_code is StatusCode.UNSET
+
+
+class OneHeader(TextMapPropagator):
+    """A propagator of its own header, "x-trace: <trace id hex>"."""
+
+    fields = {"x-trace"}  # noqa: RUF012 (the API's own attribute)
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = default_getter) -> Any:
+        found = getter.get(carrier, "x-trace")
+        if not found:
+            return context or Context()
+        remote = SpanContext(int(found[0], 16), PARENT, True, TraceFlags(1))
+        return set_span_in_context(NonRecordingSpan(remote), context)
+
+    def inject(self, carrier: Any, context: Any = None, setter: Any = None) -> None:
+        raise NotImplementedError
+
+
+def test_the_configured_propagators_headers_are_the_ones_read(
+    spans: InMemorySpanExporter,
+) -> None:
+    """Calls with none of the propagators' headers start a trace of their own
+    without asking them; the headers are the propagators' (OTEL_PROPAGATORS)."""
+    default = propagate.get_global_textmap()
+    propagate.set_global_textmap(OneHeader())
+    try:
+        tracing.install(TracerProvider(), [SimpleSpanProcessor(spans)])
+        with tracing.server_span("theirs", [("x-trace", f"{TRACE:032x}")]):
+            pass
+        with tracing.server_span("not a header it reads", {"traceparent": TRACEPARENT}):
+            pass
+    finally:
+        propagate.set_global_textmap(default)
+    theirs, other = spans.get_finished_spans()
+    assert theirs.parent is not None
+    assert (theirs.context.trace_id, theirs.parent.span_id) == (TRACE, PARENT)
+    assert other.parent is None
+    assert other.context.trace_id != TRACE
 
 
 def test_the_configured_sampler_decides() -> None:

@@ -54,6 +54,7 @@ class _Tracer:
 
     def __init__(self, provider: TracerProvider, processors: Iterable[SpanProcessor]) -> None:
         from opentelemetry import propagate, trace
+        from opentelemetry.context import Context
         from opentelemetry.sdk.trace import ReadableSpan
         from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -82,12 +83,28 @@ class _Tracer:
         self.scope: InstrumentationScope = InstrumentationScope("msgarchive")
         self.random_ids = self.ids.is_trace_id_random()
         self.extract = propagate.extract
+        # The headers the propagators read (OTEL_PROPAGATORS; by default
+        # traceparent, tracestate, baggage): a call with none of them starts a
+        # new trace without their extract. None: every call is extracted.
+        try:
+            self.fields: frozenset[str] | None = frozenset(propagate.get_global_textmap().fields)
+        except Exception:
+            self.fields = None
+        self.no_context = Context()
         self.get_span = trace.get_current_span
         self.in_context = trace.set_span_in_context
         self.non_recording = NonRecordingSpan
         self.readable = ReadableSpan
         self.span_context = SpanContext
-        self.flags = TraceFlags
+        # A span's flags by (sampled, random trace id), made once.
+        self.flags = {
+            (sampled, random_id): TraceFlags(
+                (TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+                | (TraceFlags.RANDOM_TRACE_ID if random_id else 0)
+            )
+            for sampled in (False, True)
+            for random_id in (False, True)
+        }
         self.internal, self.server = SpanKind.INTERNAL, SpanKind.SERVER
         self.unset = Status(StatusCode.UNSET)
         self.status = Status
@@ -125,14 +142,11 @@ class _Tracer:
             sampled = result.decision is self.sampled
             recording = result.decision in self.recorded
             state, kept = result.trace_state, dict(result.attributes)
-        flags = self.flags.SAMPLED if sampled else self.flags.DEFAULT
-        if random_id:
-            flags |= self.flags.RANDOM_TRACE_ID
         context = self.span_context(
             trace_id,
             self.ids.generate_span_id(),
             is_remote=False,
-            trace_flags=self.flags(flags),
+            trace_flags=self.flags[sampled, random_id],
             trace_state=state,
         )
         return Span(self, name, kind, context, parent, kept, recording)
@@ -278,8 +292,15 @@ def server_span(
     tracer = _tracer
     if tracer is None:
         return _NOTHING
+    fields = tracer.fields
     if not isinstance(headers, Mapping):
-        headers = {key: value for key, value in headers if isinstance(value, str)}
+        headers = {
+            key: value
+            for key, value in headers
+            if isinstance(value, str) and (fields is None or key in fields)
+        }
+    if fields is not None and not any(field in headers for field in fields):
+        return tracer.start(name, tracer.server, attributes, None, tracer.no_context)
     context = tracer.extract(headers)
     parent = tracer.get_span(context).get_span_context()
     return tracer.start(name, tracer.server, attributes, parent, context)
