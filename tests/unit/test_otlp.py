@@ -163,11 +163,38 @@ def test_what_it_does_not_write_is_left_to_the_sdk(span: ReadableSpan) -> None:
     assert otlp.encode([readable(), span]) is None
 
 
-def test_keys_are_kept_encoded_up_to_a_bound() -> None:
+def test_keys_are_kept_encoded_up_to_a_bound(fresh_values: None) -> None:
     many = readable(attributes={f"key.{n}": n for n in range(2000)})
-    same_as_the_sdks([many])
+    same_as_the_sdks([many, many])
     assert "key.0" in otlp._KEYS
     assert len(otlp._KEYS) == 1024
+    assert len(otlp._VALUES) == 1024
+
+
+@pytest.fixture
+def fresh_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No attribute values kept from other tests (the keys' bound is shared)."""
+    monkeypatch.setattr(otlp, "_VALUES", {})
+
+
+@pytest.mark.usefixtures("fresh_values")
+def test_values_seen_before_are_written_as_before_and_equal_values_of_other_types_are_not() -> None:
+    values: list[Any] = [1, True, 1.0, "1", 1, False, 0, 0.0, "ok", "ok", 1, True]
+    same_as_the_sdks([readable(attributes={"v": value}) for value in values])
+    assert otlp._VALUES[b"\x4a", "v"] is not None
+    assert set(otlp._VALUES[b"\x4a", "v"] or ()) == {1, "1", 0, "ok"}
+
+
+@pytest.mark.usefixtures("fresh_values")
+def test_a_keys_values_are_kept_up_to_a_bound_and_none_of_them_long() -> None:
+    ids = [readable(attributes={"an.id": f"id-{n}", "a.method": "Archive"}) for n in range(100)]
+    same_as_the_sdks(ids)
+    assert otlp._VALUES[b"\x4a", "an.id"] is None  # too many: no longer kept
+    assert list(otlp._VALUES[b"\x4a", "a.method"] or ()) == ["Archive"]
+    long = [readable(attributes={"a.long.one": "x" * 300}) for _ in range(2)]
+    same_as_the_sdks(long)
+    assert not otlp._VALUES.get((b"\x4a", "a.long.one"))
+    same_as_the_sdks(ids)  # as before, kept or not
 
 
 class Receiver:

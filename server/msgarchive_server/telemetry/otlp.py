@@ -93,6 +93,17 @@ def _key(key: str) -> bytes:
     return encoded
 
 
+# Whole attributes (tag, key and value) already written, by tag, key and
+# value: most of the sidecar's values repeat (a method, a status code, "ok",
+# attempt 1). A key whose values keep changing (an id, a size) stops being
+# kept once it has `_VALUES_A_KEY` of them; none longer than `_KEPT_BYTES` is
+# kept. Strings and integers only: a bool or a float equal to an integer
+# must not find the integer's bytes.
+_VALUES: dict[tuple[bytes, str], dict[str | int, bytes] | None] = {}
+_VALUES_A_KEY = 64
+_KEPT_BYTES = 256
+
+
 def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     """Each attribute as a `KeyValue` in field `tag`.
 
@@ -104,6 +115,14 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
     small = _SMALL
     for key, value in attributes.items():
         kind = type(value)
+        values = None
+        if kind is str or kind is int:
+            values = _VALUES.get((tag, key), _NEW)
+            if values is not None:
+                whole = values.get(value)
+                if whole is not None:
+                    out.append(whole)
+                    continue
         if kind is str:
             text = value.encode()
             size = len(text)
@@ -117,8 +136,26 @@ def _attributes(tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         size = len(encoded)
         body = (_KEYS.get(key) or _key(key)) + (small[size] if size < 16384 else _varint(size))
         size = len(body) + len(encoded)
-        out.append(tag + (small[size] if size < 16384 else _varint(size)) + body + encoded)
+        whole = tag + (small[size] if size < 16384 else _varint(size)) + body + encoded
+        out.append(whole)
+        if values is not None and len(whole) <= _KEPT_BYTES:
+            _keep(tag, key, values, value, whole)
     return b"".join(out)
+
+
+_NEW: dict[str | int, bytes] = {}  # a key not seen yet (never written to)
+
+
+def _keep(tag: bytes, key: str, values: dict[str | int, bytes], value: Any, whole: bytes) -> None:
+    """Keep `whole` as the bytes of `key`'s `value`, while the key's values are few."""
+    if values is _NEW:
+        if len(_VALUES) >= 1024:
+            return
+        values = _VALUES[tag, key] = {}
+    if len(values) < _VALUES_A_KEY:
+        values[value] = whole
+    else:
+        _VALUES[tag, key] = None  # too many: written each time from now on
 
 
 def _span(span: ReadableSpan | Span) -> bytes:
