@@ -4,6 +4,7 @@ and a bound on the streams open at once."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import secrets
 import threading
@@ -53,24 +54,34 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
     return ""
 
 
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()  # stateless: one for all
+
+
 def _rpc_span(
     method: str, details: grpc.HandlerCallDetails, request_id: str, quiet: bool
 ) -> contextlib.AbstractContextManager[Span | None]:
     """The call's span (none for health checks and reflection), continuing the
     caller's trace from its `traceparent` metadata."""
-    if quiet:
-        return contextlib.nullcontext()
-    service, _, name = method.lstrip("/").partition("/")
+    if quiet or not tracing.enabled():
+        return _NO_SPAN
+    name, service, rpc = _span_names(method)
     return tracing.server_span(
-        method.lstrip("/"),
+        name,
         details.invocation_metadata or (),
         {
             "rpc.system": "grpc",
             "rpc.service": service,
-            "rpc.method": name,
+            "rpc.method": rpc,
             "msgarchive.request_id": request_id,
         },
     )
+
+
+@functools.lru_cache(maxsize=64)  # the server's methods: a handler was found for each
+def _span_names(method: str) -> tuple[str, str, str]:
+    """A method's span name, service and method name."""
+    service, _, name = method.lstrip("/").partition("/")
+    return method.lstrip("/"), service, name
 
 
 def _end_rpc_span(span: Span | None, code: grpc.StatusCode) -> None:

@@ -26,7 +26,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, Status
 
 from msgarchive_server.telemetry.tracing import Span
 
@@ -34,8 +34,11 @@ _INT64 = range(-(1 << 63), 1 << 63)
 _fixed32 = struct.Struct("<I").pack
 _fixed64 = struct.Struct("<Q").pack
 _double = struct.Struct("<d").pack
-# Span flags: the spec's "has is_remote" bit, and "is remote" for a remote parent.
+# Span flags (field 16): the spec's "has is_remote" bit, and "is remote" for
+# a remote parent.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_LOCAL_PARENT = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE)
+_REMOTE_PARENT = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 
 
 class _Unsupported(Exception):
@@ -191,8 +194,10 @@ def _span(span: ReadableSpan | Span) -> bytes:
 # A span's name (field 5), for each name seen: the sidecar's are few.
 _NAMES: dict[str, bytes] = {}
 # Its kind (field 6): OTLP's kinds start at 1 (INTERNAL), the API's at 0.
-_KINDS = {kind: b"\x30" + varint(kind.value + 1) for kind in SpanKind}
-_UNSET = b"\x7a\x00"  # a status with neither code nor description
+# By the member's id: an enum's own hash is a call of Python's, and its
+# members live as long as the process.
+_KINDS = {id(kind): b"\x30" + varint(kind.value + 1) for kind in SpanKind}
+_UNSET = b"\x7a\x00"  # a status with neither code nor description (an unset one has none)
 
 
 def _name(name: str) -> bytes:
@@ -213,15 +218,17 @@ def _fields(
     dropped: int,
     status: Status,
 ) -> bytes:
-    """A `Span` message's bytes, its fields in number order."""
+    """A `Span` message's bytes, its fields in number order, as field 2 of
+    `ScopeSpans` (the tag and length in front)."""
     parts = [b"\x0a\x10", context.trace_id.to_bytes(16, "big"), b"\x12\x08"]
     parts.append(context.span_id.to_bytes(8, "big"))
-    if context.trace_state:
-        state = ",".join(f"{key}={value}" for key, value in context.trace_state.items())
+    trace_state = context.trace_state
+    if trace_state is not DEFAULT_TRACE_STATE and trace_state:
+        state = ",".join(f"{key}={value}" for key, value in trace_state.items())
         parts.append(_delimited(b"\x1a", state.encode()))
     if parent is not None:
         parts += [b"\x22\x08", parent.span_id.to_bytes(8, "big")]
-    parts += [_NAMES.get(name) or _name(name), _KINDS[kind]]
+    parts += [_NAMES.get(name) or _name(name), _KINDS[id(kind)]]
     if start:
         parts += [b"\x39", _fixed64(start)]
     if end:
@@ -229,15 +236,17 @@ def _fields(
     parts.append(_attributes(b"\x4a", attributes))
     if dropped:
         parts += [b"\x50", varint(dropped)]
-    code = status.status_code.value
-    if code or status.description:
+    if status.is_unset:
+        parts.append(_UNSET)
+    else:
+        code = status.status_code.value
         described = _delimited(b"\x12", status.description.encode()) if status.description else b""
         parts.append(_delimited(b"\x7a", described + (b"\x18" + varint(code) if code else b"")))
-    else:
-        parts.append(_UNSET)
-    flags = _HAS_IS_REMOTE | (_IS_REMOTE if parent is not None and parent.is_remote else 0)
-    parts += [b"\x85\x01", _fixed32(flags)]
-    return b"".join(parts)
+    remote = parent is not None and parent.is_remote
+    parts.append(_REMOTE_PARENT if remote else _LOCAL_PARENT)
+    body = b"".join(parts)
+    size = len(body)
+    return b"\x12" + (_SMALL[size] if size < 16384 else _varint(size)) + body
 
 
 def encode(spans: Sequence[ReadableSpan | Span]) -> bytes | None:
@@ -248,6 +257,9 @@ def encode(spans: Sequence[ReadableSpan | Span]) -> bytes | None:
     # their resource object, so it is compared once per batch.
     groups: list[tuple[Any, dict[Any, list[bytes]]]] = []
     seen: dict[int, dict[Any, list[bytes]]] = {}
+    # Each (resource, scope) pair's list, by the objects' ids (alive while
+    # their spans are): no scope hashed again for each span.
+    lists: dict[tuple[int, int], list[bytes]] = {}
     try:
         for span in spans:
             scope: InstrumentationScope | None
@@ -255,20 +267,24 @@ def encode(spans: Sequence[ReadableSpan | Span]) -> bytes | None:
                 resource, scope = span.tracer.resource, span.tracer.scope
             else:
                 resource, scope = span.resource, span.instrumentation_scope or None
-            scopes = seen.get(id(resource))
-            if scopes is None:
-                scopes = next((s for r, s in groups if r == resource), None)
+            pair = (id(resource), id(scope))
+            encoded = lists.get(pair)
+            if encoded is None:
+                scopes = seen.get(id(resource))
                 if scopes is None:
-                    scopes = {}
-                    groups.append((resource, scopes))
-                seen[id(resource)] = scopes
-            scopes.setdefault(scope, []).append(_span(span))
+                    scopes = next((s for r, s in groups if r == resource), None)
+                    if scopes is None:
+                        scopes = {}
+                        groups.append((resource, scopes))
+                    seen[id(resource)] = scopes
+                encoded = lists[pair] = scopes.setdefault(scope, [])
+            encoded.append(_span(span))
         batches = []
         for resource, scopes in groups:
             body = _delimited(b"\x0a", _attributes(b"\x0a", resource.attributes))
             for scope, encoded in scopes.items():
                 scoped = _delimited(b"\x0a", _scope(scope))
-                scoped += b"".join(_delimited(b"\x12", one) for one in encoded)
+                scoped += b"".join(encoded)
                 if scope is not None and scope.schema_url:
                     scoped += _delimited(b"\x1a", scope.schema_url.encode())
                 body += _delimited(b"\x12", scoped)

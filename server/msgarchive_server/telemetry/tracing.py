@@ -149,7 +149,25 @@ class _Tracer:
             trace_flags=self.flags[sampled, random_id],
             trace_state=state,
         )
-        return Span(self, name, kind, context, parent, kept, recording)
+        return Span(self, name, kind, context, parent, kept, recording, sampled)
+
+    def child(self, name: str, attributes: Attributes | None, parent: Span) -> Span:
+        """An internal span whose parent is `parent`, one of these spans (valid,
+        its decision made): with the default sampler, the parent's decision and
+        flags are the child's, so nothing is decided again."""
+        if not self.follows_parent:
+            return self.start(name, self.internal, attributes, parent.context, None)
+        of = parent.context
+        sampled = parent.sampled
+        context = self.span_context(
+            of.trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=of.trace_flags,
+            trace_state=of.trace_state,
+        )
+        kept = dict(attributes) if sampled and attributes else {}
+        return Span(self, name, self.internal, context, of, kept, sampled, sampled)
 
 
 def _takes_spans(processor: SpanProcessor) -> bool:
@@ -178,6 +196,7 @@ class Span:
         "name",
         "parent",
         "recording",
+        "sampled",
         "start",
         "status",
         "tracer",
@@ -192,6 +211,7 @@ class Span:
         parent: SpanContext | None,
         attributes: dict[str, Any],
         recording: bool,
+        sampled: bool,
     ) -> None:
         self.tracer = tracer
         self._token: contextvars.Token[Span | None] | None = None
@@ -201,6 +221,7 @@ class Span:
         self.parent = parent
         self.attributes = attributes
         self.recording = recording
+        self.sampled = sampled  # its context's flag, kept when it ends
         self.status: Status = tracer.unset
         self.start = time.time_ns()
         self.end = 0
@@ -278,8 +299,9 @@ def span(
         return _NOTHING
     if parent is None:
         parent = _current.get()
-    context = parent.context if parent is not None else None
-    return tracer.start(name, tracer.internal, attributes, context, None)
+        if parent is None:
+            return tracer.start(name, tracer.internal, attributes, None, None)
+    return tracer.child(name, attributes, parent)
 
 
 def server_span(
@@ -315,7 +337,9 @@ def current() -> Span | None:
 def note(attributes: Attributes) -> None:
     """Add attributes to the current span."""
     if _tracer is not None:
-        annotate(_current.get(), attributes)
+        target = _current.get()
+        if target is not None and target.recording:
+            target.attributes.update(attributes)
 
 
 def annotate(target: Span | None, attributes: Attributes) -> None:
