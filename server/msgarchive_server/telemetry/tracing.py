@@ -11,13 +11,16 @@ costs ~35 µs to start and end, checking and copying every attribute under a
 lock, which is most of what tracing used to add to an archive. The SDK still
 does everything around them: the sampler (`OTEL_TRACES_SAMPLER`), the ids, the
 resource (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`), the propagators
-(`OTEL_PROPAGATORS`), the batch processor (`OTEL_BSP_*`) and the exporters,
-which are handed each span as the SDK's own `ReadableSpan` when it ends. What
-the SDK's spans do that these do not: apply the span limits
-(`OTEL_SPAN_ATTRIBUTE_*`, `OTEL_ATTRIBUTE_*`; the sidecar's spans carry at
-most 16 attributes, each an id, count, size, code or name it bounds itself),
-record events or links (they have none), and become the current span of
-OpenTelemetry's own context (nothing in the sidecar reads it).
+(`OTEL_PROPAGATORS`), the batch processor (`OTEL_BSP_*`) and the exporters.
+A span that ends goes to the batch processor of the sidecar's own OTLP/HTTP
+exporter (`otlp.py`) as it is, and to any other processor as the SDK's
+`ReadableSpan`. What the SDK's spans do that these do not: apply the span
+limits (`OTEL_SPAN_ATTRIBUTE_*`, `OTEL_ATTRIBUTE_*`; the sidecar's spans carry
+at most 16 attributes, each an id, count, size, code or name it bounds
+itself), record events or links (they have none), and become the current span
+of OpenTelemetry's own context (nothing in the sidecar reads it). A call with
+none of the propagators' headers (their `fields`) starts a new trace without
+asking them.
 
 Spans carry ids, counts, codes and names (channel, method, bucket, attempt,
 store error code), never message content, addresses, phone numbers, tokens
