@@ -24,7 +24,7 @@ from msgarchive_server.telemetry import tracing
 from msgarchive_server.telemetry.metrics import Metrics
 
 if TYPE_CHECKING:
-    from msgarchive_server.telemetry.tracing import Span
+    from msgarchive_server.telemetry.spans import Span
 
     # For the checker only: grpcio's handler type cannot be subscripted at run time.
     Handler = grpc.RpcMethodHandler[Any, Any]

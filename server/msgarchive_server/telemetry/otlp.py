@@ -28,7 +28,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, Status
 
-from msgarchive_server.telemetry.tracing import Span
+from msgarchive_server.telemetry.spans import Span
 
 _INT64 = range(-(1 << 63), 1 << 63)
 _fixed32 = struct.Struct("<I").pack

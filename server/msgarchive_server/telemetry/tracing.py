@@ -31,19 +31,19 @@ failed span's status names the error code instead.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import os
-import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from msgarchive_server.telemetry.spans import CURRENT
+from msgarchive_server.telemetry.spans import Attributes as Attributes  # re-exported
+from msgarchive_server.telemetry.spans import Span as Span  # re-exported
+
 if TYPE_CHECKING:
     from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-    from opentelemetry.trace import SpanContext, SpanKind, Status
-
-Attributes = Mapping[str, str | int | float | bool]
+    from opentelemetry.trace import SpanContext, SpanKind
 
 _NOTHING: contextlib.nullcontext[None] = contextlib.nullcontext()
 
@@ -181,111 +181,7 @@ def _takes_spans(processor: SpanProcessor) -> bool:
     )
 
 
-class Span:
-    """One span, current in this thread between `with` and its end.
-
-    Made by `span()` and `server_span()`; ended when the `with` block is left,
-    whether or not it raised, and handed to the processors (as itself to those
-    that take it, as a `ReadableSpan` to the rest). Attributes and status set
-    after its end are ignored, as the SDK ignores them.
-    """
-
-    __slots__ = (
-        "_token",
-        "attributes",
-        "context",
-        "end",
-        "kind",
-        "name",
-        "parent",
-        "recording",
-        "sampled",
-        "start",
-        "status",
-        "tracer",
-    )
-
-    def __init__(
-        self,
-        tracer: _Tracer,
-        name: str,
-        kind: SpanKind,
-        context: SpanContext,
-        parent: SpanContext | None,
-        attributes: dict[str, Any],
-        recording: bool,
-        sampled: bool,
-    ) -> None:
-        self.tracer = tracer
-        self._token: contextvars.Token[Span | None] | None = None
-        self.name = name
-        self.kind = kind
-        self.context = context
-        self.parent = parent
-        self.attributes = attributes
-        self.recording = recording
-        self.sampled = sampled  # its context's flag, kept when it ends
-        self.status: Status = tracer.unset
-        self.start = time.time_ns()
-        self.end = 0
-
-    def get_span_context(self) -> SpanContext:
-        return self.context
-
-    def set_attributes(self, attributes: Attributes) -> None:
-        if self.recording:
-            self.attributes.update(attributes)
-
-    def fail(self, code: str) -> None:
-        if self.recording:
-            self.status = self.tracer.status(self.tracer.error, code)
-
-    def __enter__(self) -> Span:
-        self._token = _current.set(self)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._token is not None:
-            try:  # noqa: SIM105 (contextlib.suppress: an object made for every span)
-                _current.reset(self._token)
-            except ValueError:
-                # A generator's span can be left from another thread (a stream
-                # closed by gRPC): there is then nothing of this thread's to restore.
-                pass
-            self._token = None
-        if not self.recording:
-            return
-        self.end = time.time_ns()
-        self.recording = False  # ended: nothing more is set on it
-        tracer = self.tracer
-        for processor in tracer.direct:
-            processor.on_end(self)  # type: ignore[arg-type]
-        if tracer.others:
-            ended = self.readable()
-            for processor in tracer.others:
-                processor.on_end(ended)
-
-    def readable(self) -> ReadableSpan:
-        """The SDK's `ReadableSpan` of this ended span."""
-        tracer = self.tracer
-        return tracer.readable(
-            self.name,
-            context=self.context,
-            parent=self.parent,
-            resource=tracer.resource,
-            attributes=self.attributes,
-            kind=self.kind,
-            status=self.status,
-            start_time=self.start,
-            end_time=self.end,
-            instrumentation_scope=tracer.scope,
-        )
-
-
 _tracer: _Tracer | None = None
-_current: contextvars.ContextVar[Span | None] = contextvars.ContextVar(
-    "msgarchive_span", default=None
-)
 
 
 def enabled() -> bool:
@@ -301,7 +197,7 @@ def span(
     if tracer is None:
         return _NOTHING
     if parent is None:
-        parent = _current.get()
+        parent = CURRENT.get()
         if parent is None:
             return tracer.start(name, tracer.internal, attributes, None, None)
     return tracer.child(name, attributes, parent)
@@ -334,13 +230,13 @@ def server_span(
 def current() -> Span | None:
     """The current span, to hand to another thread as a `parent`; None when off
     or outside any span."""
-    return _current.get() if _tracer is not None else None
+    return CURRENT.get() if _tracer is not None else None
 
 
 def note(attributes: Attributes) -> None:
     """Add attributes to the current span."""
     if _tracer is not None:
-        target = _current.get()
+        target = CURRENT.get()
         if target is not None and target.recording:
             target.attributes.update(attributes)
 
