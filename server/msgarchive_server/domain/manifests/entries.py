@@ -37,7 +37,7 @@ class ManifestEntry:
         return {name: getattr(self, name) for name in FIELDS}
 
     def journal_line(self) -> bytes:
-        text = _flat_object(self.__getattribute__, FIELDS)
+        text = _flat_object(self.__getattribute__, _IN_ORDER)
         return ((text if text is not None else _compact(self.as_dict())) + "\n").encode()
 
     def leaf(self) -> bytes:
@@ -45,7 +45,7 @@ class ManifestEntry:
 
         A verifier rebuilds it from a manifest row the same way (`leaf_of`).
         """
-        text = _flat_object(self.__getattribute__, _SORTED)
+        text = _flat_object(self.__getattribute__, _KEYS_SORTED)
         return text.encode() if text is not None else canonical(self.as_dict())
 
     @classmethod
@@ -60,6 +60,9 @@ _canonical = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_ke
 
 
 _SORTED = tuple(sorted(FIELDS))
+# Each field's name and its JSON key as written (`"name":`), in either order.
+_IN_ORDER = tuple((name, f'"{name}":') for name in FIELDS)
+_KEYS_SORTED = tuple((name, f'"{name}":') for name in _SORTED)
 
 
 def canonical(data: dict[str, Any]) -> bytes:
@@ -68,23 +71,25 @@ def canonical(data: dict[str, Any]) -> bytes:
 
 def leaf_of(row: Mapping[str, Any]) -> bytes:
     """The Merkle leaf of an entry given as a row (`as_dict`'s fields)."""
-    text = _flat_object(row.__getitem__, _SORTED)
+    text = _flat_object(row.__getitem__, _KEYS_SORTED)
     return text.encode() if text is not None else canonical({name: row[name] for name in FIELDS})
 
 
-def _flat_object(field: Callable[[str], Any], names: tuple[str, ...]) -> str | None:
-    """The fields `names` (each `field(name)`) as one JSON object, in that
-    order, written as the encoders above write them (strings by the same
-    function, integers by their repr); None when a field is neither, for the
-    encoder to write. Each entry is journaled and, by verify, made a leaf
-    again: the encoder took four times as long."""
+def _flat_object(field: Callable[[str], Any], names: tuple[tuple[str, str], ...]) -> str | None:
+    """The fields `names` (each a name and its key as written; the value
+    `field(name)`) as one JSON object, in that order, written as the encoders
+    above write them (strings by the same function, integers by their repr);
+    None when a field is neither, for the encoder to write. Each entry is
+    journaled and, by verify, made a leaf again: the encoder took four times
+    as long."""
     parts = []
-    for name in names:
+    for name, key in names:
         value = field(name)
-        if type(value) is str:
-            parts.append(f'"{name}":{encode_basestring(value)}')
-        elif type(value) is int:
-            parts.append(f'"{name}":{int.__repr__(value)}')
+        kind = type(value)
+        if kind is str:
+            parts.append(key + encode_basestring(value))
+        elif kind is int:
+            parts.append(key + int.__repr__(value))
         else:
             return None
     return "{" + ",".join(parts) + "}"
