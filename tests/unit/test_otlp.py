@@ -108,6 +108,7 @@ def test_the_sidecars_spans_encode_as_the_sdk_would(spans: InMemorySpanExporter)
         {"status": Status(StatusCode.ERROR, "NoSuchBucket")},
         {"status": Status(StatusCode.OK)},
         {"context": SpanContext(TRACE, 7, False, TraceFlags(1), TraceState([("k", "v")]))},
+        {"context": SpanContext(TRACE, 7, False, TraceFlags(1), TraceState())},  # empty
         {
             "attributes": {
                 "text": "ünïcode ✓",
@@ -155,6 +156,7 @@ def test_spans_of_two_resources_and_scopes_are_grouped_as_the_sdk_groups_them() 
         readable(events=[Event("e")]),
         readable(attributes={"list": ("a", "b")}),
         readable(attributes={"huge": 1 << 63}),
+        readable(attributes={"hugely negative": -(1 << 63) - 1}),
         readable(attributes={"bytes": b"\x00"}),
         readable("\ud800"),  # a lone surrogate: not UTF-8
     ],
@@ -169,6 +171,14 @@ def test_keys_are_kept_encoded_up_to_a_bound(fresh_values: None) -> None:
     assert "key.0" in otlp._KEYS
     assert len(otlp._KEYS) == 1024
     assert len(otlp._VALUES) == 1024
+
+
+def test_span_names_are_kept_encoded_up_to_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp, "_NAMES", {})
+    named = [readable(f"span {n}") for n in range(1100)]
+    same_as_the_sdks(named + named)
+    assert "span 0" in otlp._NAMES
+    assert len(otlp._NAMES) == 1024
 
 
 @pytest.fixture
@@ -188,12 +198,20 @@ def test_values_seen_before_are_written_as_before_and_equal_values_of_other_type
 @pytest.mark.usefixtures("fresh_values")
 def test_a_keys_values_are_kept_up_to_a_bound_and_none_of_them_long() -> None:
     ids = [readable(attributes={"an.id": f"id-{n}", "a.method": "Archive"}) for n in range(100)]
+    same_as_the_sdks(ids[:64])
+    assert len(otlp._VALUES[b"\x4a", "an.id"] or ()) == 64  # as many as are kept
+    same_as_the_sdks(ids[64:65])
+    assert otlp._VALUES[b"\x4a", "an.id"] is None  # the 65th: too many, no longer kept
     same_as_the_sdks(ids)
-    assert otlp._VALUES[b"\x4a", "an.id"] is None  # too many: no longer kept
     assert list(otlp._VALUES[b"\x4a", "a.method"] or ()) == ["Archive"]
     long = [readable(attributes={"a.long.one": "x" * 300}) for _ in range(2)]
     same_as_the_sdks(long)
     assert not otlp._VALUES.get((b"\x4a", "a.long.one"))
+    # Tag, length, key "k" (3 bytes), value's tag and length, the string's tag
+    # and length: 12 bytes around a string of 244, 256 in all, the most kept.
+    for size, kept in ((244, True), (245, False)):
+        same_as_the_sdks([readable(attributes={"k": "v" * size})])
+        assert ("v" * size in (otlp._VALUES.get((b"\x4a", "k")) or {})) is kept
     same_as_the_sdks(ids)  # as before, kept or not
 
 
@@ -438,6 +456,26 @@ def test_a_span_handed_to_another_thread_parents_the_spans_made_there(
         stream.context.span_id,
         stream.context.trace_id,
     )
+
+
+def test_a_span_left_from_another_thread_ends_there(spans: InMemorySpanExporter) -> None:
+    """gRPC can close a stream's generator, and so leave its span, from a
+    thread other than the one that entered it: the span still ends."""
+    stream = tracing.span("stream")
+    stream.__enter__()
+    errors: list[BaseException] = []
+
+    def close() -> None:
+        try:
+            stream.__exit__(None, None, None)
+        except BaseException as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=close)
+    thread.start()
+    thread.join()
+    assert errors == []
+    assert [s.name for s in spans.get_finished_spans()] == ["stream"]
 
 
 @pytest.mark.parametrize(

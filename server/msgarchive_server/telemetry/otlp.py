@@ -67,11 +67,8 @@ def _delimited(tag: bytes, payload: bytes) -> bytes:
 
 
 def _any_value(value: object) -> bytes:
-    """An `AnyValue`'s bytes."""
-    if value is True:
-        return b"\x10\x01"
-    if value is False:
-        return b"\x10\x00"
+    """An `AnyValue`'s bytes, for what `_attributes` does not write itself
+    (bools it always does)."""
     if isinstance(value, str):
         text = value.encode()
         return b"\x0a" + varint(len(text)) + text
