@@ -462,7 +462,11 @@ def test_a_span_left_from_another_thread_ends_there(spans: InMemorySpanExporter)
     """gRPC can close a stream's generator, and so leave its span, from a
     thread other than the one that entered it: the span still ends."""
     stream = tracing.span("stream")
-    stream.__enter__()
+    # Entered in a thread of its own (as a pool thread would), not this one's
+    # context, which would keep it current for the tests after.
+    entering = threading.Thread(target=stream.__enter__)
+    entering.start()
+    entering.join()
     errors: list[BaseException] = []
 
     def close() -> None:
