@@ -264,7 +264,9 @@ def test_the_exporter_sends_the_encoders_bytes_and_the_sdks_for_the_rest(
     assert exporter.export(ours).name == "SUCCESS"
     assert exporter.export(theirs).name == "SUCCESS"
     exporter.shutdown()  # type: ignore[no-untyped-call]
+    assert exporter.export(ours).name == "FAILURE"  # shut down: nothing encoded or sent
     assert sdk_encoded == ["theirs"]
+    assert len(receiver.bodies) == 2
     assert receiver.bodies[0] == otlp.encode(ours)
     assert ExportTraceServiceRequest.FromString(receiver.bodies[0]) == encode_spans(ours)
     assert ExportTraceServiceRequest.FromString(receiver.bodies[1]) == encode_spans(theirs)

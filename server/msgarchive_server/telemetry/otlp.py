@@ -326,8 +326,9 @@ class HTTPSpanExporter(OTLPSpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan | Span]) -> SpanExportResult:
         send = self._send
-        body = encode(spans) if send is not None else None
-        if send is None or body is None or self._shutdown:
+        # Shut down, the SDK's export refuses at once: nothing to encode.
+        body = encode(spans) if send is not None and not self._shutdown else None
+        if send is None or body is None:
             readable = [span.readable() if isinstance(span, Span) else span for span in spans]
             return super().export(readable)
         sent = send(body)
