@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import queue
+from typing import Any, cast
 
 import pytest
 import structlog
 
+from msgarchive_server.telemetry import logs
 from msgarchive_server.telemetry.logs import configure_logging, flush_logs
 
 
@@ -110,3 +114,52 @@ def test_a_line_logged_after_the_writer_stopped_is_written_at_once(
         ("before the stop", "msgarchive.test", "info"),
         ("after the stop", "msgarchive.test", "info"),
     ]
+
+
+class _CountingRaw(io.RawIOBase):
+    """What reaches the file descriptor: each write(2) apart."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+def _unbuffered(raw: _CountingRaw) -> io.TextIOWrapper:
+    """stdout as `python -u` / PYTHONUNBUFFERED makes it: text written through
+    to the raw file, with no buffer between (typeshed wants a buffered one)."""
+    return io.TextIOWrapper(cast(Any, raw), encoding="utf-8", write_through=True)
+
+
+def test_a_batch_is_one_write_even_to_an_unbuffered_stdout() -> None:
+    """With stdout unbuffered (PYTHONUNBUFFERED, as the image sets it) every
+    `stream.write` is a write(2): the writer joins a batch's lines into one,
+    and a stop that comes in the middle of a batch still writes it out."""
+    raw = _CountingRaw()
+    stdout = _unbuffered(raw)
+    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    for n in range(200):
+        records.put(f'{{"n": {n}}}')
+    records.put(None)  # stop()'s sentinel, in the middle of the writer's first batch
+    listener = logs._BatchingListener(records, logs._BatchWriter(stdout))
+    listener.start()
+    listener.stop()
+    assert len(raw.writes) == 1
+    assert b"".join(raw.writes).decode().splitlines() == [f'{{"n": {n}}}' for n in range(200)]
+
+
+def test_a_long_batch_is_written_in_bounded_pieces_in_order() -> None:
+    raw = _CountingRaw()
+    stdout = _unbuffered(raw)
+    output = logs._BatchWriter(stdout)
+    line = "x" * 1000
+    for _ in range(200):  # 200 KB: over the limit three times
+        output.write_line(line)
+    output.flush()
+    assert [len(w) for w in raw.writes[:-1]] == [66 * 1001] * 3
+    assert b"".join(raw.writes) == (line.encode() + b"\n") * 200

@@ -63,20 +63,52 @@ class _OrderedQueueHandler(logging.handlers.QueueHandler):
         return record
 
 
-class _UnflushedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A StreamHandler that leaves flushing to its listener, once a batch
-    (logging's own flushes after every record: a write(2) a line)."""
+class _BatchWriter(logging.StreamHandler):  # type: ignore[type-arg]
+    """A StreamHandler that writes a batch at once: `emit` and `write_line`
+    only collect lines, and `flush` writes them in one `write` (at most
+    `limit` characters at a time) and flushes the stream.
+
+    logging's own handler writes and flushes each record, and even a plain
+    `stream.write` a line would be a write(2) a line wherever stdout is
+    unbuffered (`PYTHONUNBUFFERED`, as the image sets it): each one a system
+    call, the GIL dropped and taken again."""
+
+    limit = 1 << 16
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._size = 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.stream.write(self.format(record) + self.terminator)
+            line = self.format(record)
         except Exception:  # logging's own policy: report, never raise
             self.handleError(record)
+        else:
+            self.write_line(line)
 
     def write_line(self, line: str) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._pending.append(line)
+            self._size += len(line) + 1
+            if self._size >= self.limit:
+                self._write()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            self._write()
+            super().flush()
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        text = "\n".join(self._pending) + "\n"
+        self._pending.clear()
+        self._size = 0
         try:
-            self.stream.write(line + self.terminator)
-        except Exception:  # as logging's: a line that cannot be written is dropped
+            self.stream.write(text)
+        except Exception:  # as logging's: lines that cannot be written are dropped
             traceback.print_exc(file=sys.stderr)
 
 
@@ -96,12 +128,10 @@ class _BatchingListener(logging.handlers.QueueListener):
 
     def _monitor(self) -> None:
         records, output = self.records, self.handlers[0]
-        assert isinstance(output, _UnflushedStreamHandler)
+        assert isinstance(output, _BatchWriter)
         while True:
             record = records.get()
-            while True:
-                if record is None:  # QueueListener's sentinel: stop() was called
-                    return
+            while record is not None:  # None: QueueListener's sentinel, stop() was called
                 if isinstance(record, str):  # a line structlog rendered
                     output.write_line(record)
                 else:
@@ -110,7 +140,9 @@ class _BatchingListener(logging.handlers.QueueListener):
                     record = records.get_nowait()
                 except queue.Empty:
                     break
-            self.handlers[0].flush()
+            output.flush()  # the batch, in one write
+            if record is None:
+                return
             self._stopping.wait(self.pause)
 
     def stop(self) -> None:
@@ -205,7 +237,7 @@ def configure_logging(
     # Request threads only enqueue lines and records; one writer thread writes
     # them (formatting the records), so logging costs a call no lock wait and
     # no I/O.
-    output = _UnflushedStreamHandler(sys.stdout)
+    output = _BatchWriter(sys.stdout)
     output.setFormatter(formatter)
     records: queue.SimpleQueue[Any] = queue.SimpleQueue()
     global _listener
