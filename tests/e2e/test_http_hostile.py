@@ -129,6 +129,31 @@ def test_200_idle_and_50_slow_connections_delay_no_real_request(
           f"{statistics.median(during) * 1000:.1f} ms beside 250 idle and slow")  # fmt: skip
 
 
+def test_1100_connections_held_open_do_not_lock_a_real_client_out(
+    patient: SidecarProcess,
+) -> None:
+    """Past the 1,024 connections the listener keeps, each new one closes the
+    one waiting longest for its request: connections held open with nothing
+    or half a head (for up to 600 s here) cannot keep a real client out."""
+    port = http_port(patient)
+    hostile = []
+    for n in range(1100):
+        sock = connect(port)
+        if n % 2:
+            sock.sendall(b"POST " + VIEW.encode() + b" HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        hostile.append(sock)
+    try:
+        for _ in range(5):
+            time_request(port)  # answered: 404, the copy asked for is not there
+        deadline = time.monotonic() + WAIT
+        while sum(still_open(sock) for sock in hostile) > 1024:
+            assert time.monotonic() < deadline, "over 1,024 connections kept open"
+            time.sleep(0.05)
+    finally:
+        for sock in hostile:
+            sock.close()
+
+
 def time_request(port: int) -> float:
     started = time.perf_counter()
     status, body = real_request(port)

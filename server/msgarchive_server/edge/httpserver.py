@@ -23,8 +23,12 @@ What a client gets, and when:
 - an app that answers a list or tuple has it sent whole; one that answers
   any other iterable (a generator reading a file) has it streamed, each
   chunk read on a worker thread, under the same write deadline;
-- at most `max_connections` at once; past that a new connection is closed
-  as soon as it is accepted.
+- at most `max_connections` at once. A new connection past that closes the
+  one that has waited longest for its request's head or body (no answer): a
+  client holding connections open with nothing or half a request cannot lock
+  others out, since its connections are always older than a real client's,
+  which sends its request as it connects. Only when every connection has a
+  request with the app or its answer on the way is the new one closed.
 
 Every refusal closes the connection (after the answer, reading and dropping
 what the client still sends for a moment, so that it sees the answer rather
@@ -38,6 +42,7 @@ import contextlib
 import io
 import ssl
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -111,6 +116,8 @@ class HttpServer:
         self._loop = asyncio.new_event_loop()
         self._loop.set_exception_handler(_loop_exception)
         self._connections: dict[asyncio.Task[None], bool] = {}  # task -> busy with a request
+        # The connections waiting for a request's head or body, longest first.
+        self._waiting: OrderedDict[asyncio.Task[None], None] = OrderedDict()
         self._thread: threading.Thread | None = None
         # Bind now: a taken port fails the start, not later.
         handshake = limits.head_timeout if ssl_context is not None else None
@@ -165,18 +172,23 @@ class HttpServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.limits.max_connections:
-            log.warning("http connection refused", reason="max_connections")
-            writer.close()
-            return
+            if not self._waiting:  # every connection is being answered
+                log.warning("http connection refused", reason="max_connections")
+                writer.close()
+                return
+            oldest, _ = self._waiting.popitem(last=False)
+            oldest.cancel()
+            log.warning("http connection closed for a new one", reason="max_connections")
         self._connections[task] = False
         try:
             await self._serve(task, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError, TimeoutError):
             pass  # the client went away, or would not read its answer
         except asyncio.CancelledError:
-            pass  # the server is stopping
+            pass  # the server is stopping, or a newer connection took this one's place
         finally:
             del self._connections[task]
+            self._waiting.pop(task, None)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1)
@@ -187,6 +199,7 @@ class HttpServer:
         limits = self.limits
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_head_bytes)
         while True:
+            self._waiting[task] = None  # the newest of those waiting
             try:
                 request = await self._head(conn, reader)
                 if request is None:
@@ -196,6 +209,7 @@ class HttpServer:
             except _Refused as refused:
                 await self._refuse(conn, reader, writer, refused)
                 return
+            self._waiting.pop(task, None)
             environ = self._environ(request, body, writer)
             try:
                 status, reason, headers, answer = await self._loop.run_in_executor(
