@@ -190,6 +190,41 @@ def pii_requests(batch: str = "20241122") -> dict[str, pb.ArchiveRequest]:
     }
 
 
+def test_connections_held_open_on_the_metrics_port_take_no_thread_and_delay_no_scrape(
+    tmp_path: Path,
+) -> None:
+    """400 connections to /metrics, silent or stopped halfway through a request
+    head: a scrape is still answered at once, and they cost the sidecar no
+    thread (prometheus-client's own server took a thread for each, for as long
+    as the client kept it open, and accepted five at a time)."""
+    import socket
+
+    sidecar = SidecarProcess(
+        ["--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", f"--store={tmp_path / 'a'}"]
+    ).start()
+    try:
+        assert sidecar.process is not None
+        port = int(sidecar.serving["metrics_port"])
+        tasks = Path(f"/proc/{sidecar.process.pid}/task")
+        threads_before = len(list(tasks.iterdir()))
+        held = []
+        for n in range(400):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+            if n % 2:
+                sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+            held.append(sock)
+        try:
+            assert ("msgarchive_store_available", (("bucket", str(tmp_path / "a")),)) in scrape(
+                port
+            )
+            assert len(list(tasks.iterdir())) < threads_before + 10
+        finally:
+            for sock in held:
+                sock.close()
+    finally:
+        sidecar.stop()
+
+
 def test_no_personal_data_in_any_log_line(
     seaweed: SeaweedFS, bucket: str, proxy: FaultProxy, tmp_path: Path
 ) -> None:

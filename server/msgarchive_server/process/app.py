@@ -32,8 +32,10 @@ from msgarchive_server.domain.retry import (
 from msgarchive_server.edge.access import Access, Tenant
 from msgarchive_server.edge.backpressure import InFlightLimit, StreamSlots
 from msgarchive_server.edge.calls import ArchiveCalls
+from msgarchive_server.edge.httpserver import HttpServer
 from msgarchive_server.edge.interceptors import RequestLogInterceptor, StreamSlotsInterceptor
 from msgarchive_server.edge.reads import ReadCalls
+from msgarchive_server.edge.scrape import metrics_listener
 from msgarchive_server.edge.servicer import ArchiveServicer
 from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.config import Settings
@@ -134,11 +136,14 @@ class Sidecar:
         except RuntimeError as err:
             raise StartupError(f"--listen {settings.listen}: cannot listen: {err}") from None
         self.metrics_port = 0
+        self.scrape: HttpServer | None = None
         if settings.metrics_listen:
             try:
-                self.metrics_port = self.metrics.serve(settings.metrics_listen)
-            except OSError as err:
-                reason = err.strerror or str(err)
+                self.scrape = metrics_listener(settings.metrics_listen, self.metrics.registry)
+                self.scrape.start()
+                self.metrics_port = self.scrape.port
+            except OSError as err:  # asyncio's own text holds the address again: errno's
+                reason = os.strerror(err.errno) if err.errno else str(err)
                 raise StartupError(
                     f"--metrics-listen {settings.metrics_listen}: cannot listen: {reason}"
                 ) from None
@@ -272,9 +277,15 @@ class Sidecar:
                 # With --workers the supervisor seals once every worker is done.
                 if not self.settings.is_worker:
                     self._seal_now(tenant.sealer)
-        self.metrics.close()
+        self.close_scrape()
         for tenant in self.tenants:
             tenant.store.close()
+
+    def close_scrape(self) -> None:
+        """Stop serving /metrics (a scrape in progress gets a second)."""
+        if self.scrape is not None:
+            self.scrape.stop(1)
+            self.scrape = None
 
     @staticmethod
     def _seal_now(sealer: Sealer) -> None:
@@ -430,7 +441,7 @@ def seal(settings: Settings) -> int:
             if tenant.archiver.journal is not None:
                 tenant.archiver.journal.close()
             tenant.store.close()
-        sidecar.metrics.close()
+        sidecar.close_scrape()
     return 0
 
 

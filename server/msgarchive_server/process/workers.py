@@ -21,10 +21,10 @@ import threading
 from types import FrameType
 
 import structlog
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from msgarchive_server import addresses
+from msgarchive_server.edge.scrape import metrics_listener
 from msgarchive_server.process.config import OPTIONS, Settings, write
 
 log = structlog.get_logger("msgarchive.workers")
@@ -68,8 +68,8 @@ def supervise(settings: Settings) -> int:
         if settings.metrics_listen:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
-            where = addresses.parse(settings.metrics_listen, unix=False)
-            metrics_server, _ = start_http_server(where.port, addr=where.host, registry=registry)
+            metrics_server = metrics_listener(settings.metrics_listen, registry)
+            metrics_server.start()
         log.info("workers started", workers=[w.pid for w in workers], listen=settings.listen)
         failed = None
         while failed is None and not stopping.wait(_POLL_SECONDS):
@@ -89,8 +89,7 @@ def supervise(settings: Settings) -> int:
         return code
     finally:
         if metrics_server is not None:
-            metrics_server.shutdown()
-            metrics_server.server_close()
+            metrics_server.stop(1)
         for worker in workers:
             if metrics_dir:
                 mark_process_dead(worker.pid, metrics_dir)  # type: ignore[no-untyped-call]

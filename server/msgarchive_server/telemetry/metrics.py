@@ -1,6 +1,6 @@
 """Prometheus metrics: defined here, in one registry per sidecar (no globals).
 
-Served as Prometheus text on `--metrics-listen` (off by default). Labels take
+Served as Prometheus text on `--metrics-listen` (off by default; edge/scrape.py). Labels take
 only bounded values (channels, outcomes, store error codes, RPC names), never
 ids or message content.
 """
@@ -8,11 +8,8 @@ ids or message content.
 from __future__ import annotations
 
 from typing import Any
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-
-from msgarchive_server import addresses
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Archive latency: sub-millisecond local writes to multi-second retried ones.
 _ARCHIVE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -122,7 +119,6 @@ class Metrics:
         # Children by label values: an archive records several metrics, and
         # prometheus_client's labels() validates and locks on every call.
         self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
-        self._server: WSGIServer | None = None
 
     def _child(self, metric: Any, *values: str) -> Any:
         key = (metric, values)
@@ -163,15 +159,3 @@ class Metrics:
     def copy_stored(self, channel: str, json_bytes: int, stored_bytes: int) -> None:
         self._child(self.json_bytes, channel).observe(json_bytes)
         self._child(self.stored_bytes, channel).observe(stored_bytes)
-
-    def serve(self, address: str) -> int:
-        """Serve /metrics on HOST:PORT; the port (OSError if it is taken)."""
-        where = addresses.parse(address, unix=False)
-        self._server, _ = start_http_server(where.port, addr=where.host, registry=self.registry)
-        return int(self._server.server_port)
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
