@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -244,3 +245,45 @@ def test_a_unix_socket_in_a_missing_directory_stops_startup(tmp_path: Path) -> N
     code, stderr = run_to_exit([f"--listen={listen}", f"--store={tmp_path}"])
     assert code == 2
     assert stderr == f"msgarchive: error: --listen {listen}: no such directory {tmp_path}/nope\n"
+
+
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+def test_a_stdout_nobody_reads_neither_stops_archiving_nor_holds_the_stop(
+    tmp_path: Path, unbuffered: str
+) -> None:
+    """A log collector that stops reading the sidecar's stdout: archives are
+    still acked, every acked copy is stored, and SIGTERM still ends the
+    process (it waited for stdout forever, with stdout buffered or not)."""
+    import time
+
+    import grpc
+
+    from tests.sidecar import machine_env
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**machine_env(), "MSGARCHIVE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": unbuffered}
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "msgarchive_server", "serve", f"--listen=127.0.0.1:{port}",
+         f"--store={tmp_path / 'archive'}", "--grace-period=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        # 1,000 `rpc` lines, ~370 KB, six times what the pipe holds.
+        with ArchiveClient(f"127.0.0.1:{port}") as client:
+            acks = [
+                client.archive(samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n))
+                for n in range(1000)
+            ]
+        assert all((tmp_path / "archive" / ack.key).is_file() for ack in acks)
+        sidecar.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert sidecar.wait(60) == 0
+        print(f"\nexited {time.monotonic() - started:.1f} s after SIGTERM")
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+        sidecar.wait()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
 import queue
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 import pytest
@@ -155,11 +160,87 @@ def test_a_batch_is_one_write_even_to_an_unbuffered_stdout() -> None:
 
 def test_a_long_batch_is_written_in_bounded_pieces_in_order() -> None:
     raw = _CountingRaw()
-    stdout = _unbuffered(raw)
-    output = logs._BatchWriter(stdout)
+    records: queue.SimpleQueue[Any] = queue.SimpleQueue()
     line = "x" * 1000
     for _ in range(200):  # 200 KB: over the limit three times
-        output.write_line(line)
-    output.flush()
+        records.put(line)
+    records.put(None)
+    listener = logs._BatchingListener(records, logs._BatchWriter(_unbuffered(raw)))
+    listener.start()
+    listener.stop()
     assert [len(w) for w in raw.writes[:-1]] == [66 * 1001] * 3
     assert b"".join(raw.writes) == (line.encode() + b"\n") * 200
+
+
+@pytest.fixture
+def stalled_stdout(
+    monkeypatch: pytest.MonkeyPatch, restores_logging: None
+) -> Iterator[tuple[int, io.TextIOWrapper]]:
+    """A pipe nobody reads yet (a log collector that stopped): its read end, and
+    the unbuffered stream on its write end, for the test to make stdout (in
+    its own body: pytest puts its capture back as the test starts)."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):  # full: the writer's first write blocks
+        while True:
+            os.write(write_end, b"\n" * 4096)
+    os.set_blocking(write_end, True)
+    stream = io.TextIOWrapper(io.FileIO(write_end, "w"), encoding="utf-8", write_through=True)
+    monkeypatch.setattr(logs._BatchingListener, "max_queued", 100)
+    monkeypatch.setattr(logs._BatchingListener, "stop_timeout", 0.5)
+    try:
+        yield read_end, stream
+    finally:
+        os.close(read_end)  # a writer still blocked gets EPIPE, and ends
+
+
+def in_a_thread(call: Callable[[], object]) -> bool:
+    """Whether `call` returned (within a deadline only a hang reaches)."""
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(60)
+    return not thread.is_alive()
+
+
+def test_while_stdout_takes_nothing_lines_past_the_bound_are_dropped_and_counted(
+    stalled_stdout: tuple[int, io.TextIOWrapper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Calls go on while stdout is stuck, and the lines waiting stay bounded;
+    once it takes lines again, every line is either written or counted in a
+    `log lines dropped` warning."""
+    read_end, stream = stalled_stdout
+    monkeypatch.setattr(sys, "stdout", stream)
+    configure_logging("info", "json")
+    log = structlog.get_logger("msgarchive.test")
+    # The pipe is full: one batch is taken, at most 100 lines wait, the rest of
+    # the 5,000 are dropped.
+    assert in_a_thread(lambda: [log.info("line", n=n, pad="p" * 150) for n in range(5000)])
+    listener = logs._listener
+    assert listener is not None
+    assert listener.records.qsize() <= 100
+    assert listener.dropped > 0
+    chunks: list[bytes] = []
+    reader = threading.Thread(
+        target=lambda: chunks.extend(iter(lambda: os.read(read_end, 65536), b""))
+    )
+    reader.start()
+    flush_logs()
+    stream.close()  # the write end: the reader sees the end
+    reader.join(60)
+    got = [json.loads(line) for line in b"".join(chunks).decode().splitlines() if line]
+    written = [g["n"] for g in got if g["event"] == "line"]
+    dropped = sum(g["lines"] for g in got if g["event"] == "log lines dropped")
+    assert written == sorted(written)  # in order, with gaps where lines were dropped
+    assert dropped > 0
+    assert len(written) + dropped == 5000
+
+
+def test_a_stop_while_stdout_takes_nothing_returns_and_later_lines_do_not_block(
+    stalled_stdout: tuple[int, io.TextIOWrapper], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdout", stalled_stdout[1])
+    configure_logging("info", "json")
+    log = structlog.get_logger("msgarchive.test")
+    assert in_a_thread(lambda: [log.info("line", n=n, pad="p" * 150) for n in range(2000)])
+    assert in_a_thread(flush_logs)  # gives up after stop_timeout
+    assert in_a_thread(lambda: log.info("after the stop"))  # dropped, not written

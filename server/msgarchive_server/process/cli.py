@@ -422,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from msgarchive_server.process.app import StartupError, seal, serve
-    from msgarchive_server.telemetry.logs import configure_logging
+    from msgarchive_server.telemetry.logs import configure_logging, flush_logs
 
     try:
         settings = Settings.load(args, os.environ)
@@ -435,6 +435,10 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, StartupError) as err:
         print(f"msgarchive: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        # Here, not only at exit: the interpreter flushes stdout before its
+        # atexit work, and a stdout that takes nothing would hold it there.
+        flush_logs()
 
 
 def run() -> NoReturn:

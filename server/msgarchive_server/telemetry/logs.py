@@ -8,14 +8,19 @@ The sidecar's own lines never become stdlib `LogRecord`s: structlog renders
 each in the thread that logs it and queues the finished line (an `rpc` line
 took about 100 µs of CPU through `logging`'s records, handler and formatter,
 and takes about 45 µs so). One writer thread writes the queued lines, and
-formats the stdlib records queued beside them, in the order they were logged.
+formats the stdlib records queued beside them, in the order they were logged,
+one write a batch. A stdout that takes nothing holds up only that thread: the
+lines waiting are bounded (the rest dropped and counted), and a stop gives
+up on it after a few seconds.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import threading
@@ -26,7 +31,11 @@ from typing import Any
 import structlog
 
 _NOISY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
+_drop_log = structlog.get_logger("msgarchive.logs")
 _listener: _BatchingListener | None = None
+# Set when the writer could not be stopped (stdout takes nothing): lines after
+# that are dropped, not written by a thread that would then block too.
+_stdout_blocked = False
 
 
 class _LineLogger:
@@ -42,8 +51,8 @@ class _LineLogger:
     def msg(self, line: str) -> None:
         listener = _listener
         if listener is not None:
-            listener.records.put(line)
-        else:
+            listener.offer(line)
+        elif not _stdout_blocked:
             sys.stdout.write(line + "\n")
 
     debug = info = warning = warn = error = critical = fatal = exception = msg
@@ -58,20 +67,31 @@ class _OrderedQueueHandler(logging.handlers.QueueHandler):
     lines, for the writer thread to format. Each takes the caller's context
     variables along, since the writer thread has none of its own."""
 
+    def __init__(self, listener: _BatchingListener) -> None:
+        super().__init__(listener.records)
+        self.offer = listener.offer
+
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         record.msgarchive_context = structlog.contextvars.get_contextvars()
         return record
 
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.offer(record)
+
 
 class _BatchWriter(logging.StreamHandler):  # type: ignore[type-arg]
     """A StreamHandler that writes a batch at once: `emit` and `write_line`
-    only collect lines, and `flush` writes them in one `write` (at most
-    `limit` characters at a time) and flushes the stream.
+    only collect lines, and `flush` writes them in one `write` (the writer
+    thread flushes once a batch, and whenever `full`: `limit` characters) and
+    flushes the stream.
 
     logging's own handler writes and flushes each record, and even a plain
     `stream.write` a line would be a write(2) a line wherever stdout is
     unbuffered (`PYTHONUNBUFFERED`, as the image sets it): each one a system
-    call, the GIL dropped and taken again."""
+    call, the GIL dropped and taken again. The write is made holding no lock
+    of logging's, so that a stdout that blocks holds up only the writer
+    thread; once `abandoned` (the writer could not be stopped), flushing does
+    nothing, and logging's own shutdown does not wait for it."""
 
     limit = 1 << 16
 
@@ -79,6 +99,12 @@ class _BatchWriter(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(stream)
         self._pending: list[str] = []
         self._size = 0
+        self._pending_lock = threading.Lock()
+        self.abandoned = False
+
+    @property
+    def full(self) -> bool:
+        return self._size >= self.limit
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -89,25 +115,21 @@ class _BatchWriter(logging.StreamHandler):  # type: ignore[type-arg]
             self.write_line(line)
 
     def write_line(self, line: str) -> None:
-        with self.lock:  # type: ignore[union-attr]
+        with self._pending_lock:
             self._pending.append(line)
             self._size += len(line) + 1
-            if self._size >= self.limit:
-                self._write()
 
     def flush(self) -> None:
-        with self.lock:  # type: ignore[union-attr]
-            self._write()
-            super().flush()
-
-    def _write(self) -> None:
-        if not self._pending:
+        if self.abandoned:
             return
-        text = "\n".join(self._pending) + "\n"
-        self._pending.clear()
-        self._size = 0
+        with self._pending_lock:
+            text = "\n".join(self._pending) + "\n" if self._pending else ""
+            self._pending.clear()
+            self._size = 0
         try:
-            self.stream.write(text)
+            if text:
+                self.stream.write(text)
+            self.stream.flush()
         except Exception:  # as logging's: lines that cannot be written are dropped
             traceback.print_exc(file=sys.stderr)
 
@@ -117,37 +139,84 @@ class _BatchingListener(logging.handlers.QueueListener):
     it waits `pause` seconds before looking again, so that a busy sidecar wakes
     its writer thread (and hands it the GIL) a few dozen times a second rather
     than once a call. A line waits at most `pause` after the batch before it;
-    `stop()` writes out everything queued."""
+    `stop()` writes out everything queued.
+
+    At most `max_queued` lines wait. While stdout takes nothing (a log
+    collector that stopped reading the pipe), calls go on, and lines past
+    that are dropped and counted, not kept without bound; once the writer
+    gets through again it says how many were lost, in a `log lines dropped`
+    warning."""
 
     pause = 0.02
+    max_queued = 10_000
+    stop_timeout = 5.0
 
     def __init__(self, records: queue.SimpleQueue[Any], handler: logging.Handler) -> None:
         super().__init__(records, handler)
         self.records = records
         self._stopping = threading.Event()
+        self._drops = threading.Lock()
+        self.dropped = 0
+
+    def offer(self, item: str | logging.LogRecord) -> None:
+        """Queue a rendered line or a stdlib record, unless `max_queued` wait."""
+        if self.records.qsize() < self.max_queued:
+            self.records.put(item)
+            return
+        with self._drops:
+            self.dropped += 1
 
     def _monitor(self) -> None:
         records, output = self.records, self.handlers[0]
         assert isinstance(output, _BatchWriter)
         while True:
-            record = records.get()
-            while record is not None:  # None: QueueListener's sentinel, stop() was called
-                if isinstance(record, str):  # a line structlog rendered
-                    output.write_line(record)
-                else:
-                    self.handle(record)
-                try:
-                    record = records.get_nowait()
-                except queue.Empty:
-                    break
+            stopped = self._take(records.get(), output)
+            if self.dropped:
+                with self._drops:
+                    lost, self.dropped = self.dropped, 0
+                _drop_log.warning("log lines dropped", lines=lost, why="stdout took none")
+                with contextlib.suppress(queue.Empty):  # that line, in this batch
+                    stopped = self._take(records.get_nowait(), output) or stopped
             output.flush()  # the batch, in one write
-            if record is None:
+            if stopped:
                 return
             self._stopping.wait(self.pause)
 
+    def _take(self, record: Any, output: _BatchWriter) -> bool:
+        """Hand `record` and all else queued to `output`; True once that took
+        QueueListener's sentinel (None: stop() was called)."""
+        while record is not None:
+            if isinstance(record, str):  # a line structlog rendered
+                output.write_line(record)
+            else:
+                self.handle(record)
+            if output.full:
+                output.flush()
+            try:
+                record = self.records.get_nowait()
+            except queue.Empty:
+                return False
+        return True
+
     def stop(self) -> None:
+        """Write out what is queued and stop, within `stop_timeout` seconds:
+        when stdout takes nothing, what it could not write is lost, and lines
+        after this are dropped (the process can still exit)."""
+        global _stdout_blocked
         self._stopping.set()  # no more pauses: the sentinel is reached at once
-        super().stop()
+        self.enqueue_sentinel()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(self.stop_timeout)
+            _stdout_blocked = thread.is_alive()
+            if _stdout_blocked:
+                output = self.handlers[0]
+                assert isinstance(output, _BatchWriter)
+                output.abandoned = True
+                if output.stream is sys.stdout:
+                    # The interpreter flushes sys.stdout as it exits, and a
+                    # buffered one would wait for the writer's lock forever.
+                    sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
 
 
 def _merge_record_context(
@@ -240,13 +309,14 @@ def configure_logging(
     output = _BatchWriter(sys.stdout)
     output.setFormatter(formatter)
     records: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    global _listener
+    global _listener, _stdout_blocked
     if _listener is not None:
         _listener.stop()
+    _stdout_blocked = False
     _listener = _BatchingListener(records, output)
     _listener.start()
     root = logging.getLogger()
-    root.handlers[:] = [_OrderedQueueHandler(records)]
+    root.handlers[:] = [_OrderedQueueHandler(_listener)]
     root.setLevel(level.upper())
     # botocore logs request bodies at DEBUG: keep it at WARNING whatever the level.
     for name in _NOISY_LOGGERS:
