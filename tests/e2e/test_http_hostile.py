@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.sidecar import SidecarProcess
+from tests.sockets import still_open
 
 pytestmark = pytest.mark.e2e
 
@@ -74,19 +75,6 @@ def real_request(port: int) -> tuple[int, dict[str, object]]:
 
 def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-
-
-def still_open(sock: socket.socket) -> bool:
-    """True if the server has neither answered nor closed this connection."""
-    sock.setblocking(False)
-    try:
-        return sock.recv(1, socket.MSG_PEEK) != b""
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.setblocking(True)
 
 
 def answer(sock: socket.socket) -> bytes:

@@ -12,6 +12,7 @@ import pytest
 
 from msgarchive_server import addresses
 from msgarchive_server.edge.httpserver import HttpServer, Limits
+from tests.sockets import still_open
 
 WAIT = 60.0  # a deadline only a broken server reaches
 CAP = 4
@@ -73,15 +74,7 @@ def connect(server: HttpServer, sends: bytes = b"") -> socket.socket:
 
 def closed(sock: socket.socket) -> bool:
     """True once the server has closed this connection (without an answer)."""
-    sock.setblocking(False)
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    finally:
-        sock.setblocking(True)
+    return not still_open(sock)
 
 
 def answered(sock: socket.socket) -> bytes:
