@@ -142,10 +142,10 @@ class _BatchingListener(logging.handlers.QueueListener):
     `stop()` writes out everything queued.
 
     At most `max_queued` lines wait. While stdout takes nothing (a log
-    collector that stopped reading the pipe), calls go on, and lines past
-    that are dropped and counted, not kept without bound; once the writer
-    gets through again it says how many were lost, in a `log lines dropped`
-    warning."""
+    collector that stopped reading the pipe), or takes lines slower than they
+    come, calls go on, and lines past that are dropped and counted, not kept
+    without bound; once the writer gets through again it says how many were
+    lost, in a `log lines dropped` warning."""
 
     pause = 0.02
     max_queued = 10_000
@@ -174,7 +174,8 @@ class _BatchingListener(logging.handlers.QueueListener):
             if self.dropped:
                 with self._drops:
                     lost, self.dropped = self.dropped, 0
-                _drop_log.warning("log lines dropped", lines=lost, why="stdout took none")
+                why = "stdout took them slower than they came"
+                _drop_log.warning("log lines dropped", lines=lost, why=why)
                 with contextlib.suppress(queue.Empty):  # that line, in this batch
                     stopped = self._take(records.get_nowait(), output) or stopped
             output.flush()  # the batch, in one write

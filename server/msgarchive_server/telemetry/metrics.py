@@ -1,8 +1,8 @@
 """Prometheus metrics: defined here, in one registry per sidecar (no globals).
 
-Served as Prometheus text on `--metrics-listen` (off by default; edge/scrape.py). Labels take
-only bounded values (channels, outcomes, store error codes, RPC names), never
-ids or message content.
+Served as Prometheus text on `--metrics-listen` (off by default; see
+edge/scrape.py). Labels take only bounded values (channels, outcomes, store
+error codes, RPC names), never ids or message content.
 """
 
 from __future__ import annotations
