@@ -1,8 +1,15 @@
-"""Socket helpers shared by the HTTP server's tests."""
+"""Socket helpers shared by the tests."""
 
 from __future__ import annotations
 
 import socket
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on (free as this returns)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def still_open(sock: socket.socket) -> bool:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from tests.seaweed import SeaweedFS
 from tests.sidecar import manifest_key_pair
+from tests.sockets import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -19,9 +19,7 @@ KEY = "sent_messages/Sms/202409/c1/" + "b" * 32 + "/" + "a" * 64 + ".json.lz4"
 
 
 def closed_port() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens once closed
+    return f"http://127.0.0.1:{free_port()}"  # nothing listens once closed
 
 
 def commands(bucket: str, endpoint: str, keys: tuple[Path, Path]) -> dict[str, list[str]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from tests.accounts import KEYS, accounts_file, authorization_header, s3_stores
 from tests.e2e.test_reads import start_sidecar, today
 from tests.seaweed import SeaweedFS
 from tests.sidecar import SidecarProcess
+from tests.sockets import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -282,13 +282,6 @@ def test_over_the_rate_limit_is_429_with_retry_after(seaweed: SeaweedFS, tmp_pat
         sidecar.kill()
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_a_store_that_does_not_answer_is_503(seaweed: SeaweedFS, tmp_path: Path) -> None:
     buckets = {"acme": "acme-bucket", "globex": "globex-bucket"}
     sidecar = SidecarProcess(
@@ -296,7 +289,7 @@ def test_a_store_that_does_not_answer_is_503(seaweed: SeaweedFS, tmp_path: Path)
             "--listen=127.0.0.1:0",
             "--http-listen=127.0.0.1:0",
             f"--accounts={accounts_file(tmp_path / 'accounts.toml', s3_stores(buckets))}",
-            f"--s3-endpoint-url=http://127.0.0.1:{_closed_port()}",
+            f"--s3-endpoint-url=http://127.0.0.1:{free_port()}",
             "--s3-path-style=true",
             "--max-retries=0",
         ],

@@ -4,6 +4,7 @@ a unix socket, the in-flight bound, and settings that stop startup."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -197,8 +198,6 @@ def test_connections_held_open_on_the_metrics_port_take_no_thread_and_delay_no_s
     head: a scrape is still answered at once, and they cost the sidecar no
     thread (prometheus-client's own server took a thread for each, for as long
     as the client kept it open, and accepted five at a time)."""
-    import socket
-
     sidecar = SidecarProcess(
         ["--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", f"--store={tmp_path / 'a'}"]
     ).start()

@@ -10,17 +10,20 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
 import pytest
 
 from msgarchive import ArchiveClient, InvalidMessage
 from msgarchive.v1 import archive_service_pb2 as pb
 from tests import samples
 from tests.seaweed import SeaweedFS, keys_in
-from tests.sidecar import SidecarProcess, run_to_exit, s3_sidecar
+from tests.sidecar import SidecarProcess, machine_env, run_to_exit, s3_sidecar
+from tests.sockets import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -254,15 +257,7 @@ def test_a_stdout_nobody_reads_neither_stops_archiving_nor_holds_the_stop(
     """A log collector that stops reading the sidecar's stdout: archives are
     still acked, every acked copy is stored, and SIGTERM still ends the
     process (it waited for stdout forever, with stdout buffered or not)."""
-    import time
-
-    import grpc
-
-    from tests.sidecar import machine_env
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = {**machine_env(), "MSGARCHIVE_LOG_FORMAT": "json", "PYTHONUNBUFFERED": unbuffered}
     sidecar = subprocess.Popen(
         [sys.executable, "-m", "msgarchive_server", "serve", f"--listen=127.0.0.1:{port}",

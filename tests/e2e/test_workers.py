@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -15,14 +14,9 @@ from msgarchive import ArchiveClient
 from tests import samples
 from tests.seaweed import SeaweedFS
 from tests.sidecar import SidecarProcess, manifest_key_pair, on_s3, run_to_exit, verify
+from tests.sockets import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_workers(sidecar: SidecarProcess, count: int) -> None:
