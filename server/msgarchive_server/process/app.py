@@ -34,6 +34,7 @@ from msgarchive_server.edge.backpressure import InFlightLimit, StreamSlots
 from msgarchive_server.edge.calls import ArchiveCalls
 from msgarchive_server.edge.httpserver import HttpServer
 from msgarchive_server.edge.interceptors import RequestLogInterceptor, StreamSlotsInterceptor
+from msgarchive_server.edge.lane import UnaryLane
 from msgarchive_server.edge.reads import ReadCalls
 from msgarchive_server.edge.scrape import metrics_listener
 from msgarchive_server.edge.servicer import ArchiveServicer
@@ -55,6 +56,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ArchiveService"].full_name
 # gRPC's own size limit sits above the rendered-JSON limit, so that an over-size
 # message gets INVALID_ARGUMENT naming the field rather than a transport error.
 _HEADROOM = 1024 * 1024
+ARCHIVE_METHOD = f"/{SERVICE_NAME}/Archive"
+# Lane threads past --max-in-flight: they answer OVERLOADED to calls beyond it.
+_LANE_SPARE = 8
 
 
 class StartupError(Exception):
@@ -105,21 +109,26 @@ class Sidecar:
         # A --workers worker shares its port with its siblings; otherwise no
         # one may share it (gRPC would allow it by default on Linux).
         reuse_port = settings.is_worker
+        interceptors = [
+            RequestLogInterceptor(self.metrics),
+            StreamSlotsInterceptor(
+                StreamSlots(settings.max_streams, settings.max_streams_per_peer), self.metrics
+            ),
+        ]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
-            interceptors=[
-                RequestLogInterceptor(self.metrics),
-                StreamSlotsInterceptor(
-                    StreamSlots(settings.max_streams, settings.max_streams_per_peer),
-                    self.metrics,
-                ),
-            ],
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", settings.max_message_bytes + _HEADROOM),
                 ("grpc.so_reuseport", 1 if reuse_port else 0),
             ],
         )
         pb_grpc.add_ArchiveServiceServicer_to_server(servicer, self.server)
+        # Archive on threads of its own, each call on one (edge/lane.py): as many
+        # as may be in flight, and a few more to refuse the rest at once.
+        self.lane = UnaryLane.attach(
+            self.server, ARCHIVE_METHOD, interceptors, settings.max_in_flight + _LANE_SPARE
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
@@ -251,6 +260,8 @@ class Sidecar:
             if tenant.sealer is not None:
                 tenant.sealer.start()
         self.server.start()
+        if self.lane is not None:
+            self.lane.start()
         if self.http is not None:
             self.http.start()
         self._set_health(serving=self.archiving_available)
@@ -268,6 +279,10 @@ class Sidecar:
         for tenant in self.tenants:
             tenant.circuit.stop()
         stopped.wait()
+        if self.lane is not None:
+            # The server has stopped: a lane call still running (cancelled after
+            # the grace) ends within its deadline's budget; wait as long again.
+            self.lane.join(grace)
         self.streams.close()
         for tenant in self.tenants:
             if tenant.archiver.journal is not None:

@@ -1,0 +1,340 @@
+"""One unary method served start to end on one thread: the lane under `Archive`.
+
+grpcio's synchronous server takes every call on its one polling thread and
+hands each step of it to a pool thread and back: the call's arrival, its
+request message, its status. Each hand-off between two threads that both want
+the GIL is a sleep and a wake-up, and for a unary archive they cost more than
+everything the sidecar does (docs/benchmarks.md, "The concurrency model").
+
+A `UnaryLane` serves one unary-unary method of a `grpc.server` without them.
+Each of its threads has a completion queue of its own, registered with the
+server's core before it starts. A thread asks the core for the next call of
+the method on its queue, reads the request, runs the handler (with the
+server's interceptors, as grpcio would) and sends the answer, waiting on its
+own queue each time. Everything else stays grpcio's: the other methods,
+reflection and health, the port, credentials, message size limits, and
+shutdown with its grace (the core fails a lane's waiting request when the
+server shuts down, and `grpc.Server.stop`'s cancel reaches the lane's calls).
+
+It uses grpcio's core binding (`grpc._cython.cygrpc`), the calls grpcio's own
+server makes. `UnaryLane.attach` checks that they are there and returns None
+otherwise, and grpcio then serves the method itself, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+try:
+    from grpc._cython import cygrpc  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover (every grpcio wheel has it)
+    cygrpc = None
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+# Tags of the lane's own batches; a lane thread is the only reader of its queue.
+_CALL, _RECEIVE, _METADATA, _FINISH = "call", "receive", "metadata", "finish"
+
+# What the core binding must offer, each used as grpcio's server uses it.
+_CORE_NEEDS = {
+    "Server": ("register_completion_queue", "register_method", "request_registered_call"),
+    "CompletionQueue": ("poll",),
+}
+_OPERATIONS = (
+    "ReceiveMessageOperation",
+    "SendInitialMetadataOperation",
+    "SendMessageOperation",
+    "SendStatusFromServerOperation",
+    "ReceiveCloseOnServerOperation",
+)
+
+
+def _core_has_all() -> bool:
+    if cygrpc is None:
+        return False
+    for kind, methods in _CORE_NEEDS.items():
+        if not all(hasattr(getattr(cygrpc, kind, None), name) for name in methods):
+            return False
+    return all(hasattr(cygrpc, name) for name in _OPERATIONS)
+
+
+class _CallDetails:
+    """What interceptors see of a call (grpc.HandlerCallDetails' two fields)."""
+
+    __slots__ = ("invocation_metadata", "method")
+
+    def __init__(self, method: str, invocation_metadata: Any) -> None:
+        self.method = method
+        self.invocation_metadata = invocation_metadata
+
+
+class _Aborted(Exception):
+    """Raised by `abort`: the handler's call ends with the status set on the context."""
+
+
+class LaneContext(grpc.ServicerContext):
+    """The `ServicerContext` of a lane call, as grpcio's behaves for a unary call.
+
+    One difference: the lane learns that the caller cancelled only when it sends
+    the answer, so `is_active` is False once the call is answered or its
+    deadline has passed, not the moment the caller hangs up."""
+
+    def __init__(self, event: Any, queue: Any) -> None:
+        self._event = event
+        self._queue = queue
+        self._code: grpc.StatusCode | None = None
+        self._details: str | None = None
+        self._trailing: tuple[tuple[str, str | bytes], ...] | None = None
+        self._initial_sent = False
+        self._callbacks: list[Callable[[], None]] = []
+        self.finished = False
+
+    # --- what the call is ------------------------------------------------------
+
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        metadata: tuple[tuple[str, str | bytes], ...] = self._event.invocation_metadata
+        return metadata
+
+    def peer(self) -> str:
+        peer: bytes = self._event.call.peer()
+        return peer.decode("utf-8", "replace")
+
+    def peer_identities(self) -> Iterable[bytes] | None:
+        identities: Iterable[bytes] | None = cygrpc.peer_identities(self._event.call)
+        return identities
+
+    def peer_identity_key(self) -> str | None:
+        key: bytes | None = cygrpc.peer_identity_key(self._event.call)
+        return None if key is None else key.decode("utf-8", "replace")
+
+    def auth_context(self) -> dict[str, Any]:
+        context: dict[bytes, Any] = cygrpc.auth_context(self._event.call)
+        return {key.decode("utf-8", "replace"): value for key, value in context.items()}
+
+    def time_remaining(self) -> float:
+        deadline: float = self._event.call_details.deadline
+        return max(deadline - time.time(), 0.0)
+
+    def is_active(self) -> bool:
+        return not self.finished and self.time_remaining() > 0
+
+    # --- the answer --------------------------------------------------------------
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+
+    def set_trailing_metadata(self, trailing_metadata: Any) -> None:
+        self._trailing = tuple(trailing_metadata or ())
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def details(self) -> str | None:
+        return self._details
+
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return self._trailing or ()
+
+    def abort(self, code: grpc.StatusCode, details: str) -> Any:
+        if code is grpc.StatusCode.OK:  # as grpcio: OK is no way to abort
+            code = grpc.StatusCode.UNKNOWN
+        self._code, self._details = code, details
+        raise _Aborted
+
+    def abort_with_status(self, status: grpc.Status) -> Any:
+        self.set_trailing_metadata(status.trailing_metadata)
+        self.abort(status.code, status.details)
+
+    def send_initial_metadata(self, initial_metadata: Any) -> None:
+        if self._initial_sent or self.finished:
+            raise ValueError("initial metadata was already sent")
+        self._initial_sent = True
+        operation = cygrpc.SendInitialMetadataOperation(tuple(initial_metadata), 0)
+        self._event.call.start_server_batch((operation,), _METADATA)
+        _wait(self._queue, _METADATA)
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        if self.finished:
+            return False
+        self._callbacks.append(callback)
+        return True
+
+    def cancel(self) -> bool:
+        self._event.call.cancel()
+        return True
+
+    # --- the lane's side ---------------------------------------------------------
+
+    def finish(self, body: bytes | None) -> None:
+        """Send the answer: the response `body` with OK, or the status set."""
+        code = self._code or grpc.StatusCode.OK
+        details = (self._details or "").encode("utf-8")
+        operations = [cygrpc.ReceiveCloseOnServerOperation(0)]
+        if not self._initial_sent:
+            operations.append(cygrpc.SendInitialMetadataOperation(None, 0))
+        if body is not None and code is grpc.StatusCode.OK:
+            operations.append(cygrpc.SendMessageOperation(body, 0))
+        operations.append(
+            cygrpc.SendStatusFromServerOperation(self._trailing, code.value[0], details, 0)
+        )
+        self._event.call.start_server_batch(tuple(operations), _FINISH)
+        _wait(self._queue, _FINISH)
+        self.finished = True
+        for callback in self._callbacks:
+            callback()
+
+
+def _wait(queue: Any, tag: str) -> Any:
+    """The event of the batch tagged `tag`. A lane thread has one request or
+    batch outstanding on its queue at a time, so the next event is that one."""
+    event = queue.poll()
+    assert event.tag == tag, (event.tag, tag)
+    return event
+
+
+class UnaryLane:
+    """Serves one unary-unary method of a `grpc.server` on `threads` threads of
+    its own, each call on one thread from its arrival to its answer.
+
+    `attach` before the server starts, `start` after it; stopping is the
+    server's (`join` waits for the lane's calls to end)."""
+
+    def __init__(
+        self,
+        core: Any,
+        method: str,
+        handler: Handler,
+        interceptors: Sequence[grpc.ServerInterceptor],
+        threads: int,
+    ) -> None:
+        self._core = core
+        self.method = method
+        self._handler = handler
+        self._interceptors = tuple(interceptors)
+        self._queues = [cygrpc.CompletionQueue() for _ in range(threads)]
+        for queue in self._queues:
+            core.register_completion_queue(queue)
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def attach(
+        cls,
+        server: grpc.Server,
+        method: str,
+        interceptors: Sequence[grpc.ServerInterceptor],
+        threads: int,
+    ) -> UnaryLane | None:
+        """Take `method` (registered on `server` by its generated `add_*_to_server`)
+        from grpcio's dispatch to a lane; None, leaving it to grpcio, if this
+        grpcio lacks what the lane needs or the method is not a registered
+        unary-unary one."""
+        state = getattr(server, "_state", None)
+        core = getattr(server, "_cy_server", None)
+        handlers = getattr(state, "registered_method_handlers", None)
+        if core is None or not isinstance(handlers, dict) or not _core_has_all():
+            return None
+        handler = handlers.get(method)
+        if handler is None or handler.unary_unary is None or handler.request_streaming:
+            return None
+        lane = cls(core, method, handler, interceptors, threads)
+        # grpcio asks the core for calls of each method in this dict; from now
+        # on only the lane's threads ask for this one.
+        del handlers[method]
+        return lane
+
+    def start(self) -> None:
+        for number, queue in enumerate(self._queues):
+            thread = threading.Thread(
+                target=self._serve, args=(queue,), name=f"lane-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the threads to end (they end once the
+        server has stopped and their call, if any, is done); True if all did."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def _serve(self, queue: Any) -> None:
+        while True:
+            try:
+                self._core.request_registered_call(queue, queue, self.method, _CALL)
+            except ValueError:  # the server is shutting down (the binding's check)
+                return
+            event = _wait(queue, _CALL)
+            if not event.success:  # the core failed the request: the server shut down
+                return
+            self._call(event, queue)
+
+    def _handler_for(self, details: _CallDetails) -> Handler | None:
+        """The method's handler wrapped by the interceptors, outermost first."""
+        handler: Handler | None = self._handler
+        for interceptor in reversed(self._interceptors):
+            handler = interceptor.intercept_service(_returning(handler), details)
+        return handler
+
+    def _call(self, event: Any, queue: Any) -> None:
+        context = LaneContext(event, queue)
+        handler = self._handler_for(_CallDetails(self.method, event.invocation_metadata))
+        event.call.start_server_batch((cygrpc.ReceiveMessageOperation(0),), _RECEIVE)
+        raw: bytes | None = _wait(queue, _RECEIVE).batch_operations[0].message()
+        if handler is None or handler.unary_unary is None:
+            context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+            context.set_details("Method not found!")
+            context.finish(None)
+            return
+        if raw is None:  # the caller hung up, or closed the call without a request
+            context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+            context.set_details(f'"{self.method}" requires exactly one request message.')
+            context.finish(None)
+            return
+        context.finish(_respond(handler, raw, context))
+
+
+def _returning(handler: Handler | None) -> Callable[[grpc.HandlerCallDetails], Handler | None]:
+    """An interceptor's continuation: the next handler inward."""
+    return lambda _details: handler
+
+
+def _respond(handler: Handler, raw: bytes, context: LaneContext) -> bytes | None:
+    """The serialized response, or None with the call's error set on `context`:
+    an abort's status, UNKNOWN for anything else the handler raised, INTERNAL
+    for a request or response that does not (de)serialize, as grpcio answers."""
+    parse, serialize = handler.request_deserializer, handler.response_serializer
+    try:
+        request = parse(raw) if parse is not None else raw
+    except Exception:
+        _failed(context, grpc.StatusCode.INTERNAL, "Exception deserializing request!")
+        return None
+    try:
+        assert handler.unary_unary is not None
+        response = handler.unary_unary(request, context)
+    except _Aborted:
+        return None
+    except Exception as err:
+        if context.code() in (None, grpc.StatusCode.OK):
+            _failed(context, grpc.StatusCode.UNKNOWN, f"Exception calling application: {err}")
+        return None
+    try:
+        body: bytes = serialize(response) if serialize is not None else response
+    except Exception:
+        _failed(context, grpc.StatusCode.INTERNAL, "Failed to serialize response!")
+        return None
+    return body
+
+
+def _failed(context: LaneContext, code: grpc.StatusCode, details: str) -> None:
+    context.set_code(code)
+    context.set_details(details)
