@@ -202,8 +202,14 @@ def _wait(queue: Any, tag: str) -> Any:
 
 
 class UnaryLane:
-    """Serves one unary-unary method of a `grpc.server` on `threads` threads of
-    its own, each call on one thread from its arrival to its answer.
+    """Serves one unary-unary method of a `grpc.server` on up to `threads`
+    threads of its own, each call on one thread from its arrival to its answer.
+
+    Threads are started as calls need them: whenever the last one waiting for
+    a call takes one, another starts, so there is always one waiting, and as
+    many as the most calls that were ever served at once (plus one) stay. A
+    waiting thread wakes five times a second (grpcio's binding checks for
+    signals), so threads nobody needs are not started.
 
     `attach` before the server starts, `start` after it; stopping is the
     server's (`join` waits for the lane's calls to end)."""
@@ -211,18 +217,24 @@ class UnaryLane:
     def __init__(
         self,
         core: Any,
+        core_lock: Any,
         method: str,
         handler: Handler,
         interceptors: Sequence[grpc.ServerInterceptor],
         threads: int,
     ) -> None:
         self._core = core
+        self._core_lock = core_lock
         self.method = method
         self._handler = handler
         self._interceptors = tuple(interceptors)
-        self._queues = [cygrpc.CompletionQueue() for _ in range(threads)]
-        for queue in self._queues:
+        # Every queue must be registered before the server starts; a thread
+        # takes one when it starts.
+        self._unused = [cygrpc.CompletionQueue() for _ in range(threads)]
+        for queue in self._unused:
             core.register_completion_queue(queue)
+        self._lock = threading.Lock()
+        self._waiting = 0  # threads waiting for a call
         self._threads: list[threading.Thread] = []
 
     @classmethod
@@ -240,43 +252,78 @@ class UnaryLane:
         state = getattr(server, "_state", None)
         core = getattr(server, "_cy_server", None)
         handlers = getattr(state, "registered_method_handlers", None)
-        if core is None or not isinstance(handlers, dict) or not _core_has_all():
+        core_lock = getattr(state, "lock", None)
+        if core is None or core_lock is None or not isinstance(handlers, dict):
             return None
         handler = handlers.get(method)
-        if handler is None or handler.unary_unary is None or handler.request_streaming:
+        if not _core_has_all() or handler is None or handler.unary_unary is None:
             return None
-        lane = cls(core, method, handler, interceptors, threads)
+        if handler.request_streaming:
+            return None
+        lane = cls(core, core_lock, method, handler, interceptors, threads)
         # grpcio asks the core for calls of each method in this dict; from now
         # on only the lane's threads ask for this one.
         del handlers[method]
         return lane
 
+    @property
+    def threads(self) -> int:
+        """How many threads have started."""
+        with self._lock:
+            return len(self._threads)
+
     def start(self) -> None:
-        for number, queue in enumerate(self._queues):
-            thread = threading.Thread(
-                target=self._serve, args=(queue,), name=f"lane-{number}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+        with self._lock:
+            self._start_one()
 
     def join(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the threads to end (they end once the
         server has stopped and their call, if any, is done); True if all did."""
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0))
-        return not any(thread.is_alive() for thread in self._threads)
+        return not any(thread.is_alive() for thread in threads)
+
+    def _start_one(self) -> None:
+        """Start a thread on an unused queue, if one is left (holding the lock)."""
+        if not self._unused:
+            return
+        self._waiting += 1
+        name = f"lane-{len(self._threads)}"
+        thread = threading.Thread(
+            target=self._serve, args=(self._unused.pop(),), name=name, daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
 
     def _serve(self, queue: Any) -> None:
         while True:
-            try:
-                self._core.request_registered_call(queue, queue, self.method, _CALL)
-            except ValueError:  # the server is shutting down (the binding's check)
+            if not self._request(queue):
                 return
             event = _wait(queue, _CALL)
             if not event.success:  # the core failed the request: the server shut down
                 return
+            with self._lock:
+                self._waiting -= 1
+                if self._waiting == 0:
+                    self._start_one()  # the next call has a thread waiting for it
             self._call(event, queue)
+            with self._lock:
+                self._waiting += 1
+
+    def _request(self, queue: Any) -> bool:
+        """Ask the core for the next call on `queue`; False once the server is
+        shutting down. Under grpcio's server lock: grpcio destroys the core
+        server holding it, and the binding's check that the server is not
+        shutting down, then the request, must not straddle that."""
+        with self._core_lock:
+            try:
+                self._core.request_registered_call(queue, queue, self.method, _CALL)
+            except ValueError:  # the binding's check: the server is shutting down
+                return False
+        return True
 
     def _handler_for(self, details: _CallDetails) -> Handler | None:
         """The method's handler wrapped by the interceptors, outermost first."""
