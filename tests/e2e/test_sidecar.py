@@ -282,3 +282,41 @@ def test_a_stdout_nobody_reads_neither_stops_archiving_nor_holds_the_stop(
         if sidecar.poll() is None:
             sidecar.kill()
         sidecar.wait()
+
+
+def test_a_stdout_whose_reader_is_gone_is_said_once_and_archiving_goes_on(
+    tmp_path: Path,
+) -> None:
+    """The log collector died and closed the pipe: archives are still acked and
+    stored, stderr says so in one line (it had a traceback for every batch),
+    and SIGTERM ends the process."""
+    port = free_port()
+    env = {**machine_env(), "MSGARCHIVE_LOG_FORMAT": "json"}
+    sidecar = subprocess.Popen(
+        [sys.executable, "-m", "msgarchive_server", "serve", f"--listen=127.0.0.1:{port}",
+         f"--store={tmp_path / 'archive'}", "--grace-period=1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    try:
+        assert sidecar.stdout is not None
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=60)
+        sidecar.stdout.close()  # the reader goes: writes now fail with EPIPE
+        with ArchiveClient(f"127.0.0.1:{port}") as client:
+            acks = [
+                client.archive(samples.sms_request(created_at_ms=samples.CREATED_AT_MS + n))
+                for n in range(500)
+            ]
+        assert all((tmp_path / "archive" / ack.key).is_file() for ack in acks)
+        sidecar.send_signal(signal.SIGTERM)
+        _, stderr = sidecar.communicate(timeout=60)
+        assert sidecar.returncode == 0
+        said = stderr.decode().splitlines()
+        assert said == [
+            "msgarchive: cannot write log lines to stdout (BrokenPipeError: [Errno 32] "
+            "Broken pipe); they are dropped and counted until it takes them again"
+        ]
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+        sidecar.wait()

@@ -10,6 +10,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -244,3 +245,63 @@ def test_a_stop_while_stdout_takes_nothing_returns_and_later_lines_do_not_block(
     assert in_a_thread(lambda: [log.info("line", n=n, pad="p" * 150) for n in range(2000)])
     assert in_a_thread(flush_logs)  # gives up after stop_timeout
     assert in_a_thread(lambda: log.info("after the stop"))  # dropped, not written
+
+
+class _BrokenThenMended(io.StringIO):
+    """A stdout whose writes fail (a closed pipe) until `mended`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mended = False
+        self.failed = 0
+
+    def write(self, text: str) -> int:
+        if not self.mended:
+            self.failed += 1
+            raise BrokenPipeError(32, "Broken pipe")
+        return super().write(text)
+
+
+def test_lines_stdout_refuses_are_counted_and_said_once_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, restores_logging: None
+) -> None:
+    """A stdout whose reader is gone: every line is written or counted in the
+    `log lines dropped` warning once stdout takes lines again, and stderr
+    says so once, not once a batch."""
+    stdout, stderr = _BrokenThenMended(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    monkeypatch.setattr(logs._BatchingListener, "pause", 0.001)
+    configure_logging("info", "json")
+    log = structlog.get_logger("msgarchive.test")
+    for n in range(300):
+        log.info("line", n=n)
+        if n % 30 == 0:  # let batches go by, each of them refused
+            listener = logs._listener
+            assert listener is not None
+            until(listener.records.empty)
+    until(lambda: stdout.failed >= 3)
+    stdout.mended = True
+    for n in range(300, 310):
+        log.info("line", n=n)
+    flush_logs()
+    got = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    written = [g["n"] for g in got if g["event"] == "line"]
+    warnings = [g for g in got if g["event"] == "log lines dropped"]
+    assert len(warnings) == 1
+    assert warnings[0]["why"] == "stdout could not be written (BrokenPipeError)"
+    assert len(written) + warnings[0]["lines"] == 310
+    assert written[-10:] == list(range(300, 310))
+    said = stderr.getvalue().splitlines()
+    assert said == [
+        "msgarchive: cannot write log lines to stdout (BrokenPipeError: [Errno 32] Broken "
+        "pipe); they are dropped and counted until it takes them again"
+    ]
+
+
+def until(condition: Callable[[], bool]) -> None:
+    """Poll `condition` to a deadline only a hang reaches."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)

@@ -11,7 +11,8 @@ and takes about 45 µs so). One writer thread writes the queued lines, and
 formats the stdlib records queued beside them, in the order they were logged,
 one write a batch. A stdout that takes nothing holds up only that thread: the
 lines waiting are bounded (the rest dropped and counted), and a stop gives
-up on it after a few seconds.
+up on it after a few seconds. A stdout that refuses writes (a broken pipe)
+loses its batches, counted the same way and said once on stderr.
 """
 
 from __future__ import annotations
@@ -101,6 +102,9 @@ class _BatchWriter(logging.StreamHandler):  # type: ignore[type-arg]
         self._size = 0
         self._pending_lock = threading.Lock()
         self.abandoned = False
+        self.failure = ""  # why the last write failed ("" once one succeeds)
+        self.lost = 0  # lines of batches that failed, for the listener to count
+        self._stderr = sys.stderr  # where a failure is told
 
     @property
     def full(self) -> bool:
@@ -123,15 +127,30 @@ class _BatchWriter(logging.StreamHandler):  # type: ignore[type-arg]
         if self.abandoned:
             return
         with self._pending_lock:
+            lines = len(self._pending)
             text = "\n".join(self._pending) + "\n" if self._pending else ""
             self._pending.clear()
             self._size = 0
+        if not text:  # nothing to write says nothing of whether stdout takes lines
+            return
         try:
-            if text:
-                self.stream.write(text)
+            self.stream.write(text)
             self.stream.flush()
-        except Exception:  # as logging's: lines that cannot be written are dropped
-            traceback.print_exc(file=sys.stderr)
+        except Exception as err:  # a closed pipe, a full disk: the batch is lost
+            self.lost += lines
+            if not self.failure:  # said once until a write succeeds, not each batch
+                self._say(
+                    f"msgarchive: cannot write log lines to stdout ({type(err).__name__}: "
+                    f"{err}); they are dropped and counted until it takes them again"
+                )
+            self.failure = type(err).__name__
+        else:
+            self.failure = ""
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(Exception):  # stderr may be gone too
+            self._stderr.write(text + "\n")
+            self._stderr.flush()
 
 
 class _BatchingListener(logging.handlers.QueueListener):
@@ -169,19 +188,46 @@ class _BatchingListener(logging.handlers.QueueListener):
     def _monitor(self) -> None:
         records, output = self.records, self.handlers[0]
         assert isinstance(output, _BatchWriter)
+        refused = ""  # why stdout refused lines, since the last warning
         while True:
             stopped = self._take(records.get(), output)
-            if self.dropped:
-                with self._drops:
-                    lost, self.dropped = self.dropped, 0
-                why = "stdout took them slower than they came"
-                _drop_log.warning("log lines dropped", lines=lost, why=why)
-                with contextlib.suppress(queue.Empty):  # that line, in this batch
-                    stopped = self._take(records.get_nowait(), output) or stopped
+            # The warning goes with the batch if the last write went through (a
+            # stdout that was slow); after lines were refused, right after the
+            # first write that goes through.
+            refused, stopped_too = self._say_dropped(output, refused, write=False)
             output.flush()  # the batch, in one write
-            if stopped:
+            stopped_last = False
+            if refused or output.lost:
+                refused, stopped_last = self._say_dropped(output, refused)
+            if stopped or stopped_too or stopped_last:
                 return
             self._stopping.wait(self.pause)
+
+    def _say_dropped(
+        self, output: _BatchWriter, refused: str, write: bool = True
+    ) -> tuple[str, bool]:
+        """Count the lines of batches stdout refused with those dropped at the
+        bound; if the last write went through, warn how many were lost (and
+        `write` it at once). Returns why stdout refused lines not yet told, and
+        whether the stop's sentinel was taken with the warning."""
+        if output.lost:
+            refused = refused or output.failure
+            with self._drops:
+                self.dropped, output.lost = self.dropped + output.lost, 0
+        if not self.dropped or output.failure:
+            return refused, False
+        with self._drops:
+            lost, self.dropped = self.dropped, 0
+        why = "stdout took them slower than they came"
+        if refused:
+            why = f"stdout could not be written ({refused})"
+        _drop_log.warning("log lines dropped", lines=lost, why=why)
+        stopped = False
+        with contextlib.suppress(queue.Empty):  # that line, and what came with it
+            stopped = self._take(self.records.get_nowait(), output)
+        if write:
+            output.flush()
+        return "", stopped
 
     def _take(self, record: Any, output: _BatchWriter) -> bool:
         """Hand `record` and all else queued to `output`; True once that took
