@@ -11,9 +11,11 @@ baseline, the sender's whole cost):
   Archive through the client library, as bench.run's concurrency 1;
 - the store's write: the sidecar's S3Store.put (obstore) from this process,
   what each archive's write costs wherever it runs;
-- gRPC server, nothing else: grpcio's sync server (the sidecar's model, its
-  pool of 64 threads) whose Archive answers a ready response; the floor of
-  any sidecar built on it, and the client library's own cost as the sender;
+- gRPC server, nothing else: grpcio's sync server (a pool of 64 threads)
+  whose Archive answers a ready response; the floor of any sidecar built on
+  it, and the client library's own cost as the sender; and the same server
+  with Archive on a `UnaryLane` (edge/lane.py, the sidecar's model): each
+  call served on one thread, no hand-off to the pool;
 - sidecar, store answering at once: the whole sidecar (interceptors, log
   line, metrics, validation, rendering, compression) over a store whose
   every write succeeds at once, at log level info and at warning (no `rpc`
@@ -47,6 +49,8 @@ import grpc
 from msgarchive import ArchiveClient
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
+from msgarchive_server.edge.lane import UnaryLane
+from msgarchive_server.process.app import ARCHIVE_METHOD
 from msgarchive_server.stores import PutResult
 from tests.seaweed import SeaweedFS
 from tests.unit.fakes import FakeStore
@@ -66,10 +70,10 @@ _READY = pb.ArchiveResponse(request_id="0", message_id="0" * 26, bucket="b", key
 
 
 def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
-    """In the server's own process: `echo`, `sidecar-info` / `sidecar-warning` /
+    """In the server's own process: `echo` (`echo-lane`), `sidecar-info` / `sidecar-warning` /
     `sidecar-traced` (the answering store; traced to the OTLP endpoint in the
     environment), or `sidecar-s3` (the S3 store at `endpoint`)."""
-    if kind == "echo":
+    if kind in ("echo", "echo-lane"):
 
         class Echo(pb_grpc.ArchiveServiceServicer):
             def Archive(self, request: pb.ArchiveRequest, context: object) -> pb.ArchiveResponse:  # noqa: N802
@@ -77,8 +81,13 @@ def serve(kind: str, port: int, bucket: str = "", endpoint: str = "") -> None:
 
         server = grpc.server(futures.ThreadPoolExecutor(THREADS))
         pb_grpc.add_ArchiveServiceServicer_to_server(Echo(), server)  # type: ignore[abstract]
+        lane = (
+            UnaryLane.attach(server, ARCHIVE_METHOD, [], THREADS) if kind == "echo-lane" else None
+        )
         server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
+        if lane is not None:
+            lane.start()
     else:
         from msgarchive_server.process.app import build_server
         from msgarchive_server.process.config import Settings
@@ -214,6 +223,7 @@ def one_round(seaweed: SeaweedFS, sink: SpanSink, calls: int, number: int) -> di
         server("sidecar-s3", "sidecar", seaweed.new_bucket(), seaweed.endpoint),
         store,
         server("echo", "gRPC server, nothing else"),
+        server("echo-lane", "the same, Archive on a lane"),
         server("sidecar-info", "sidecar, store answering at once"),
         server("sidecar-warning", "the same, log level warning"),
         server(

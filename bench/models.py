@@ -1,4 +1,4 @@
-"""Which gRPC server model: synchronous `grpc.server` or `grpc.aio`, in one run.
+"""Which gRPC server model: synchronous `grpc.server`, `grpc.aio`, or the lane, in one run.
 
     .venv/bin/python -m bench.models [--rounds 3]
 
@@ -13,7 +13,11 @@ process of its own, against SeaweedFS:
   the event loop and writes with obstore's asyncio `put_async` (no thread
   handoff at all). A prototype: no retries, no deadline budget, no
   existing-copy check, so it is the floor of that model, not a candidate as it
-  stands.
+  stands;
+- lane: the synchronous server with Archive on a `UnaryLane` (edge/lane.py):
+  each call served start to end on one thread waiting on a completion queue
+  of its own, no hand-off to a pool thread (the sidecar's model since
+  2026-12-03).
 
 In interleaved rounds: p50 latency and server CPU per archive at concurrency
 1, throughput and server CPU per archive at concurrency 16.
@@ -41,7 +45,9 @@ from msgarchive import ArchiveClient
 from msgarchive.v1 import archive_service_pb2 as pb
 from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive_server.domain.archive import Archiver
+from msgarchive_server.edge.lane import UnaryLane
 from msgarchive_server.edge.response import to_response
+from msgarchive_server.process.app import ARCHIVE_METHOD
 from msgarchive_server.stores.s3 import S3Options, S3Store
 from tests.seaweed import SeaweedFS
 
@@ -55,7 +61,7 @@ def _archiver(bucket: str, endpoint: str) -> Archiver:
     return Archiver(S3Store(options))
 
 
-def serve_sync(port: int, bucket: str, endpoint: str) -> None:
+def serve_sync(port: int, bucket: str, endpoint: str, lane: bool = False) -> None:
     archiver = _archiver(bucket, endpoint)
 
     class Servicer(pb_grpc.ArchiveServiceServicer):
@@ -65,10 +71,20 @@ def serve_sync(port: int, bucket: str, endpoint: str) -> None:
     server = grpc.server(futures.ThreadPoolExecutor(THREADS))
     # Archive only: the other RPCs are not measured here.
     pb_grpc.add_ArchiveServiceServicer_to_server(Servicer(), server)  # type: ignore[abstract]
+    archive_lane = None
+    if lane:
+        archive_lane = UnaryLane.attach(server, ARCHIVE_METHOD, [], THREADS)
+        assert archive_lane is not None
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
+    if archive_lane is not None:
+        archive_lane.start()
     print("ready", flush=True)
     server.wait_for_termination()
+
+
+def serve_lane(port: int, bucket: str, endpoint: str) -> None:
+    serve_sync(port, bucket, endpoint, lane=True)
 
 
 def _run_aio(servicer: pb_grpc.ArchiveServiceServicer, port: int) -> None:
@@ -140,7 +156,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-MODELS = ("sync", "aio", "aio-native")
+MODELS = ("sync", "aio", "aio-native", "lane")
 
 
 def measure(model: str, seaweed: SeaweedFS, port: int) -> tuple[float, float, float, float]:
@@ -222,7 +238,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) == 5:
-        serve = {"sync": serve_sync, "aio": serve_aio, "aio-native": serve_aio_native}[sys.argv[1]]
+        serve = {
+            "sync": serve_sync,
+            "aio": serve_aio,
+            "aio-native": serve_aio_native,
+            "lane": serve_lane,
+        }[sys.argv[1]]
         serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
         sys.exit(main())
