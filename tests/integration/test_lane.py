@@ -174,6 +174,41 @@ def test_a_handler_that_raises_is_answered_unknown_and_the_lane_goes_on(served: 
     assert served.stub.Archive(pb.ArchiveRequest(), timeout=30).request_id.startswith("ok")
 
 
+class _Raising(grpc.ServerInterceptor):
+    def __init__(self) -> None:
+        self.raising = True
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        if self.raising:
+            raise RuntimeError("interceptor bug")
+        return continuation(details)
+
+
+def test_an_interceptor_that_raises_is_answered_unknown_and_the_lane_goes_on() -> None:
+    raising = _Raising()
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    servicer = _Servicer()  # type: ignore[abstract]
+    pb_grpc.add_ArchiveServiceServicer_to_server(servicer, server)
+    lane = UnaryLane.attach(server, ARCHIVE_METHOD, [raising], 1)
+    assert lane is not None
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    lane.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = pb_grpc.ArchiveServiceStub(channel)
+            for _ in range(3):
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.Archive(pb.ArchiveRequest(), timeout=30)
+                assert raised.value.code() is grpc.StatusCode.UNKNOWN
+                assert raised.value.details() == "Error in service handler!"
+            raising.raising = False
+            assert stub.Archive(pb.ArchiveRequest(request_id="ok"), timeout=30).request_id == "ok"
+    finally:
+        server.stop(None).wait()
+        assert lane.join(30)
+
+
 def test_a_request_that_does_not_parse_is_internal(served: _Served) -> None:
     raw: Any = served.channel.unary_unary(ARCHIVE_METHOD)  # bytes in, bytes out
     with pytest.raises(grpc.RpcError) as raised:

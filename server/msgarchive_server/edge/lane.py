@@ -23,12 +23,14 @@ otherwise, and grpcio then serves the method itself, as before.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import structlog
 
 try:
     from grpc._cython import cygrpc  # type: ignore[attr-defined]
@@ -37,6 +39,8 @@ except ImportError:  # pragma: no cover (every grpcio wheel has it)
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
+
+log = structlog.get_logger("msgarchive.lane")
 
 # Tags of the lane's own batches; a lane thread is the only reader of its queue.
 _CALL, _RECEIVE, _METADATA, _FINISH = "call", "receive", "metadata", "finish"
@@ -195,10 +199,14 @@ class LaneContext(grpc.ServicerContext):
 
 def _wait(queue: Any, tag: str) -> Any:
     """The event of the batch tagged `tag`. A lane thread has one request or
-    batch outstanding on its queue at a time, so the next event is that one."""
-    event = queue.poll()
-    assert event.tag == tag, (event.tag, tag)
-    return event
+    batch outstanding on its queue at a time, so the next event is that one,
+    unless a call failed half way and left one behind: that one is skipped."""
+    while True:
+        event = queue.poll()
+        if event.tag == tag:
+            return event
+        if event.completion_type == cygrpc.CompletionType.queue_shutdown:
+            raise RuntimeError("the lane's completion queue was shut down")
 
 
 class UnaryLane:
@@ -309,7 +317,12 @@ class UnaryLane:
                 self._waiting -= 1
                 if self._waiting == 0:
                     self._start_one()  # the next call has a thread waiting for it
-            self._call(event, queue)
+            try:
+                self._call(event, queue)
+            except Exception:  # the binding refused a batch: this call is lost, not the thread
+                log.exception("a lane call failed", method=self.method)
+                with contextlib.suppress(Exception):  # the caller hears it now, not at its deadline
+                    event.call.cancel()
             with self._lock:
                 self._waiting += 1
 
@@ -334,9 +347,16 @@ class UnaryLane:
 
     def _call(self, event: Any, queue: Any) -> None:
         context = LaneContext(event, queue)
-        handler = self._handler_for(_CallDetails(self.method, event.invocation_metadata))
         event.call.start_server_batch((cygrpc.ReceiveMessageOperation(0),), _RECEIVE)
         raw: bytes | None = _wait(queue, _RECEIVE).batch_operations[0].message()
+        try:
+            handler = self._handler_for(_CallDetails(self.method, event.invocation_metadata))
+        except Exception:  # as grpcio answers an interceptor that raises
+            log.exception("a lane interceptor raised", method=self.method)
+            context.set_code(grpc.StatusCode.UNKNOWN)
+            context.set_details("Error in service handler!")
+            context.finish(None)
+            return
         if handler is None or handler.unary_unary is None:
             context.set_code(grpc.StatusCode.UNIMPLEMENTED)
             context.set_details("Method not found!")
