@@ -254,14 +254,24 @@ def test_an_over_size_request_is_refused_by_the_core_and_the_lane_goes_on() -> N
         running.close()
 
 
+class _Held:
+    """A behaviour that holds its call until `release` is set; `entered` is set
+    once a call is in."""
+
+    def __init__(self, answer: str = "") -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.answer = answer
+
+    def __call__(self, request: pb.ArchiveRequest, context: Any) -> pb.ArchiveResponse:
+        self.entered.set()
+        self.release.wait(60)
+        return pb.ArchiveResponse(request_id=self.answer)
+
+
 def test_a_caller_that_gives_up_leaves_the_lane_serving() -> None:
     running = _Served(threads=1)
-    release = threading.Event()
-
-    def slow(request: pb.ArchiveRequest, context: grpc.ServicerContext) -> pb.ArchiveResponse:
-        release.wait(60)
-        return pb.ArchiveResponse(request_id="late")
-
+    slow = _Held("late")
+    release = slow.release
     try:
         running.servicer.behaviour = slow
         with pytest.raises(grpc.RpcError) as raised:
@@ -277,13 +287,8 @@ def test_a_caller_that_gives_up_leaves_the_lane_serving() -> None:
 
 def test_stop_with_grace_lets_a_call_in_flight_finish_then_the_threads_end() -> None:
     running = _Served(threads=2)
-    entered, release = threading.Event(), threading.Event()
-
-    def held(request: pb.ArchiveRequest, context: grpc.ServicerContext) -> pb.ArchiveResponse:
-        entered.set()
-        release.wait(60)
-        return pb.ArchiveResponse(request_id="finished")
-
+    held = _Held("finished")
+    entered, release = held.entered, held.release
     running.servicer.behaviour = held
     with futures.ThreadPoolExecutor(1) as pool:
         call = pool.submit(running.stub.Archive, pb.ArchiveRequest(), timeout=60)
@@ -301,13 +306,8 @@ def test_stop_with_grace_lets_a_call_in_flight_finish_then_the_threads_end() -> 
 
 def test_stop_without_grace_cancels_a_call_in_flight() -> None:
     running = _Served(threads=1)
-    entered, release = threading.Event(), threading.Event()
-
-    def held(request: pb.ArchiveRequest, context: grpc.ServicerContext) -> pb.ArchiveResponse:
-        entered.set()
-        release.wait(60)
-        return pb.ArchiveResponse()
-
+    held = _Held()
+    entered, release = held.entered, held.release
     running.servicer.behaviour = held
     try:
         with futures.ThreadPoolExecutor(1) as pool:

@@ -256,14 +256,15 @@ class _BatchingListener(logging.handlers.QueueListener):
         if thread is not None:
             thread.join(self.stop_timeout)
             _stdout_blocked = thread.is_alive()
+            output = self.handlers[0]
+            assert isinstance(output, _BatchWriter)
             if _stdout_blocked:
-                output = self.handlers[0]
-                assert isinstance(output, _BatchWriter)
                 output.abandoned = True
-                if output.stream is sys.stdout:
-                    # The interpreter flushes sys.stdout as it exits, and a
-                    # buffered one would wait for the writer's lock forever.
-                    sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
+            if (_stdout_blocked or output.failure) and output.stream is sys.stdout:
+                # The interpreter flushes sys.stdout as it exits: a buffered one
+                # would wait for the writer's lock forever, or fail again on a
+                # broken pipe and make the exit status 120.
+                sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
 
 
 def _merge_record_context(
