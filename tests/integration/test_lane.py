@@ -139,6 +139,19 @@ def test_the_context_has_the_calls_metadata_peer_and_deadline(served: _Served) -
     assert seen["active"] is True
 
 
+def test_metadata_the_handler_sends_reaches_the_caller(served: _Served) -> None:
+    def annotate(request: pb.ArchiveRequest, context: grpc.ServicerContext) -> pb.ArchiveResponse:
+        context.send_initial_metadata((("x-first", "1"),))
+        context.set_trailing_metadata((("x-last", "2"),))
+        return pb.ArchiveResponse(request_id="annotated")
+
+    served.servicer.behaviour = annotate
+    answer, call = served.stub.Archive.with_call(pb.ArchiveRequest(), timeout=30)
+    assert answer.request_id.startswith("annotated")
+    assert ("x-first", "1") in tuple(call.initial_metadata())
+    assert ("x-last", "2") in tuple(call.trailing_metadata())
+
+
 def test_an_abort_with_status_reaches_the_caller_whole(served: _Served) -> None:
     def refuse(request: pb.ArchiveRequest, context: grpc.ServicerContext) -> pb.ArchiveResponse:
         info = error_details_pb2.ErrorInfo(reason="INVALID_MESSAGE", domain="msgarchive.v1")

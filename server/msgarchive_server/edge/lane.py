@@ -42,13 +42,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("msgarchive.lane")
 
-# Tags of the lane's own batches; a lane thread is the only reader of its queue.
-_CALL, _RECEIVE, _METADATA, _FINISH = "call", "receive", "metadata", "finish"
 
 # What the core binding must offer, each used as grpcio's server uses it.
 _CORE_NEEDS = {
     "Server": ("register_completion_queue", "register_method", "request_registered_call"),
     "CompletionQueue": ("poll",),
+    "CompletionType": ("queue_shutdown",),
 }
 _OPERATIONS = (
     "ReceiveMessageOperation",
@@ -163,8 +162,7 @@ class LaneContext(grpc.ServicerContext):
             raise ValueError("initial metadata was already sent")
         self._initial_sent = True
         operation = cygrpc.SendInitialMetadataOperation(tuple(initial_metadata), 0)
-        self._event.call.start_server_batch((operation,), _METADATA)
-        _wait(self._queue, _METADATA)
+        _run_batch(self._queue, self._event.call, (operation,))
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         if self.finished:
@@ -190,20 +188,27 @@ class LaneContext(grpc.ServicerContext):
         operations.append(
             cygrpc.SendStatusFromServerOperation(self._trailing, code.value[0], details, 0)
         )
-        self._event.call.start_server_batch(tuple(operations), _FINISH)
-        _wait(self._queue, _FINISH)
+        _run_batch(self._queue, self._event.call, tuple(operations))
         self.finished = True
         for callback in self._callbacks:
             callback()
 
 
-def _wait(queue: Any, tag: str) -> Any:
-    """The event of the batch tagged `tag`. A lane thread has one request or
-    batch outstanding on its queue at a time, so the next event is that one,
-    unless a call failed half way and left one behind: that one is skipped."""
+def _run_batch(queue: Any, call: Any, operations: tuple[Any, ...]) -> Any:
+    """Start a batch of `operations` on `call` and wait for its event."""
+    tag = object()
+    call.start_server_batch(operations, tag)
+    return _wait(queue, tag)
+
+
+def _wait(queue: Any, tag: object) -> Any:
+    """The event of the request or batch whose tag is `tag` (an object of its
+    own). A lane thread has one outstanding on its queue at a time, so the next
+    event is that one, unless a call failed half way and left one behind: that
+    one is skipped, and no event of another call can pass for this one's."""
     while True:
         event = queue.poll()
-        if event.tag == tag:
+        if event.tag is tag:
             return event
         if event.completion_type == cygrpc.CompletionType.queue_shutdown:
             raise RuntimeError("the lane's completion queue was shut down")
@@ -308,9 +313,10 @@ class UnaryLane:
 
     def _serve(self, queue: Any) -> None:
         while True:
-            if not self._request(queue):
+            tag = object()
+            if not self._request(queue, tag):
                 return
-            event = _wait(queue, _CALL)
+            event = _wait(queue, tag)
             if not event.success:  # the core failed the request: the server shut down
                 return
             with self._lock:
@@ -326,14 +332,15 @@ class UnaryLane:
             with self._lock:
                 self._waiting += 1
 
-    def _request(self, queue: Any) -> bool:
-        """Ask the core for the next call on `queue`; False once the server is
-        shutting down. Under grpcio's server lock: grpcio destroys the core
-        server holding it, and the binding's check that the server is not
-        shutting down, then the request, must not straddle that."""
+    def _request(self, queue: Any, tag: object) -> bool:
+        """Ask the core for the next call on `queue`, its event tagged `tag`;
+        False once the server is shutting down. Under grpcio's server lock:
+        grpcio destroys the core server holding it, and the binding's check
+        that the server is not shutting down, then the request, must not
+        straddle that."""
         with self._core_lock:
             try:
-                self._core.request_registered_call(queue, queue, self.method, _CALL)
+                self._core.request_registered_call(queue, queue, self.method, tag)
             except ValueError:  # the binding's check: the server is shutting down
                 return False
         return True
@@ -347,8 +354,8 @@ class UnaryLane:
 
     def _call(self, event: Any, queue: Any) -> None:
         context = LaneContext(event, queue)
-        event.call.start_server_batch((cygrpc.ReceiveMessageOperation(0),), _RECEIVE)
-        raw: bytes | None = _wait(queue, _RECEIVE).batch_operations[0].message()
+        received = _run_batch(queue, event.call, (cygrpc.ReceiveMessageOperation(0),))
+        raw: bytes | None = received.batch_operations[0].message()
         try:
             handler = self._handler_for(_CallDetails(self.method, event.invocation_metadata))
         except Exception:  # as grpcio answers an interceptor that raises
