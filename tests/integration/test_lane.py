@@ -4,6 +4,7 @@ Archive is served by a `UnaryLane`, with a servicer of the test's own."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -364,12 +365,12 @@ def test_the_sidecar_serves_archive_on_its_lane(
     sidecar = build_server(Settings(listen="127.0.0.1:0"), LocalStore(tmp_path))
     sidecar.start()
     try:
-        assert sidecar.lane is not None
+        assert ARCHIVE_METHOD in sidecar.lanes
         with ArchiveClient(f"127.0.0.1:{sidecar.port}") as client:
             ack = client.archive(samples.sms_request())
         assert (tmp_path / ack.key).exists()
         assert names
-        assert names[0].startswith("lane-")
+        assert names[0].startswith("archive-")
     finally:
         sidecar.stop(grace=1)
 
@@ -395,3 +396,97 @@ def test_stopping_while_the_lane_starts_threads_is_safe() -> None:
                     )
         assert running.lane.join(30)
         running.channel.close()
+
+
+def test_calls_that_never_send_their_request_do_not_lock_the_lane_out() -> None:
+    """Callers that open calls and send no request took every thread, and no
+    real call was answered again (before the lane, not even health)."""
+    running = _Served(threads=2)
+    stop = threading.Event()
+
+    def nothing() -> Iterator[pb.ArchiveRequest]:
+        stop.wait(60)
+        yield from ()
+
+    hostile = running.channel.stream_unary(
+        ARCHIVE_METHOD,
+        request_serializer=pb.ArchiveRequest.SerializeToString,
+        response_deserializer=pb.ArchiveResponse.FromString,
+    )
+    try:
+        with futures.ThreadPoolExecutor(4) as pool:
+            held = [pool.submit(hostile, nothing(), timeout=60) for _ in range(4)]
+            # Two take both threads; the lane, full, cancels them after its
+            # grace, and its threads take the real call and the other two.
+            answer = running.stub.Archive(pb.ArchiveRequest(request_id="real"), timeout=30)
+            assert answer.request_id.startswith("real")
+            assert running.lane.cancelled >= 2
+            stop.set()  # the rest close their calls without a request
+            codes = [call.exception(60).code() for call in held]  # type: ignore[union-attr]
+            assert codes.count(grpc.StatusCode.CANCELLED) >= 2
+            assert set(codes) <= {grpc.StatusCode.CANCELLED, grpc.StatusCode.UNIMPLEMENTED}
+    finally:
+        stop.set()
+        running.close()
+
+
+def test_a_slow_request_keeps_its_thread_while_the_lane_has_others() -> None:
+    running = _Served(threads=4)
+    running.lane.receive_grace, running.lane.receive_slice = 0.0, 0.01
+    release = threading.Event()
+
+    def late() -> Iterator[pb.ArchiveRequest]:
+        release.wait(60)
+        yield pb.ArchiveRequest(request_id="late")
+
+    slow = running.channel.stream_unary(
+        ARCHIVE_METHOD,
+        request_serializer=pb.ArchiveRequest.SerializeToString,
+        response_deserializer=pb.ArchiveResponse.FromString,
+    )
+    try:
+        with futures.ThreadPoolExecutor(1) as pool:
+            call = pool.submit(slow, late(), timeout=60)
+            deadline = time.monotonic() + 60
+            while running.lane.slow_receives < 5:  # it looked, past its grace, five times
+                assert time.monotonic() < deadline, "the lane never waited for the request"
+                time.sleep(0.01)
+            release.set()
+            assert call.result().request_id.startswith("late")
+        assert running.lane.cancelled == 0
+    finally:
+        release.set()
+        running.close()
+
+
+def test_half_open_reads_starve_neither_health_nor_archive(tmp_path: Path) -> None:
+    """Calls to a read RPC that never send their request held grpcio's pool,
+    and with it health checks (a probe that fails restarts the pod): each
+    unary RPC now has a lane of its own."""
+    settings = Settings(listen="127.0.0.1:0", max_in_flight=2, max_streams=1, threads=4)
+    sidecar = build_server(settings, LocalStore(tmp_path))
+    sidecar.start()
+    stop = threading.Event()
+
+    def nothing() -> Iterator[bytes]:
+        stop.wait(60)
+        yield from ()
+
+    try:
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel,
+            futures.ThreadPoolExecutor(24) as pool,
+        ):
+            hostile: Any = channel.stream_unary("/msgarchive.v1.ArchiveService/ViewMessage")
+            held = [pool.submit(hostile, nothing(), timeout=60) for _ in range(24)]
+            health_stub = health_pb2_grpc.HealthStub(channel)
+            reply = health_stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with ArchiveClient(f"127.0.0.1:{sidecar.port}") as client:
+                assert (tmp_path / client.archive(samples.sms_request()).key).exists()
+            stop.set()
+            for call in held:
+                call.exception(60)
+    finally:
+        stop.set()
+        sidecar.stop(grace=1)

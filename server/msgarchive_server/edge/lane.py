@@ -24,6 +24,7 @@ otherwise, and grpcio then serves the method itself, as before.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -47,7 +48,7 @@ log = structlog.get_logger("msgarchive.lane")
 _CORE_NEEDS = {
     "Server": ("register_completion_queue", "register_method", "request_registered_call"),
     "CompletionQueue": ("poll",),
-    "CompletionType": ("queue_shutdown",),
+    "CompletionType": ("queue_shutdown", "queue_timeout"),
 }
 _OPERATIONS = (
     "ReceiveMessageOperation",
@@ -201,15 +202,19 @@ def _run_batch(queue: Any, call: Any, operations: tuple[Any, ...]) -> Any:
     return _wait(queue, tag)
 
 
-def _wait(queue: Any, tag: object) -> Any:
+def _wait(queue: Any, tag: object, timeout: float | None = None) -> Any:
     """The event of the request or batch whose tag is `tag` (an object of its
-    own). A lane thread has one outstanding on its queue at a time, so the next
-    event is that one, unless a call failed half way and left one behind: that
-    one is skipped, and no event of another call can pass for this one's."""
+    own), or None once `timeout` seconds have passed without it. A lane thread
+    has one outstanding on its queue at a time, so the next event is that one,
+    unless a call failed half way and left one behind: that one is skipped,
+    and no event of another call can pass for this one's."""
+    deadline = None if timeout is None else time.time() + timeout
     while True:
-        event = queue.poll()
+        event = queue.poll(deadline)
         if event.tag is tag:
             return event
+        if event.completion_type == cygrpc.CompletionType.queue_timeout:
+            return None
         if event.completion_type == cygrpc.CompletionType.queue_shutdown:
             raise RuntimeError("the lane's completion queue was shut down")
 
@@ -224,8 +229,18 @@ class UnaryLane:
     waiting thread wakes five times a second (grpcio's binding checks for
     signals), so threads nobody needs are not started.
 
+    A call holds its thread from its arrival, before its request has come.
+    Callers that open calls and never send the request (hostile, or stuck)
+    could so take every thread: once none waits for a call and none can
+    start, a call whose request has not come after `receive_grace` seconds
+    is cancelled, so that its thread takes the next call. Real callers send
+    the request with the call's headers.
+
     `attach` before the server starts, `start` after it; stopping is the
     server's (`join` waits for the lane's calls to end)."""
+
+    receive_grace = 0.25  # seconds a request may take to come while the lane is full
+    receive_slice = 0.05  # how often a thread waiting for one looks
 
     def __init__(
         self,
@@ -235,10 +250,12 @@ class UnaryLane:
         handler: Handler,
         interceptors: Sequence[grpc.ServerInterceptor],
         threads: int,
+        name: str,
     ) -> None:
         self._core = core
         self._core_lock = core_lock
         self.method = method
+        self.name = name
         self._handler = handler
         self._interceptors = tuple(interceptors)
         # Every queue must be registered before the server starts; a thread
@@ -249,6 +266,10 @@ class UnaryLane:
         self._lock = threading.Lock()
         self._waiting = 0  # threads waiting for a call
         self._threads: list[threading.Thread] = []
+        self.cancelled = 0  # calls cancelled for holding a thread without a request
+        self.slow_receives = 0  # times a thread looked again for a request not yet come
+        self._unwarned = 0
+        self._warned_at = -math.inf
 
     @classmethod
     def attach(
@@ -257,6 +278,7 @@ class UnaryLane:
         method: str,
         interceptors: Sequence[grpc.ServerInterceptor],
         threads: int,
+        name: str = "lane",
     ) -> UnaryLane | None:
         """Take `method` (registered on `server` by its generated `add_*_to_server`)
         from grpcio's dispatch to a lane; None, leaving it to grpcio, if this
@@ -273,7 +295,7 @@ class UnaryLane:
             return None
         if handler.request_streaming:
             return None
-        lane = cls(core, core_lock, method, handler, interceptors, threads)
+        lane = cls(core, core_lock, method, handler, interceptors, threads, name)
         # grpcio asks the core for calls of each method in this dict; from now
         # on only the lane's threads ask for this one.
         del handlers[method]
@@ -304,7 +326,7 @@ class UnaryLane:
         if not self._unused:
             return
         self._waiting += 1
-        name = f"lane-{len(self._threads)}"
+        name = f"{self.name}-{len(self._threads)}"
         thread = threading.Thread(
             target=self._serve, args=(self._unused.pop(),), name=name, daemon=True
         )
@@ -345,6 +367,45 @@ class UnaryLane:
                 return False
         return True
 
+    def _receive(self, call: Any, queue: Any) -> bytes | None:
+        """The call's request, or None: the caller sent none (it hung up, or
+        closed the call without one), or it was cancelled for holding a thread
+        without sending one while the lane had none to spare."""
+        tag = object()
+        call.start_server_batch((cygrpc.ReceiveMessageOperation(0),), tag)
+        started = time.monotonic()
+        cancelled = False
+        while (event := _wait(queue, tag, self.receive_slice)) is None:
+            self.slow_receives += 1
+            waited = time.monotonic() - started
+            if not cancelled and waited >= self.receive_grace and self._starved():
+                cancelled = True
+                call.cancel()  # the receive then ends, without a request
+                self._count_cancelled()
+        message: bytes | None = event.batch_operations[0].message()
+        return message
+
+    def _starved(self) -> bool:
+        """True while no thread waits for a call and none can start."""
+        with self._lock:
+            return self._waiting == 0 and not self._unused
+
+    def _count_cancelled(self) -> None:
+        """Count a call cancelled for its missing request; warn at most once a minute."""
+        with self._lock:
+            self.cancelled += 1
+            self._unwarned += 1
+            now = time.monotonic()
+            if now - self._warned_at < 60:
+                return
+            self._warned_at, count, self._unwarned = now, self._unwarned, 0
+        log.warning(
+            "calls that sent no request cancelled: every lane thread was taken",
+            method=self.method,
+            calls=count,
+            after_seconds=self.receive_grace,
+        )
+
     def _handler_for(self, details: _CallDetails) -> Handler | None:
         """The method's handler wrapped by the interceptors, outermost first."""
         handler: Handler | None = self._handler
@@ -354,8 +415,7 @@ class UnaryLane:
 
     def _call(self, event: Any, queue: Any) -> None:
         context = LaneContext(event, queue)
-        received = _run_batch(queue, event.call, (cygrpc.ReceiveMessageOperation(0),))
-        raw: bytes | None = received.batch_operations[0].message()
+        raw = self._receive(event.call, queue)
         try:
             handler = self._handler_for(_CallDetails(self.method, event.invocation_metadata))
         except Exception:  # as grpcio answers an interceptor that raises

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,8 +58,12 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ArchiveService"].full_name
 # message gets INVALID_ARGUMENT naming the field rather than a transport error.
 _HEADROOM = 1024 * 1024
 ARCHIVE_METHOD = f"/{SERVICE_NAME}/Archive"
-# Lane threads past --max-in-flight: they answer OVERLOADED to calls beyond it.
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+_READS = ("ViewMessage", "GetArchivedMessage", "ListArchivedMessages")
+# Archive's lane threads past --max-in-flight: they answer OVERLOADED beyond it.
 _LANE_SPARE = 8
+_READ_THREADS = 16  # each read RPC's, at most (reads are rate-limited per account)
+_HEALTH_THREADS = 8
 
 
 class StartupError(Exception):
@@ -124,12 +129,8 @@ class Sidecar:
             ],
         )
         pb_grpc.add_ArchiveServiceServicer_to_server(servicer, self.server)
-        # Archive on threads of its own, each call on one (edge/lane.py): as many
-        # as may be in flight, and a few more to refuse the rest at once.
-        self.lane = UnaryLane.attach(
-            self.server, ARCHIVE_METHOD, interceptors, settings.max_in_flight + _LANE_SPARE
-        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.lanes = self._lanes(interceptors)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
@@ -157,6 +158,24 @@ class Sidecar:
                     f"--metrics-listen {settings.metrics_listen}: cannot listen: {reason}"
                 ) from None
         self.http = self._http_listener()
+
+    def _lanes(self, interceptors: list[grpc.ServerInterceptor]) -> dict[str, UnaryLane]:
+        """The unary RPCs, each on threads of its own (edge/lane.py), so that no
+        method's callers can take the threads another's need: Archive with as
+        many as may be in flight and a few more to refuse the rest at once,
+        each read and health checks with a few. Those grpcio lacks what a lane
+        needs for stay on the pool."""
+        wanted = {
+            ARCHIVE_METHOD: (self.settings.max_in_flight + _LANE_SPARE, "archive"),
+            **{f"/{SERVICE_NAME}/{rpc}": (_READ_THREADS, "read") for rpc in _READS},
+            HEALTH_CHECK: (_HEALTH_THREADS, "health"),
+        }
+        lanes = {}
+        for method, (threads, name) in wanted.items():
+            lane = UnaryLane.attach(self.server, method, interceptors, threads, name)
+            if lane is not None:
+                lanes[method] = lane
+        return lanes
 
     def _http_listener(self) -> HttpListener | None:
         """The HTTP view, when --http-listen is set (with --workers, in worker 0 only)."""
@@ -260,8 +279,8 @@ class Sidecar:
             if tenant.sealer is not None:
                 tenant.sealer.start()
         self.server.start()
-        if self.lane is not None:
-            self.lane.start()
+        for lane in self.lanes.values():
+            lane.start()
         if self.http is not None:
             self.http.start()
         self._set_health(serving=self.archiving_available)
@@ -279,10 +298,11 @@ class Sidecar:
         for tenant in self.tenants:
             tenant.circuit.stop()
         stopped.wait()
-        if self.lane is not None:
-            # The server has stopped: a lane call still running (cancelled after
-            # the grace) ends within its deadline's budget; wait as long again.
-            self.lane.join(grace)
+        # The server has stopped: a lane call still running (cancelled after the
+        # grace) ends within its deadline's budget; wait as long again.
+        deadline = time.monotonic() + grace
+        for lane in self.lanes.values():
+            lane.join(max(deadline - time.monotonic(), 0.0))
         self.streams.close()
         for tenant in self.tenants:
             if tenant.archiver.journal is not None:
