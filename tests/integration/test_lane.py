@@ -398,24 +398,32 @@ def test_stopping_while_the_lane_starts_threads_is_safe() -> None:
         running.channel.close()
 
 
+def _archive_sent_later(channel: grpc.Channel) -> Any:
+    """Archive with its request taken from an iterator: the test says when it
+    comes, or that it never does."""
+    return channel.stream_unary(
+        ARCHIVE_METHOD,
+        request_serializer=pb.ArchiveRequest.SerializeToString,
+        response_deserializer=pb.ArchiveResponse.FromString,
+    )
+
+
+def _once(event: threading.Event, request: Any = None) -> Iterator[Any]:
+    """Once `event` is set: `request`, or (None) the end with no request at all."""
+    event.wait(60)
+    if request is not None:
+        yield request
+
+
 def test_calls_that_never_send_their_request_do_not_lock_the_lane_out() -> None:
     """Callers that open calls and send no request took every thread, and no
     real call was answered again (before the lane, not even health)."""
     running = _Served(threads=2)
     stop = threading.Event()
-
-    def nothing() -> Iterator[pb.ArchiveRequest]:
-        stop.wait(60)
-        yield from ()
-
-    hostile = running.channel.stream_unary(
-        ARCHIVE_METHOD,
-        request_serializer=pb.ArchiveRequest.SerializeToString,
-        response_deserializer=pb.ArchiveResponse.FromString,
-    )
+    hostile = _archive_sent_later(running.channel)
     try:
         with futures.ThreadPoolExecutor(4) as pool:
-            held = [pool.submit(hostile, nothing(), timeout=60) for _ in range(4)]
+            held = [pool.submit(hostile, _once(stop), timeout=60) for _ in range(4)]
             # Two take both threads; the lane, full, cancels them after its
             # grace, and its threads take the real call and the other two.
             answer = running.stub.Archive(pb.ArchiveRequest(request_id="real"), timeout=30)
@@ -434,19 +442,12 @@ def test_a_slow_request_keeps_its_thread_while_the_lane_has_others() -> None:
     running = _Served(threads=4)
     running.lane.receive_grace, running.lane.receive_slice = 0.0, 0.01
     release = threading.Event()
-
-    def late() -> Iterator[pb.ArchiveRequest]:
-        release.wait(60)
-        yield pb.ArchiveRequest(request_id="late")
-
-    slow = running.channel.stream_unary(
-        ARCHIVE_METHOD,
-        request_serializer=pb.ArchiveRequest.SerializeToString,
-        response_deserializer=pb.ArchiveResponse.FromString,
-    )
+    slow = _archive_sent_later(running.channel)
     try:
         with futures.ThreadPoolExecutor(1) as pool:
-            call = pool.submit(slow, late(), timeout=60)
+            call = pool.submit(
+                slow, _once(release, pb.ArchiveRequest(request_id="late")), timeout=60
+            )
             deadline = time.monotonic() + 60
             while running.lane.slow_receives < 5:  # it looked, past its grace, five times
                 assert time.monotonic() < deadline, "the lane never waited for the request"
@@ -468,17 +469,13 @@ def test_half_open_reads_starve_neither_health_nor_archive(tmp_path: Path) -> No
     sidecar.start()
     stop = threading.Event()
 
-    def nothing() -> Iterator[bytes]:
-        stop.wait(60)
-        yield from ()
-
     try:
         with (
             grpc.insecure_channel(f"127.0.0.1:{sidecar.port}") as channel,
             futures.ThreadPoolExecutor(24) as pool,
         ):
             hostile: Any = channel.stream_unary("/msgarchive.v1.ArchiveService/ViewMessage")
-            held = [pool.submit(hostile, nothing(), timeout=60) for _ in range(24)]
+            held = [pool.submit(hostile, _once(stop), timeout=60) for _ in range(24)]
             health_stub = health_pb2_grpc.HealthStub(channel)
             reply = health_stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
