@@ -292,9 +292,7 @@ class UnaryLane:
             return None
         handler = handlers.get(method)
         if not _core_has_all() or handler is None or handler.unary_unary is None:
-            return None
-        if handler.request_streaming:
-            return None
+            return None  # a streaming method has no unary_unary
         lane = cls(core, core_lock, method, handler, interceptors, threads, name)
         # grpcio asks the core for calls of each method in this dict; from now
         # on only the lane's threads ask for this one.
@@ -416,25 +414,24 @@ class UnaryLane:
     def _call(self, event: Any, queue: Any) -> None:
         context = LaneContext(event, queue)
         raw = self._receive(event.call, queue)
+        context.finish(self._answer(event, raw, context))
+
+    def _answer(self, event: Any, raw: bytes | None, context: LaneContext) -> bytes | None:
+        """The response to send, or None with the call's error set on `context`."""
         try:
             handler = self._handler_for(_CallDetails(self.method, event.invocation_metadata))
         except Exception:  # as grpcio answers an interceptor that raises
             log.exception("a lane interceptor raised", method=self.method)
-            context.set_code(grpc.StatusCode.UNKNOWN)
-            context.set_details("Error in service handler!")
-            context.finish(None)
-            return
+            _failed(context, grpc.StatusCode.UNKNOWN, "Error in service handler!")
+            return None
         if handler is None or handler.unary_unary is None:
-            context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-            context.set_details("Method not found!")
-            context.finish(None)
-            return
+            _failed(context, grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+            return None
         if raw is None:  # the caller hung up, or closed the call without a request
-            context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-            context.set_details(f'"{self.method}" requires exactly one request message.')
-            context.finish(None)
-            return
-        context.finish(_respond(handler, raw, context))
+            missing = f'"{self.method}" requires exactly one request message.'
+            _failed(context, grpc.StatusCode.UNIMPLEMENTED, missing)
+            return None
+        return _respond(handler, raw, context)
 
 
 def _returning(handler: Handler | None) -> Callable[[grpc.HandlerCallDetails], Handler | None]:
