@@ -176,6 +176,7 @@ class _BatchingListener(logging.handlers.QueueListener):
         self._stopping = threading.Event()
         self._drops = threading.Lock()
         self.dropped = 0
+        self._refused = ""  # why stdout refused lines, since the last warning
 
     def offer(self, item: str | logging.LogRecord) -> None:
         """Queue a rendered line or a stdlib record, unless `max_queued` wait."""
@@ -188,46 +189,39 @@ class _BatchingListener(logging.handlers.QueueListener):
     def _monitor(self) -> None:
         records, output = self.records, self.handlers[0]
         assert isinstance(output, _BatchWriter)
-        refused = ""  # why stdout refused lines, since the last warning
         while True:
             stopped = self._take(records.get(), output)
             # The warning goes with the batch if the last write went through (a
             # stdout that was slow); after lines were refused, right after the
             # first write that goes through.
-            refused, stopped_too = self._say_dropped(output, refused, write=False)
+            stopped = self._say_dropped(output) or stopped
             output.flush()  # the batch, in one write
-            stopped_last = False
-            if refused or output.lost:
-                refused, stopped_last = self._say_dropped(output, refused)
-            if stopped or stopped_too or stopped_last:
+            if self._refused or output.lost:
+                stopped = self._say_dropped(output) or stopped
+                output.flush()
+            if stopped:
                 return
             self._stopping.wait(self.pause)
 
-    def _say_dropped(
-        self, output: _BatchWriter, refused: str, write: bool = True
-    ) -> tuple[str, bool]:
+    def _say_dropped(self, output: _BatchWriter) -> bool:
         """Count the lines of batches stdout refused with those dropped at the
-        bound; if the last write went through, warn how many were lost (and
-        `write` it at once). Returns why stdout refused lines not yet told, and
-        whether the stop's sentinel was taken with the warning."""
+        bound; if the last write went through, hand `output` a warning of how
+        many were lost. True if the stop's sentinel was taken with it."""
         if output.lost:
-            refused = refused or output.failure
+            self._refused = self._refused or output.failure
             with self._drops:
                 self.dropped, output.lost = self.dropped + output.lost, 0
         if not self.dropped or output.failure:
-            return refused, False
+            return False
         with self._drops:
             lost, self.dropped = self.dropped, 0
         why = "stdout took them slower than they came"
-        if refused:
-            why = f"stdout could not be written ({refused})"
+        if self._refused:
+            why, self._refused = f"stdout could not be written ({self._refused})", ""
         _drop_log.warning("log lines dropped", lines=lost, why=why)
-        stopped = False
         with contextlib.suppress(queue.Empty):  # that line, and what came with it
-            stopped = self._take(self.records.get_nowait(), output)
-        if write:
-            output.flush()
-        return "", stopped
+            return self._take(self.records.get_nowait(), output)
+        return False
 
     def _take(self, record: Any, output: _BatchWriter) -> bool:
         """Hand `record` and all else queued to `output`; True once that took
