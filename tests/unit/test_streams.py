@@ -19,7 +19,7 @@ from msgarchive_server.domain.reads import Reader
 from msgarchive_server.edge.access import Access, Tenant
 from msgarchive_server.edge.backpressure import InFlightLimit
 from msgarchive_server.edge.calls import ArchiveCalls, Caller
-from msgarchive_server.edge.streams import ArchiveStreams
+from msgarchive_server.edge.streams import ArchiveStreams, JobThreads
 from msgarchive_server.stores import PutResult
 from msgarchive_server.telemetry.metrics import Metrics
 from tests import samples
@@ -257,3 +257,18 @@ def test_a_message_that_cannot_start_gives_its_places_back() -> None:
     assert answers == []  # read, but never started: left unanswered
     assert store.objects == {}
     calls.admit()  # its in-flight place was given back: the only one is free
+
+
+def test_a_job_that_raises_leaves_its_thread_to_the_next() -> None:
+    threads = JobThreads(1, "test")
+    ran = threading.Event()
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    try:
+        assert threads.submit(boom)
+        assert threads.submit(ran.set)
+        assert ran.wait(WAIT)
+    finally:
+        threads.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import grpc
 import structlog
 
 from msgarchive.v1 import archive_service_pb2 as pb
@@ -26,7 +27,7 @@ from msgarchive_server.domain.errors import (
     InvalidMessage,
     Overloaded,
 )
-from msgarchive_server.edge.access import Access
+from msgarchive_server.edge.access import Access, is_local_peer
 from msgarchive_server.edge.backpressure import InFlightLimit
 from msgarchive_server.telemetry import tracing
 from msgarchive_server.telemetry.metrics import Metrics
@@ -42,6 +43,29 @@ class Caller:
     authorization: str
     local: bool
     deadline: float | None
+
+
+# gRPC reports "no deadline" as a deadline centuries away.
+_NO_DEADLINE = 365 * 24 * 3600.0
+
+
+def deadline_of(context: grpc.ServicerContext) -> float | None:
+    """The caller's deadline as a `time.monotonic()` instant, or None."""
+    remaining = context.time_remaining()
+    if remaining is None or remaining > _NO_DEADLINE:
+        return None
+    return time.monotonic() + remaining
+
+
+def authorization_of(context: grpc.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            return value
+    return ""
+
+
+def caller_of(context: grpc.ServicerContext) -> Caller:
+    return Caller(authorization_of(context), is_local_peer(context.peer()), deadline_of(context))
 
 
 class ArchiveCalls:

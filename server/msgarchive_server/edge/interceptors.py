@@ -10,6 +10,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -130,21 +131,81 @@ def _undecodable(method: str) -> DomainError:
     return InvalidMessage([problem]) if method in _ARCHIVE_METHODS else InvalidLookup([problem])
 
 
+def count_undecodable(
+    metrics: Metrics | None, method: str, err: DomainError, seconds: float
+) -> None:
+    if metrics is None:
+        return
+    if method in _ARCHIVE_METHODS:
+        metrics.archive_failed(err.reason_name, "-")
+        metrics.archive_answered("none", err.outcome, seconds)
+    elif method.startswith("/msgarchive."):
+        metrics.reads.labels(method.rsplit("/", 1)[-1], "INVALID_ARGUMENT").inc()
+
+
+class StreamRecord:
+    """What is kept of one stream, by grpcio's dispatch (`RequestLogInterceptor`)
+    and by a lane alike: its request id and method in the log context, its
+    trace span, the answers it sent, and one summary log line when it ends."""
+
+    def __init__(
+        self,
+        details: grpc.HandlerCallDetails,
+        context: grpc.ServicerContext,
+        metrics: Metrics | None,
+    ) -> None:
+        self.method: str = details.method
+        self.details = details
+        self.context = context
+        self.metrics = metrics
+        self.quiet = self.method.startswith(_QUIET_PREFIXES)
+        self.answers = 0
+        self.request_id = _request_id(details) or new_request_id()
+
+    def __enter__(self) -> StreamRecord:
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=self.request_id, method=self.method)
+        self.start = time.perf_counter()
+        self._span = _rpc_span(self.method, self.details, self.request_id, quiet=self.quiet)
+        self.span = self._span.__enter__()
+        return self
+
+    def undecodable(self) -> grpc.Status:
+        """The status that ends a stream one of whose requests did not parse
+        (counted and logged as the caller's error)."""
+        refused = _undecodable(self.method)
+        structlog.contextvars.bind_contextvars(reason=refused.reason_name)
+        count_undecodable(self.metrics, self.method, refused, time.perf_counter() - self.start)
+        return to_status(refused)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if kind is None:
+            code = self.context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+        elif kind is GeneratorExit:
+            code = grpc.StatusCode.CANCELLED
+        else:
+            code = self.context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
+        tracing.annotate(self.span, {"msgarchive.answers": self.answers})
+        _end_rpc_span(self.span, code)
+        self._span.__exit__(kind, err, tb)
+        emit = log.debug if self.quiet else log.info
+        emit(
+            "rpc",
+            code=code.name,
+            answers=self.answers,
+            duration_ms=round((time.perf_counter() - self.start) * 1000, 3),
+        )
+        structlog.contextvars.clear_contextvars()
+
+
 class RequestLogInterceptor(grpc.ServerInterceptor):
     """Binds request id and method to the log context; logs each unary call once.
     A request that does not parse is refused INVALID_ARGUMENT, logged and counted."""
 
     def __init__(self, metrics: Metrics | None = None) -> None:
         self.metrics = metrics
-
-    def _count_undecodable(self, method: str, err: DomainError, seconds: float) -> None:
-        if self.metrics is None:
-            return
-        if method in _ARCHIVE_METHODS:
-            self.metrics.archive_failed(err.reason_name, "-")
-            self.metrics.archive_answered("none", err.outcome, seconds)
-        elif method.startswith("/msgarchive."):
-            self.metrics.reads.labels(method.rsplit("/", 1)[-1], "INVALID_ARGUMENT").inc()
 
     def intercept_service(
         self,
@@ -172,7 +233,9 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
                     if isinstance(request, _Undecodable):
                         refused = _undecodable(method)
                         structlog.contextvars.bind_contextvars(reason=refused.reason_name)
-                        self._count_undecodable(method, refused, time.perf_counter() - start)
+                        count_undecodable(
+                            self.metrics, method, refused, time.perf_counter() - start
+                        )
                         context.abort_with_status(to_status(refused))
                     return inner(request, context)
                 except Exception:
@@ -200,19 +263,11 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
         self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
         """One summary line per stream, with how many answers it sent."""
-        method: str = details.method
-        header_id = _request_id(details)
         inner = handler.stream_stream
         assert inner is not None
-
-        quiet = method.startswith(_QUIET_PREFIXES)
+        metrics = self.metrics
 
         def logged(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            structlog.contextvars.clear_contextvars()
-            request_id = header_id or new_request_id()
-            structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
-            start = time.perf_counter()
-            code, answers = grpc.StatusCode.OK, 0
             undecodable: list[_Undecodable] = []
 
             def decoded() -> Iterator[Any]:
@@ -224,33 +279,12 @@ class RequestLogInterceptor(grpc.ServerInterceptor):
                         return
                     yield request
 
-            with _rpc_span(method, details, request_id, quiet=quiet) as span:
-                try:
-                    for answer in inner(decoded(), context):
-                        answers += 1
-                        yield answer
-                    if undecodable:
-                        refused = _undecodable(method)
-                        structlog.contextvars.bind_contextvars(reason=refused.reason_name)
-                        self._count_undecodable(method, refused, time.perf_counter() - start)
-                        context.abort_with_status(to_status(refused))
-                except GeneratorExit:
-                    code = grpc.StatusCode.CANCELLED
-                    raise
-                except Exception:
-                    code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-                    raise
-                finally:
-                    tracing.annotate(span, {"msgarchive.answers": answers})
-                    _end_rpc_span(span, code)
-                    emit = log.debug if quiet else log.info
-                    emit(
-                        "rpc",
-                        code=code.name,
-                        answers=answers,
-                        duration_ms=round((time.perf_counter() - start) * 1000, 3),
-                    )
-                    structlog.contextvars.clear_contextvars()
+            with StreamRecord(details, context, metrics) as record:
+                for answer in inner(decoded(), context):
+                    record.answers += 1
+                    yield answer
+                if undecodable:
+                    context.abort_with_status(record.undecodable())
 
         return grpc.stream_stream_rpc_method_handler(
             logged,
@@ -282,28 +316,39 @@ class StreamSlotsInterceptor(grpc.ServerInterceptor):
         slots, metrics = self.slots, self.metrics
 
         def bounded(requests: Iterator[Any], context: grpc.ServicerContext) -> Iterator[Any]:
-            peer, local = peer_host(context.peer()), is_local_peer(context.peer())
-            full = slots.try_open(peer, local)
-            if full:
-                metrics.stream_refused(full)
-                limit = slots.limit if full == "total" else slots.per_peer
-                context.abort_with_status(to_status(Overloaded.streams(limit, full == "peer")))
-            once = threading.Lock()
-
-            def give_back() -> None:  # when the call ends, however it ends
-                if once.acquire(blocking=False):
-                    slots.close(peer, local)
-                    metrics.streams_open.set(slots.open)
-
-            metrics.streams_open.set(slots.open)
-            context.add_callback(give_back)
-            try:
+            with stream_slot(slots, metrics, context):
                 yield from inner(requests, context)
-            finally:
-                give_back()
 
         return grpc.stream_stream_rpc_method_handler(
             bounded,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+@contextlib.contextmanager
+def stream_slot(
+    slots: StreamSlots, metrics: Metrics, context: grpc.ServicerContext
+) -> Iterator[None]:
+    """A place in `slots` for the stream of `context`, held while the block
+    runs (and given back when the call ends, however it ends); the stream is
+    refused at once (RESOURCE_EXHAUSTED / OVERLOADED) if none is free."""
+    peer, local = peer_host(context.peer()), is_local_peer(context.peer())
+    full = slots.try_open(peer, local)
+    if full:
+        metrics.stream_refused(full)
+        limit = slots.limit if full == "total" else slots.per_peer
+        context.abort_with_status(to_status(Overloaded.streams(limit, full == "peer")))
+    once = threading.Lock()
+
+    def give_back() -> None:
+        if once.acquire(blocking=False):
+            slots.close(peer, local)
+            metrics.streams_open.set(slots.open)
+
+    metrics.streams_open.set(slots.open)
+    context.add_callback(give_back)
+    try:
+        yield
+    finally:
+        give_back()

@@ -4,7 +4,6 @@ reads go through `ReadCalls` (auth, rate limit, audit), as the HTTP view does.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import NoReturn, TypeVar
 
@@ -17,7 +16,7 @@ from msgarchive.v1 import archive_service_pb2_grpc as pb_grpc
 from msgarchive_server.domain.errors import DomainError
 from msgarchive_server.domain.reads import ListQuery, Reader
 from msgarchive_server.edge.access import is_local_peer
-from msgarchive_server.edge.calls import ArchiveCalls, Caller
+from msgarchive_server.edge.calls import ArchiveCalls, authorization_of, caller_of
 from msgarchive_server.edge.reads import Described, ReadCalls, described, view
 from msgarchive_server.edge.response import ack_fields, file_info, summary, to_response
 from msgarchive_server.edge.status import to_status
@@ -26,28 +25,6 @@ from msgarchive_server.edge.streams import ArchiveStreams
 log = structlog.get_logger("msgarchive.read")
 
 T = TypeVar("T")
-
-# gRPC reports "no deadline" as a deadline centuries away.
-_NO_DEADLINE = 365 * 24 * 3600.0
-
-
-def deadline_of(context: grpc.ServicerContext) -> float | None:
-    """The caller's deadline as a `time.monotonic()` instant, or None."""
-    remaining = context.time_remaining()
-    if remaining is None or remaining > _NO_DEADLINE:
-        return None
-    return time.monotonic() + remaining
-
-
-def authorization_of(context: grpc.ServicerContext) -> str:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str):
-            return value
-    return ""
-
-
-def caller_of(context: grpc.ServicerContext) -> Caller:
-    return Caller(authorization_of(context), is_local_peer(context.peer()), deadline_of(context))
 
 
 def _channel_name(value: int) -> str:

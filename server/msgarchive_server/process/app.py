@@ -35,7 +35,7 @@ from msgarchive_server.edge.backpressure import InFlightLimit, StreamSlots
 from msgarchive_server.edge.calls import ArchiveCalls
 from msgarchive_server.edge.httpserver import HttpServer
 from msgarchive_server.edge.interceptors import RequestLogInterceptor, StreamSlotsInterceptor
-from msgarchive_server.edge.lane import UnaryLane
+from msgarchive_server.edge.lane import StreamLane, UnaryLane
 from msgarchive_server.edge.reads import ReadCalls
 from msgarchive_server.edge.scrape import metrics_listener
 from msgarchive_server.edge.servicer import ArchiveServicer
@@ -58,10 +58,12 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ArchiveService"].full_name
 # message gets INVALID_ARGUMENT naming the field rather than a transport error.
 _HEADROOM = 1024 * 1024
 ARCHIVE_METHOD = f"/{SERVICE_NAME}/Archive"
+ARCHIVE_STREAM_METHOD = f"/{SERVICE_NAME}/ArchiveStream"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 _READS = ("ViewMessage", "GetArchivedMessage", "ListArchivedMessages")
 # Archive's lane threads past --max-in-flight: they answer OVERLOADED beyond it.
 _LANE_SPARE = 8
+_STREAM_SPARE = 4  # ArchiveStream's lane threads past --max-streams
 _READ_THREADS = 16  # each read RPC's, at most (reads are rate-limited per account)
 _HEALTH_THREADS = 8
 
@@ -106,8 +108,10 @@ class Sidecar:
         self._report_availability()
         access = Access(self.accounts, tenants, default, RateLimiter(settings.read_rate_limit))
         calls = ArchiveCalls(access, self.metrics, InFlightLimit(settings.max_in_flight))
+        # Open streams (ArchiveStream's and reflection's) share one bound.
+        slots = StreamSlots(settings.max_streams, settings.max_streams_per_peer)
         self.streams = ArchiveStreams(
-            calls, settings.stream_window, idle_timeout=settings.stream_idle_timeout
+            calls, settings.stream_window, idle_timeout=settings.stream_idle_timeout, slots=slots
         )
         self.reads = ReadCalls(access, self.metrics)
         servicer = ArchiveServicer(calls, self.streams, self.reads)
@@ -116,9 +120,7 @@ class Sidecar:
         reuse_port = settings.is_worker
         interceptors = [
             RequestLogInterceptor(self.metrics),
-            StreamSlotsInterceptor(
-                StreamSlots(settings.max_streams, settings.max_streams_per_peer), self.metrics
-            ),
+            StreamSlotsInterceptor(slots, self.metrics),
         ]
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.threads, thread_name_prefix="grpc"),
@@ -159,7 +161,9 @@ class Sidecar:
                 ) from None
         self.http = self._http_listener()
 
-    def _lanes(self, interceptors: list[grpc.ServerInterceptor]) -> dict[str, UnaryLane]:
+    def _lanes(
+        self, interceptors: list[grpc.ServerInterceptor]
+    ) -> dict[str, UnaryLane | StreamLane]:
         """The unary RPCs, each on threads of its own (edge/lane.py), so that no
         method's callers can take the threads another needs: Archive with as
         many as may be in flight and a few more to refuse the rest at once,
@@ -170,11 +174,19 @@ class Sidecar:
             **{f"/{SERVICE_NAME}/{rpc}": (_READ_THREADS, "read") for rpc in _READS},
             HEALTH_CHECK: (_HEALTH_THREADS, "health"),
         }
-        lanes = {}
+        lanes: dict[str, UnaryLane | StreamLane] = {}
         for method, (threads, name) in wanted.items():
             lane = UnaryLane.attach(self.server, method, interceptors, threads, name)
             if lane is not None:
                 lanes[method] = lane
+        # ArchiveStream: a thread a stream, a few more than may be open, to
+        # refuse the rest at once.
+        threads = self.settings.max_streams + _STREAM_SPARE
+        streams = StreamLane.attach(
+            self.server, ARCHIVE_STREAM_METHOD, self.streams.serve_lane, threads, "archive-stream"
+        )
+        if streams is not None:
+            lanes[ARCHIVE_STREAM_METHOD] = streams
         return lanes
 
     def _http_listener(self) -> HttpListener | None:
