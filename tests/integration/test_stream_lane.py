@@ -202,10 +202,11 @@ def test_a_cancelled_stream_gives_its_place_and_its_thread_back() -> None:
     running = _Sidecarish(calls, window=4)
     hold = threading.Event()
     try:
-        answers = running.served.stream(_held_requests(sms(0), sms(1), hold=hold))
-        assert store.entered.acquire(timeout=WAIT)  # "0" holds the only in-flight place
-        answers.cancel()
-        _until(lambda: running.slots.open == 0, "the cancelled stream kept its place")
+        with capture_logs() as logs:
+            answers = running.served.stream(_held_requests(sms(0), sms(1), hold=hold))
+            assert store.entered.acquire(timeout=WAIT)  # "0" holds the only in-flight place
+            answers.cancel()
+            _until(lambda: running.slots.open == 0, "the cancelled stream kept its place")
         store.release.set()
         _until(lambda: metric(calls, "msgarchive_archives_in_flight") == 0, "a write stuck")
         # "1" never started; the lane takes the next stream.
@@ -216,6 +217,9 @@ def test_a_cancelled_stream_gives_its_place_and_its_thread_back() -> None:
         running.close()
     assert [answer.request_id for answer in after] == ["2"]
     assert len(store.objects) == 2
+    assert [(line["code"], line["answers"]) for line in logs if line["event"] == "rpc"] == [
+        ("CANCELLED", 0)
+    ]
 
 
 def test_a_stream_handler_that_raises_is_unknown_and_an_abort_keeps_its_status() -> None:

@@ -323,16 +323,22 @@ class _LaneStream:
         stream = self.stream
         stream.receive()
         while self.reading or self.unanswered:
-            if not stream.is_active():
-                return  # cancelled or past its deadline
+            if not stream.is_active():  # nobody is listening: as grpcio would log it
+                gone = (
+                    grpc.StatusCode.CANCELLED
+                    if stream.closed
+                    else grpc.StatusCode.DEADLINE_EXCEEDED
+                )
+                stream.set_code(gone)
+                return
             event = stream.next_event(_ADMIT_SLICE if self.waiting else _WAIT_SLICE)
             if event is None:
                 idle = time.monotonic() - self.last_read
                 if self._idle() and idle > self.streams.idle_timeout:
                     raise StreamIdle(self.streams.idle_timeout)
-            elif event[0] is RECEIVED:
+            elif event[0] == RECEIVED:
                 self._received(event[1])
-            elif event[0] is SENT:
+            elif event[0] == SENT:
                 self._sent(*event[1])
             if self.waiting is not None:
                 self._start_waiting()
