@@ -38,10 +38,10 @@ class InFlightLimit:
 class StreamSlots:
     """A bound on streams open at once: in all, and per remote peer.
 
-    Each open stream holds one of the gRPC server's threads for as long as it
-    is open, sending or not, so without a bound a caller who opens enough
-    streams (idle ones will do) takes every thread, and health checks, unary
-    archives and reads wait behind them. Local callers (the sidecar's own pod,
+    Each open stream holds a thread for as long as it is open, sending or
+    not (ArchiveStream one of its lane's, reflection one of grpcio's pool),
+    so without a bound a caller who opens enough streams (idle ones will do)
+    takes every thread, and the streams of other callers wait behind them. Local callers (the sidecar's own pod,
     on loopback or a unix socket) count in the total only: they all share one
     address, and they are the sender itself.
     """
