@@ -41,9 +41,10 @@ class StreamSlots:
     Each open stream holds a thread for as long as it is open, sending or
     not (ArchiveStream one of its lane's, reflection one of grpcio's pool),
     so without a bound a caller who opens enough streams (idle ones will do)
-    takes every thread, and the streams of other callers wait behind them. Local callers (the sidecar's own pod,
-    on loopback or a unix socket) count in the total only: they all share one
-    address, and they are the sender itself.
+    takes every thread, and the streams of other callers wait behind them.
+    Local callers (the sidecar's own pod, on loopback or a unix socket) count
+    in the total only: they all share one address, and they are the sender
+    itself.
     """
 
     def __init__(self, limit: int, per_peer: int) -> None:
