@@ -164,11 +164,12 @@ class Sidecar:
     def _lanes(
         self, interceptors: list[grpc.ServerInterceptor]
     ) -> dict[str, UnaryLane | StreamLane]:
-        """The unary RPCs, each on threads of its own (edge/lane.py), so that no
-        method's callers can take the threads another needs: Archive with as
-        many as may be in flight and a few more to refuse the rest at once,
-        each read and health checks with a few. A method for which this grpcio
-        lacks what a lane needs stays on the pool."""
+        """The unary RPCs and ArchiveStream, each on threads of its own
+        (edge/lane.py), so that no method's callers can take the threads
+        another needs: Archive with as many as may be in flight and a few more
+        to refuse the rest at once, each read and health checks with a few,
+        ArchiveStream one a stream. A method for which this grpcio lacks what
+        a lane needs stays on the pool."""
         wanted = {
             ARCHIVE_METHOD: (self.settings.max_in_flight + _LANE_SPARE, "archive"),
             **{f"/{SERVICE_NAME}/{rpc}": (_READ_THREADS, "read") for rpc in _READS},
