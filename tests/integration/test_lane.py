@@ -25,6 +25,7 @@ from msgarchive_server.process.app import ARCHIVE_METHOD, build_server
 from msgarchive_server.process.config import Settings
 from msgarchive_server.stores.local import LocalStore
 from tests import samples
+from tests.polling import until
 
 pytestmark = [
     pytest.mark.integration,
@@ -427,10 +428,7 @@ def test_calls_that_never_send_their_request_do_not_lock_the_lane_out() -> None:
             # Two take both threads (waited for: the real call must not come
             # first); the lane, full, cancels a call of theirs after its
             # grace, and a thread so freed takes the real call.
-            deadline = time.monotonic() + 60
-            while not running.lane._starved():
-                assert time.monotonic() < deadline, "the held calls did not take the threads"
-                time.sleep(0.01)
+            until(running.lane._starved, "the held calls did not take the threads")
             answer = running.stub.Archive(pb.ArchiveRequest(request_id="real"), timeout=30)
             assert answer.request_id.startswith("real")
             assert running.lane.cancelled >= 1

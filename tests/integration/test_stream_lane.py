@@ -30,6 +30,7 @@ from msgarchive_server.edge.streams import ArchiveStreams
 from msgarchive_server.process.app import ARCHIVE_METHOD, ARCHIVE_STREAM_METHOD, build_server
 from msgarchive_server.process.config import Settings
 from msgarchive_server.stores.local import LocalStore
+from tests.polling import until
 from tests.unit.fakes import FakeStore
 from tests.unit.test_streams import WAIT, HeldStore, calls_for, metric, sms
 
@@ -96,13 +97,6 @@ def _held_requests(
     """The requests, then nothing until `hold` is set (the stream stays open)."""
     yield from requests
     hold.wait(WAIT)
-
-
-def _until(done: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not done():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.01)
 
 
 def test_every_message_is_answered_by_request_id_by_the_lane() -> None:
@@ -206,9 +200,9 @@ def test_a_cancelled_stream_gives_its_place_and_its_thread_back() -> None:
             answers = running.served.stream(_held_requests(sms(0), sms(1), hold=hold))
             assert store.entered.acquire(timeout=WAIT)  # "0" holds the only in-flight place
             answers.cancel()
-            _until(lambda: running.slots.open == 0, "the cancelled stream kept its place")
+            until(lambda: running.slots.open == 0, "the cancelled stream kept its place")
         store.release.set()
-        _until(lambda: metric(calls, "msgarchive_archives_in_flight") == 0, "a write stuck")
+        until(lambda: metric(calls, "msgarchive_archives_in_flight") == 0, "a write stuck")
         # "1" never started; the lane takes the next stream.
         after = list(running.served.stream(iter([sms(2)])))
     finally:
