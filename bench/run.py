@@ -11,19 +11,24 @@ Every mode stores the same kind of messages (all four channels in turn):
   (every ack journaled) on a plain bucket, and on a bucket with Object Lock
   and a default retention (retention + manifests).
 
-The modes run in rounds, A B C ... A B C ..., each round with fresh messages,
-so that a machine whose speed swings affects every mode alike. Each sidecar
-mode has one sidecar for all rounds. For every run: archives/s, p50/p99
-latency, and CPU per archive in each process apart: the sender (this
-process), the sidecar, and the store (SeaweedFS). Each mode's figures are
-compared with its baseline's in the same round (concurrency 1 with the
-one-thread baseline, the rest with the 16-thread one), and the report gives
-the median of those per-round ratios with their min-max spread. Tracing off
-is timed apart (the do-nothing spans of one archive), against the sidecar's
-CPU per archive. Then the view: the same lookups through ViewMessage and the
-HTTP view, interleaved per round. Then a memory check: the sidecar's RSS
-after --rss-messages archives against after a tenth of them. Exits non-zero
-if any message was lost or failed.
+The modes run in rounds, each round with fresh messages, so that a machine
+whose speed swings affects every mode alike. A round is cut into slices
+(`--slices`), and the modes take turns slice by slice, in order and then in
+the reverse order (A B C, C B A, A B C ...): two modes compared with each
+other run seconds apart, however long the round, and a drift in the machine's
+speed over a round falls on both alike. A mode's figures in a round are those
+of its slices together. Each sidecar mode has one sidecar for all rounds. For
+every run: archives/s, p50/p99 latency, and CPU per archive in each process
+apart: the sender (this process), the sidecar, and the store (SeaweedFS), each
+thread's CPU read to the nanosecond where no thread ended in between, else in
+clock ticks. Each mode's figures are compared with its baseline's in the same
+round (concurrency 1 with the one-thread baseline, the rest with the 16-thread
+one), and the report gives the median of those per-round ratios with their
+min-max spread. Tracing off is timed apart (the do-nothing spans of one
+archive), against the sidecar's CPU per archive. Then the view: the same
+lookups through ViewMessage and the HTTP view, interleaved per round. Then a
+memory check: the sidecar's RSS after --rss-messages archives against after a
+tenth of them. Exits non-zero if any message was lost or failed.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.client import HTTPConnection
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from google.protobuf import json_format
 
@@ -127,6 +132,20 @@ class Run:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
+    @classmethod
+    def joined(cls, slices: list[Run]) -> Run:
+        """A mode's slices of one round, as one run."""
+        cpu: dict[str, float] = {}
+        for part in slices:
+            for process, seconds in part.cpu.items():
+                cpu[process] = cpu.get(process, 0.0) + seconds
+        return cls(
+            seconds=sum(part.seconds for part in slices),
+            latencies=[latency for part in slices for latency in part.latencies],
+            cpu=cpu,
+            failures=sum(part.failures for part in slices),
+        )
+
 
 @dataclass
 class Figures:
@@ -150,9 +169,50 @@ def messages(count: int, first: int = 0) -> list[pb.ArchiveRequest]:
 
 
 def cpu_seconds(pid: int) -> float:
+    """The process's CPU so far, threads that ended included, in clock ticks
+    (10 ms): exact over a long run, coarse over a short one."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime + stime
     return ticks / 100.0  # USER_HZ
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    """A process's CPU at one instant: in clock ticks, and each live thread's
+    to the nanosecond (`/proc/PID/task/TID/schedstat`)."""
+
+    ticks: float
+    threads: dict[int, int]
+    # How many differences were taken, and how many of them fell back to ticks.
+    taken: ClassVar[int] = 0
+    coarse: ClassVar[int] = 0
+
+    @classmethod
+    def of(cls, pid: int) -> CpuReading:
+        threads = {}
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                threads[int(task.name)] = int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the thread ended as it was read
+        return cls(cpu_seconds(pid), threads)
+
+    def until(self, later: CpuReading) -> float:
+        """CPU seconds from this reading to `later`: the threads' nanoseconds
+        when they account for it all, else the ticks. A thread that ended in
+        between takes its time with it from the per-thread sum, so the sum is
+        used only if every thread of this reading is still there and the sum
+        agrees with the ticks to within their rounding (each reading's two
+        tick counts are rounded down, so a difference of them is off by less
+        than 0.02 s either way)."""
+        CpuReading.taken += 1
+        ticks = later.ticks - self.ticks
+        if self.threads.keys() <= later.threads.keys():
+            precise = sum(ns - self.threads.get(tid, 0) for tid, ns in later.threads.items())
+            if abs(precise / 1e9 - ticks) <= 0.03:
+                return precise / 1e9
+        CpuReading.coarse += 1
+        return ticks
 
 
 def rss_bytes(pid: int, key: str = "VmHWM") -> int:
@@ -164,11 +224,11 @@ def rss_bytes(pid: int, key: str = "VmHWM") -> int:
 
 def measured(pids: dict[str, int], work: Callable[[], tuple[list[float], int]]) -> Run:
     """Run `work` (latencies, failures), with every process's CPU over it."""
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before = {name: CpuReading.of(pid) for name, pid in pids.items()}
     sender0, started = time.process_time(), time.perf_counter()
     latencies, failures = work()
     seconds = time.perf_counter() - started
-    cpu = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+    cpu = {name: before[name].until(CpuReading.of(pid)) for name, pid in pids.items()}
     cpu["sender"] = time.process_time() - sender0
     return Run(seconds, latencies, cpu, failures)
 
@@ -335,8 +395,20 @@ def rss_growth(seaweed: SeaweedFS, total: int) -> tuple[int, int]:
     return early, late
 
 
+def sliced(batch: list[pb.ArchiveRequest], slices: int) -> list[list[pb.ArchiveRequest]]:
+    """`batch` in `slices` runs of (nearly) equal length, none empty."""
+    slices = max(1, min(slices, len(batch)))
+    size, extra = divmod(len(batch), slices)
+    out, start = [], 0
+    for number in range(slices):
+        end = start + size + (1 if number < extra else 0)
+        out.append(batch[start:end])
+        start = end
+    return out
+
+
 def run_rounds(
-    seaweed: SeaweedFS, rounds: int, count: int, log: Callable[[str], None]
+    seaweed: SeaweedFS, rounds: int, count: int, log: Callable[[str], None], slices: int = 1
 ) -> dict[str, Figures]:
     assert seaweed.process is not None
     store_pid = seaweed.process.pid
@@ -371,22 +443,26 @@ def run_rounds(
                 sidecar.address, options=[("grpc.enable_retries", 0)]
             )
             clients[mode.name].archive(samples.sms_request(created_at_ms=1))  # warm
+
+        def run(mode: Mode, batch: list[pb.ArchiveRequest]) -> Run:
+            if not mode.baseline:
+                return run_baseline(s3, buckets[mode.name], batch, mode.concurrency, store_pid)
+            process = sidecars[mode.name].process
+            assert process is not None
+            pids = {"sidecar": process.pid, "store": store_pid}
+            client = clients[mode.name]
+            if mode.window:
+                return run_stream(client, batch, mode.window, pids)
+            return run_unary(client, batch, mode.concurrency, pids)
+
         for round_ in range(rounds):
             batch = messages(count, first=round_ * count)
+            parts: dict[str, list[Run]] = {mode.name: [] for mode in MODES}
+            for number, part in enumerate(sliced(batch, slices)):
+                for mode in MODES if number % 2 == 0 else MODES[::-1]:
+                    parts[mode.name].append(run(mode, part))
             for mode in MODES:
-                if not mode.baseline:
-                    run = run_baseline(s3, buckets[mode.name], batch, mode.concurrency, store_pid)
-                else:
-                    process = sidecars[mode.name].process
-                    assert process is not None
-                    pids = {"sidecar": process.pid, "store": store_pid}
-                    client = clients[mode.name]
-                    run = (
-                        run_stream(client, batch, mode.window, pids)
-                        if mode.window
-                        else run_unary(client, batch, mode.concurrency, pids)
-                    )
-                figures[mode.name].runs.append(run)
+                figures[mode.name].runs.append(Run.joined(parts[mode.name]))
             log(f"round {round_ + 1}/{rounds} done")
         for mode in MODES:
             stored = len(keys_in(s3, buckets[mode.name]))
@@ -639,6 +715,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (at least 1)")
     parser.add_argument("--messages", type=int, default=1000, help="messages per mode per round")
+    parser.add_argument(
+        "--slices", type=int, default=4, help="turns a round is cut into (1: each mode at once)"
+    )
     parser.add_argument("--rss-messages", type=int, default=20000, help="0 skips the RSS check")
     parser.add_argument("--views", type=int, default=300, help="views per read path per round")
     args = parser.parse_args(argv)
@@ -650,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
         seaweed = SeaweedFS(Path(workdir))
         seaweed.start()
         try:
-            figures = run_rounds(seaweed, args.rounds, args.messages, log)
+            figures = run_rounds(seaweed, args.rounds, args.messages, log, args.slices)
             views = view_rounds(seaweed, args.rounds, args.views)
             log("view rounds done")
             growth = rss_growth(seaweed, args.rss_messages) if args.rss_messages else None
@@ -658,10 +737,13 @@ def main(argv: list[str] | None = None) -> int:
             seaweed.stop()
 
     print(
-        f"\n{args.messages} messages per mode per round, {args.rounds} interleaved rounds, "
-        "SeaweedFS on this machine. Each cell: the median over rounds (min-max); under it, "
-        "the median of the per-round ratios to the baseline (for CPU: to the baseline's "
-        f"sender, a direct put's whole cost). {versions()}.\n"
+        f"\n{args.messages} messages per mode per round, {args.rounds} interleaved rounds "
+        f"of {args.slices} slices, SeaweedFS on this machine. Each cell: the median over "
+        "rounds (min-max); under it, the median of the per-round ratios to the baseline "
+        f"(for CPU: to the baseline's sender, a direct put's whole cost). {versions()}. "
+        "The sidecar's and the store's CPU was read thread by thread, to the nanosecond, "
+        f"in {CpuReading.taken - CpuReading.coarse} of {CpuReading.taken} readings, "
+        "in clock ticks in the rest.\n"
     )
     print(table(figures))
     print()

@@ -39,6 +39,7 @@ def test_the_benchmark_runs_and_loses_nothing() -> None:
     assert "Sidecar RSS after 20 archives" in done.stdout
     assert "| run | archives/s | p50 ms | p99 ms | CPU µs/archive: sender |" in done.stdout
     assert "grpcio " in done.stdout  # the versions the figures depend on
+    assert "CPU was read thread by thread, to the nanosecond, in " in done.stdout
     for target in (
         "Archive, concurrency 1: sidecar CPU",
         "Archive, concurrency 1: sender + sidecar CPU",
