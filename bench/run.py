@@ -11,24 +11,26 @@ Every mode stores the same kind of messages (all four channels in turn):
   (every ack journaled) on a plain bucket, and on a bucket with Object Lock
   and a default retention (retention + manifests).
 
-The modes run in rounds, each round with fresh messages, so that a machine
-whose speed swings affects every mode alike. A round is cut into slices
-(`--slices`), and the modes take turns slice by slice, in order and then in
-the reverse order (A B C, C B A, A B C ...): two modes compared with each
-other run seconds apart, however long the round, and a drift in the machine's
-speed over a round falls on both alike. A mode's figures in a round are those
-of its slices together. Each sidecar mode has one sidecar for all rounds. For
-every run: archives/s, p50/p99 latency, and CPU per archive in each process
-apart: the sender (this process), the sidecar, and the store (SeaweedFS), each
-thread's CPU read to the nanosecond where no thread ended in between, else in
-clock ticks. Each mode's figures are compared with its baseline's in the same
-round (concurrency 1 with the one-thread baseline, the rest with the 16-thread
-one), and the report gives the median of those per-round ratios with their
-min-max spread. Tracing off is timed apart (the do-nothing spans of one
-archive), against the sidecar's CPU per archive. Then the view: the same
-lookups through ViewMessage and the HTTP view, interleaved per round. Then a
-memory check: the sidecar's RSS after --rss-messages archives against after a
-tenth of them. Exits non-zero if any message was lost or failed.
+The modes run in rounds, A B C ... A B C ..., each round with fresh messages,
+so that a machine whose speed swings affects every mode alike. A round may be
+cut into slices (`--slices`) that the modes take in turns, in order and then
+in the reverse order (A B C, C B A, ...), so that two modes compared with each
+other run closer together; but each slice then starts every mode cold, after
+the others' turns, which costs a cheap mode more in proportion than a dear one
+(docs/benchmarks.md, "Slices"), so one slice is the default. A mode's figures
+in a round are those of its slices together. Each sidecar mode has one sidecar
+for all rounds, and a stream mode one stream a round. For every run:
+archives/s, p50/p99 latency, and CPU per archive in each process apart: the
+sender (this process), the sidecar, and the store (SeaweedFS), each thread's
+CPU read to the nanosecond where no thread ended in between, else in clock
+ticks. Each mode's figures are compared with its baseline's in the same round
+(concurrency 1 with the one-thread baseline, the rest with the 16-thread one),
+and the report gives the median of those per-round ratios with their min-max
+spread. Tracing off is timed apart (the do-nothing spans of one archive),
+against the sidecar's CPU per archive. Then the view: the same lookups through
+ViewMessage and the HTTP view, interleaved per round. Then a memory check: the
+sidecar's RSS after --rss-messages archives against after a tenth of them.
+Exits non-zero if any message was lost or failed.
 """
 
 from __future__ import annotations
@@ -229,8 +231,9 @@ def measured(pids: dict[str, int], work: Callable[[], tuple[list[float], int]]) 
     sender0, started = time.process_time(), time.perf_counter()
     latencies, failures = work()
     seconds = time.perf_counter() - started
+    sender = time.process_time() - sender0  # before reading /proc, which costs this process
     cpu = {name: before[name].until(CpuReading.of(pid)) for name, pid in pids.items()}
-    cpu["sender"] = time.process_time() - sender0
+    cpu["sender"] = sender
     return Run(seconds, latencies, cpu, failures)
 
 
@@ -766,7 +769,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (at least 1)")
     parser.add_argument("--messages", type=int, default=1000, help="messages per mode per round")
     parser.add_argument(
-        "--slices", type=int, default=4, help="turns a round is cut into (1: each mode at once)"
+        "--slices",
+        type=int,
+        default=1,
+        help="turns a round is cut into (1: each mode's round at once; more: modes compared "
+        "run closer together, but each slice starts a mode cold: docs/benchmarks.md)",
     )
     parser.add_argument("--rss-messages", type=int, default=20000, help="0 skips the RSS check")
     parser.add_argument("--views", type=int, default=300, help="views per read path per round")
@@ -786,9 +793,10 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             seaweed.stop()
 
+    cut = f" of {args.slices} slices" if args.slices > 1 else ""
     print(
-        f"\n{args.messages} messages per mode per round, {args.rounds} interleaved rounds "
-        f"of {args.slices} slices, SeaweedFS on this machine. Each cell: the median over "
+        f"\n{args.messages} messages per mode per round, {args.rounds} interleaved rounds{cut}, "
+        "SeaweedFS on this machine. Each cell: the median over "
         "rounds (min-max); under it, the median of the per-round ratios to the baseline "
         f"(for CPU: to the baseline's sender, a direct put's whole cost). {versions()}. "
         "The sidecar's and the store's CPU was read thread by thread, to the nanosecond, "
