@@ -356,12 +356,15 @@ class OpenStream:
         """Send `batch` on the stream and wait for its answers."""
 
         def work() -> tuple[list[float], int]:
+            if not batch:
+                return [], 0
             with self._lock:
                 self._latencies, self._failures, self._awaited = [], 0, len(batch)
                 self._done.clear()
             for request in batch:
                 self._requests.put(request)
-            self._done.wait()
+            if not self._done.wait(600):
+                raise RuntimeError(f"{self._awaited} of {len(batch)} answers missing after 600 s")
             if self._error is not None:
                 raise RuntimeError("the stream failed") from self._error
             return self._latencies, self._failures
