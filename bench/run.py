@@ -11,12 +11,13 @@ Every mode stores the same kind of messages (all four channels in turn):
   (every ack journaled) on a plain bucket, and on a bucket with Object Lock
   and a default retention (retention + manifests).
 
-The modes run in rounds, A B C ... A B C ..., each round with fresh messages,
-so that a machine whose speed swings affects every mode alike. A round may be
-cut into slices (`--slices`) that the modes take in turns, in order and then
-in the reverse order (A B C, C B A, ...), so that two modes compared with each
-other run closer together; but each slice then starts every mode cold, after
-the others' turns, which costs a cheap mode more in proportion than a dear one
+The modes run in rounds, each round with fresh messages, so that a machine
+whose speed swings affects every mode alike, in the order A B C in one round
+and C B A in the next, so that of two modes compared each runs first as often
+as the other. A round may be cut into slices (`--slices`) that the modes take
+in turns the same way, so that two modes compared with each other run closer
+together; but each slice then starts every mode cold, after the others' turns,
+which costs a cheap mode more in proportion than a dear one
 (docs/benchmarks.md, "Slices"), so one slice is the default. A mode's figures
 in a round are those of its slices together. Each sidecar mode has one sidecar
 for all rounds, and a stream mode one stream a round. For every run:
@@ -512,7 +513,9 @@ def run_rounds(
             }
             try:
                 for number, part in enumerate(sliced(batch, slices)):
-                    for mode in MODES if number % 2 == 0 else MODES[::-1]:
+                    # Every other turn in the reverse order, the rounds too: of two
+                    # modes compared, each runs first as often as the other.
+                    for mode in MODES if (round_ + number) % 2 == 0 else MODES[::-1]:
                         parts[mode.name].append(run(mode, part))
             finally:
                 for stream in streams.values():
