@@ -525,25 +525,17 @@ class LaneStream(LaneContext):
     the call's events from its queue (`next_event`); any thread may `send` an
     answer: it starts at once when no other is being sent, else after those
     before it, and its SENT event carries the note it was given. `finish`
-    sends the status once the handler returns.
-
-    An answer's batch is started outside the send lock: the core may write
-    the answer to the socket within that call, and the threads sending
-    meanwhile queue theirs instead of waiting on the lock for the write
-    (about 0.95x the sidecar's CPU a stream message: docs/benchmarks.md).
-    `finish` waits for a batch being started, so the status never goes
-    before an answer that was taken to be sent."""
+    sends the status once the handler returns."""
 
     def __init__(self, event: Any, queue: Any, method: str) -> None:
         super().__init__(event, queue)
         self.call_details = _CallDetails(method, event.invocation_metadata)
         self._receiving = False
         self._received_tag, self._sent_tag, self._closed_tag = object(), object(), object()
-        self._send_lock = threading.Condition()
+        self._send_lock = threading.Lock()
         self._unsent: collections.deque[tuple[bytes, object]] = collections.deque()
         self._in_send: object | None = None  # the note of the answer being sent
         self._sending = False
-        self._starting = 0  # answers taken to be sent whose batch is not started yet
         self.closed = False  # the caller cancelled, or the deadline passed
         event.call.start_server_batch((cygrpc.ReceiveCloseOnServerOperation(0),), self._closed_tag)
 
@@ -568,29 +560,16 @@ class LaneStream(LaneContext):
             if self._sending:
                 self._unsent.append((body, note))
                 return
-            operations = self._take_send(body, note)
-        self._start_send(operations)
+            self._start_send(body, note)
 
-    def _take_send(self, body: bytes, note: object) -> tuple[Any, ...]:
-        """Make `body` the answer being sent (holding the send lock, none being
-        sent): the batch to start."""
+    def _start_send(self, body: bytes, note: object) -> None:
+        """Start sending `body` (holding the send lock, none being sent)."""
         operations: tuple[Any, ...] = (cygrpc.SendMessageOperation(body, 0),)
         if not self._initial_sent:
             self._initial_sent = True
             operations = (cygrpc.SendInitialMetadataOperation(None, 0), *operations)
         self._in_send = note
-        self._sending = True
-        self._starting += 1
-        return operations
-
-    def _start_send(self, operations: tuple[Any, ...]) -> None:
-        """Start the batch `_take_send` made (not holding the send lock)."""
-        started = self._start(operations, self._sent_tag)
-        with self._send_lock:
-            self._starting -= 1
-            if not started:
-                self._sending = False  # no SENT event will come for it
-            self._send_lock.notify_all()
+        self._sending = self._start(operations, self._sent_tag)
 
     def _start(self, operations: tuple[Any, ...], tag: object) -> bool:
         """Start a batch; False if the core refused it (no event will come
@@ -622,15 +601,12 @@ class LaneStream(LaneContext):
 
     def _sent(self, *, ok: bool) -> object:
         """The note of the answer just sent; the next waiting one starts."""
-        operations = None
         with self._send_lock:
             note, self._in_send, self._sending = self._in_send, None, False
             if ok and self._unsent and not self.finished:
-                operations = self._take_send(*self._unsent.popleft())
+                self._start_send(*self._unsent.popleft())
             elif not ok:
                 self.closed = True  # the call broke: what is left is never sent
-        if operations is not None:
-            self._start_send(operations)
         return note
 
     def finish(self, body: bytes | None = None) -> None:
@@ -640,8 +616,6 @@ class LaneStream(LaneContext):
         with self._send_lock:
             self.finished = True
             self._unsent.clear()
-            while self._starting:  # an answer taken to be sent goes first
-                self._send_lock.wait()
             initial_sent = self._initial_sent
         code = self._code or grpc.StatusCode.OK
         details = (self._details or "").encode("utf-8")
