@@ -619,10 +619,18 @@ def versions() -> str:
     return f"Python {sys.version.split()[0]}, " + ", ".join(found)
 
 
-def targets(figures: dict[str, Figures]) -> list[tuple[str, str, bool]]:
-    """Each target of issue 22: what it is, the measured figure, and whether it is met.
+def verdict(values: list[float], most: float) -> str:
+    """Whether the median of the per-round `values` is at most `most`; and, when
+    rounds fell on both sides of the line, that one run does not decide it."""
+    said = "met" if statistics.median(values) <= most else "MISSED"
+    if min(values) <= most < max(values):
+        said += " (rounds on both sides of the line)"
+    return said
+
+
+def targets(figures: dict[str, Figures]) -> list[tuple[str, str, str]]:
+    """Each target of issue 22: what it is, the measured figure, and its verdict.
     CPU ratios are against the baseline's sender CPU (a direct put's whole cost)."""
-    med = statistics.median
 
     def against(mode: str, value: Callable[[Run], float]) -> list[float]:
         runs, base = figures[mode].runs, figures[next(m for m in MODES if m.name == mode).baseline]
@@ -636,7 +644,7 @@ def targets(figures: dict[str, Figures]) -> list[tuple[str, str, bool]]:
 
     unary_1, unary_n = "Archive, concurrency 1", f"Archive, concurrency {CONCURRENCY}"
     stream = "ArchiveStream, window 16"
-    found: list[tuple[str, str, bool]] = []
+    found: list[tuple[str, str, str]] = []
     for mode, most_sidecar, most_pod in (
         (unary_1, 0.5, 0.8),
         (unary_n, 0.5, 0.8),
@@ -644,15 +652,15 @@ def targets(figures: dict[str, Figures]) -> list[tuple[str, str, bool]]:
     ):
         side, both = against(mode, sidecar), against(mode, pod)
         found.append((f"{mode}: sidecar CPU <= {most_sidecar}x a direct put's",
-                      spread(side, suffix="x"), med(side) <= most_sidecar))  # fmt: skip
+                      spread(side, suffix="x"), verdict(side, most_sidecar)))  # fmt: skip
         found.append((f"{mode}: sender + sidecar CPU <= {most_pod}x a direct put's",
-                      spread(both, suffix="x"), med(both) <= most_pod))  # fmt: skip
+                      spread(both, suffix="x"), verdict(both, most_pod)))  # fmt: skip
     base_1 = figures[BASE_1].runs
     p50 = [
         u.percentile(0.5) - b.percentile(0.5)
         for u, b in zip(figures[unary_1].runs, base_1, strict=True)
     ]
-    found.append((f"{unary_1} adds <= 0.3 ms p50", spread(p50, 2, " ms"), med(p50) <= 0.3))
+    found.append((f"{unary_1} adds <= 0.3 ms p50", spread(p50, 2, " ms"), verdict(p50, 0.3)))
     for mode, says in (
         ("manifests", "manifests"),
         ("retention + manifests", "retention + manifests (with the locked bucket's own cost)"),
@@ -663,7 +671,7 @@ def targets(figures: dict[str, Figures]) -> list[tuple[str, str, bool]]:
             for m, s in zip(runs, figures[stream].runs, strict=True)
         ]
         found.append((f"{says} <= 1.03x the sidecar's CPU (stream, window 16)",
-                      spread(ratios, suffix="x"), med(ratios) <= 1.03))  # fmt: skip
+                      spread(ratios, suffix="x"), verdict(ratios, 1.03)))  # fmt: skip
     return found
 
 
@@ -678,7 +686,7 @@ def tracing_lines(figures: dict[str, Figures], off_cost_us: float) -> list[str]:
         f"- tracing on (OTLP/HTTP to a sink process) adds to Archive p50 at concurrency 1: "
         f"{spread(p50, 3, ' ms')}; sidecar CPU per archive on/off: {spread(cpu, suffix='x')} "
         f"(target <= 1.10x, every span kept): "
-        f"{'met' if statistics.median(cpu) <= 1.10 else 'MISSED'}",
+        f"{verdict(cpu, 1.10)}",
         f"- tracing off (nothing configured) costs {off_cost_us:.2f} us per archive "
         f"(5 do-nothing spans, timed apart), {share:.2%} of the sidecar's CPU per archive: "
         f"{'met' if share < 0.01 else 'MISSED'} (target: under 1%)",
@@ -811,8 +819,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(figures))
     print()
-    for what, figure, met in targets(figures):
-        print(f"- {what}: {figure}: {'met' if met else 'MISSED'}")
+    for what, figure, said in targets(figures):
+        print(f"- {what}: {figure}: {said}")
     for line in tracing_lines(figures, tracing_off_cost()):
         print(line)
     if growth:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bench.run import CpuReading, Run, messages, sliced
+from bench.run import CpuReading, Run, messages, sliced, verdict
 
 
 def reading(ticks: float, **threads: int) -> CpuReading:
@@ -73,3 +73,11 @@ def test_a_modes_slices_make_one_run() -> None:
     assert joined.cpu_ms("sidecar") == pytest.approx(500.0)  # 1.5 s over 3 archives
     assert joined.cpu_ms("store") == pytest.approx(250.0)
     assert joined.failures == 1
+
+
+def test_a_verdict_says_when_the_rounds_fall_on_both_sides_of_the_line() -> None:
+    assert verdict([0.25, 0.27, 0.29], 0.3) == "met"
+    assert verdict([0.31, 0.33, 0.35], 0.3) == "MISSED"
+    assert verdict([0.25, 0.28, 0.35], 0.3) == "met (rounds on both sides of the line)"
+    assert verdict([0.25, 0.32, 0.35], 0.3) == "MISSED (rounds on both sides of the line)"
+    assert verdict([0.2, 0.25, 0.3], 0.3) == "met"  # a round on the line is not over it
