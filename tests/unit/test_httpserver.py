@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 
 from msgarchive_server import addresses
 from msgarchive_server.edge.httpserver import HttpServer, Limits
+from tests.polling import until
 from tests.sockets import still_open
 
 WAIT = 60.0  # a deadline only a broken server reaches
@@ -53,13 +53,6 @@ def server(app: App) -> Iterator[HttpServer]:
     finally:
         app.held.set()
         served.stop(5)
-
-
-def until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "not reached before the deadline"
-        time.sleep(0.01)
 
 
 def connect(server: HttpServer, sends: bytes = b"") -> socket.socket:

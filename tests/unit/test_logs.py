@@ -10,7 +10,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, cast
 
@@ -19,6 +18,7 @@ import structlog
 
 from msgarchive_server.telemetry import logs
 from msgarchive_server.telemetry.logs import configure_logging, flush_logs
+from tests.polling import until
 
 
 @pytest.fixture
@@ -297,11 +297,3 @@ def test_lines_stdout_refuses_are_counted_and_said_once_on_stderr(
         "msgarchive: cannot write log lines to stdout (BrokenPipeError: [Errno 32] Broken "
         "pipe); they are dropped and counted until it takes them again"
     ]
-
-
-def until(condition: Callable[[], bool]) -> None:
-    """Poll `condition` to a deadline only a hang reaches."""
-    deadline = time.monotonic() + 60
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.005)
