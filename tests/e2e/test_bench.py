@@ -85,7 +85,7 @@ def test_the_witnessing_span_and_floor_benchmarks_run() -> None:
         (["bench.witnessing", "--rounds", "1", "--seals", "2", "--hours", "30"],
          ("added by 2 witnesses and a TSA", "verify of a 30-hour log")),
         (["bench.spans", "--traces", "50", "--rounds", "1"],
-         ("1 span a trace:", "4 spans a trace:")),
+         ("1 span a trace:", "4 spans a trace:", "; the calling thread ")),
         (["bench.floor", "--calls", "50", "--rounds", "1"],
          ("| boto3 put |", "| sidecar |", "| gRPC server, nothing else |",
           "| the store's write (S3Store.put) |", "| the same, log level warning |",
